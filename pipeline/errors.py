@@ -1,0 +1,29 @@
+"""Named errors for expected failures. Stages print them as one line and exit non-zero."""
+
+
+class PipelineError(Exception):
+    """An expected failure: bad input, bad configuration or an unreachable source."""
+
+
+class ConfigError(PipelineError):
+    """params.yaml does not match the schema; the message names the key."""
+
+
+class DownloadError(PipelineError):
+    """No mirror delivered the expected bytes of a file."""
+
+
+class ChecksumError(PipelineError):
+    """A file's size or digest differs from the value recorded in the dataset config."""
+
+
+class ArchiveError(PipelineError):
+    """A gzip archive is corrupt, truncated or decompresses beyond its expected size."""
+
+
+class IdxFormatError(PipelineError):
+    """An IDX file breaks the format: magic, dtype code, dimensions or payload length."""
+
+
+class DatasetError(PipelineError):
+    """Decoded arrays are inconsistent: counts that disagree or labels out of range."""

@@ -1,0 +1,92 @@
+"""Atomic writes and streaming digests: the only way stages put bytes on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+import numpy as np
+import numpy.typing as npt
+
+CHUNK_SIZE = 1 << 20
+
+
+def _temp_sibling(final: Path, suffix: str) -> Path:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=suffix, dir=final.parent))
+    scratch.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; a published folder gets the usual mode
+    return scratch
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+@contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``final``; rename it onto ``final`` only on success.
+
+    A crash or an exception leaves ``final`` as it was (absent or the previous good file),
+    never half-written.
+    """
+    scratch = _temp_sibling(final, ".tmp")
+    temp = scratch / final.name
+    try:
+        yield temp
+        temp.replace(final)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """Yield an empty temporary directory that replaces ``final`` only on success."""
+    scratch = _temp_sibling(final, ".tmp")
+    try:
+        yield scratch
+        if final.exists():
+            retired = _temp_sibling(final, ".old")
+            final.replace(retired / final.name)
+            scratch.replace(final)
+            shutil.rmtree(retired)
+        else:
+            scratch.replace(final)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def write_bytes_atomic(final: Path, data: bytes) -> None:
+    with atomic_path(final) as temp:
+        temp.write_bytes(data)
+
+
+def digests_of_stream(stream: BinaryIO, algorithms: tuple[str, ...]) -> tuple[int, dict[str, str]]:
+    """Read ``stream`` to the end; return its size and hex digests for each algorithm."""
+    hashers = {name: hashlib.new(name) for name in algorithms}
+    size = 0
+    while chunk := stream.read(CHUNK_SIZE):
+        size += len(chunk)
+        for hasher in hashers.values():
+            hasher.update(chunk)
+    return size, {name: hasher.hexdigest() for name, hasher in hashers.items()}
+
+
+def sha256_of(path: Path) -> str:
+    with path.open("rb") as stream:
+        return digests_of_stream(stream, ("sha256",))[1]["sha256"]
+
+
+def write_npz(final: Path, arrays: dict[str, npt.NDArray[Any]], *, compressed: bool) -> None:
+    """Write an .npz atomically. numpy dates its zip entries 1980-01-01, so equal arrays give
+    equal bytes."""
+    save = cast(Any, np.savez_compressed if compressed else np.savez)  # stubs reject **arrays
+    with atomic_path(final) as temp, temp.open("wb") as out:
+        save(out, **arrays)

@@ -1,0 +1,77 @@
+"""The IDX file format (LeCun et al.), read strictly and written canonically.
+
+Layout: two zero bytes, a dtype code byte, a dimension-count byte, one big-endian uint32 per
+dimension, then exactly prod(dims) items big-endian, and nothing after them.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.errors import IdxFormatError
+
+MAGIC_PREFIX = b"\x00\x00"
+HEADER_SIZE = 4
+DIM_SIZE = 4
+MAX_DIMS = 8
+
+#: dtype code -> big-endian numpy dtype, as the format defines them.
+DTYPES: dict[int, np.dtype[np.generic]] = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+_CODES = {dtype.newbyteorder("="): code for code, dtype in DTYPES.items()}
+
+
+def parse_idx(data: bytes, source: str) -> npt.NDArray[np.generic]:
+    """Decode an IDX byte string; raise IdxFormatError naming ``source`` on any deviation."""
+    if len(data) < HEADER_SIZE:
+        raise IdxFormatError(f"{source}: expected a {HEADER_SIZE}-byte IDX header, found {len(data)} bytes")
+    if data[:2] != MAGIC_PREFIX:
+        raise IdxFormatError(f"{source}: expected magic 0x0000 in bytes 0-1, found 0x{data[:2].hex()}")
+    code, ndim = data[2], data[3]
+    if code not in DTYPES:
+        allowed = ", ".join(f"0x{c:02X}" for c in DTYPES)
+        raise IdxFormatError(f"{source}: unknown dtype code 0x{code:02X}; allowed: {allowed}")
+    if not 1 <= ndim <= MAX_DIMS:
+        raise IdxFormatError(f"{source}: expected 1 to {MAX_DIMS} dimensions, found {ndim}")
+    payload_start = HEADER_SIZE + DIM_SIZE * ndim
+    if len(data) < payload_start:
+        raise IdxFormatError(f"{source}: header declares {ndim} dimensions but the file ends at byte {len(data)}")
+    dims = struct.unpack(f">{ndim}I", data[HEADER_SIZE:payload_start])
+    dtype = DTYPES[code]
+    expected = math.prod(dims) * dtype.itemsize
+    found = len(data) - payload_start
+    if found != expected:
+        shape = "x".join(map(str, dims))
+        problem = "trailing bytes" if found > expected else "truncated payload"
+        raise IdxFormatError(
+            f"{source}: {problem}: header {shape} of {dtype.name} needs {expected} payload bytes, found {found}"
+        )
+    array = np.frombuffer(data, dtype=dtype, count=math.prod(dims), offset=payload_start)
+    return array.reshape(dims).astype(dtype.newbyteorder("="), copy=False)
+
+
+def read_idx(path: Path) -> npt.NDArray[np.generic]:
+    return parse_idx(path.read_bytes(), str(path))
+
+
+def encode_idx(array: npt.NDArray[np.generic]) -> bytes:
+    """Encode an array as IDX; the inverse of :func:`parse_idx`."""
+    native = array.dtype.newbyteorder("=")
+    if native not in _CODES:
+        raise ValueError(f"IDX has no dtype code for {array.dtype}")
+    if not 1 <= array.ndim <= MAX_DIMS:
+        raise ValueError(f"IDX holds 1 to {MAX_DIMS} dimensions, not {array.ndim}")
+    code = _CODES[native]
+    header = MAGIC_PREFIX + bytes([code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + np.ascontiguousarray(array, dtype=DTYPES[code]).tobytes()

@@ -1,0 +1,52 @@
+"""The thin shell every stage shares: logging, params loading, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from pipeline.config import Params, load_params
+from pipeline.errors import PipelineError
+
+log = logging.getLogger("pipeline")
+
+
+def stage_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="validated params file")
+    return parser
+
+
+def run_stage(name: str, work: Callable[[Params], str], params_path: Path) -> int:
+    """Validate params, run ``work``, log its summary; expected failures become one line, exit 1."""
+    _configure_logging(name)
+    try:
+        params = load_params(params_path)
+        summary = work(params)
+    except PipelineError as exc:
+        log.error("error: %s", _one_line(str(exc)))
+        return 1
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        log.error("error: %s%s", where, exc.strerror or exc)
+        return 1
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    log.info("%s", summary)
+    return 0
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+def _configure_logging(name: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{name}: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False
