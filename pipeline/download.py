@@ -61,6 +61,8 @@ class FetchSettings:
     user_agent: str
     mode: ArchiveCheck
     progress: bool
+    #: Built per run, so HTTP(S)_PROXY / NO_PROXY are read when the stage starts.
+    opener: urllib.request.OpenerDirector
 
 
 def mirror_url(mirror: str, file_name: str) -> str:
@@ -137,7 +139,7 @@ def _transfer(url: str, spec: ArchiveSpec, partial: Path, settings: FetchSetting
     request = urllib.request.Request(url, headers={"User-Agent": settings.user_agent})
     if offset and resumable:
         request.add_header("Range", f"bytes={offset}-")
-    response = _open(request, settings.timeout)
+    response = _open(settings.opener, request, settings.timeout)
     with response:
         offset = _resume_offset(response, offset if resumable else 0, partial)
         announced = _announced_total(response.headers, offset)
@@ -152,9 +154,11 @@ def _transfer(url: str, spec: ArchiveSpec, partial: Path, settings: FetchSetting
     return ArchiveDigests(size=size, md5=hashers["md5"].hexdigest(), sha256=hashers["sha256"].hexdigest())
 
 
-def _open(request: urllib.request.Request, timeout: float) -> http.client.HTTPResponse:
+def _open(
+    opener: urllib.request.OpenerDirector, request: urllib.request.Request, timeout: float
+) -> http.client.HTTPResponse:
     try:
-        response: http.client.HTTPResponse = urllib.request.urlopen(request, timeout=timeout)
+        response: http.client.HTTPResponse = opener.open(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         status = f"HTTP {exc.code} {exc.reason}"
         if exc.code in RETRYABLE_STATUS:
@@ -250,6 +254,7 @@ def download(params: Params, raw_dir: Path) -> str:
         user_agent=params.download.user_agent,
         mode=params.verify.archive,
         progress=sys.stderr.isatty(),
+        opener=urllib.request.build_opener(),
     )
     partial_dir = raw_dir.parent / PARTIAL_DIR_NAME
     for spec in dataset.archives():

@@ -19,6 +19,7 @@ MAGIC_PREFIX = b"\x00\x00"
 HEADER_SIZE = 4
 DIM_SIZE = 4
 MAX_DIMS = 8
+MAX_NOMINAL_BYTES = 1 << 48
 
 #: dtype code -> big-endian numpy dtype, as the format defines them.
 DTYPES: dict[int, np.dtype[np.generic]] = {
@@ -49,6 +50,9 @@ def parse_idx(data: bytes, source: str) -> npt.NDArray[np.generic]:
         raise IdxFormatError(f"{source}: header declares {ndim} dimensions but the file ends at byte {len(data)}")
     dims = struct.unpack(f">{ndim}I", data[HEADER_SIZE:payload_start])
     dtype = DTYPES[code]
+    if math.prod(max(dim, 1) for dim in dims) * dtype.itemsize > MAX_NOMINAL_BYTES:
+        # numpy cannot even describe such a shape, empty or not (found by the fuzz test).
+        raise IdxFormatError(f"{source}: dimensions {'x'.join(map(str, dims))} describe more than 2**48 bytes")
     expected = math.prod(dims) * dtype.itemsize
     found = len(data) - payload_start
     if found != expected:
