@@ -104,7 +104,8 @@ def check_archive(
     digests = digests or archive_digests(path)
     archive_ok = (digests.size, digests.md5, digests.sha256) == (spec.size, spec.md5, spec.sha256)
     payload: tuple[int, str] | None = None
-    if full or (not archive_ok and mode is ArchiveCheck.payload):
+    # A strict mismatch is reported as such, before decompressing bytes already known wrong.
+    if (full and archive_ok) or (not archive_ok and mode is ArchiveCheck.payload):
         payload = payload_digest(path, spec.payload_size)
     payload_ok = payload == (spec.payload_size, spec.payload_sha256)
     payload_size, payload_sha = payload if payload else (None, None)

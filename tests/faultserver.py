@@ -125,7 +125,9 @@ def _handler(server_state: FaultServer) -> type[BaseHTTPRequestHandler]:
                 headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
                 self._status(fault.status, b"error", headers)
             elif fault.kind == "html":
-                self._status(200, b"<!DOCTYPE html><html><body>Access denied</body></html>", {"Content-Type": "text/html"})
+                self._status(
+                    200, b"<!DOCTYPE html><html><body>Access denied</body></html>", {"Content-Type": "text/html"}
+                )
             elif fault.kind == "truncate":
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(data)))

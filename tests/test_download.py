@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import signal
@@ -57,11 +58,16 @@ def test_downloads_every_archive_with_user_agent(tmp_path: Path, tiny: TinyDatas
     ids=lambda f: f"{f.kind}-{f.status}",
 )
 def test_bad_first_mirror_falls_back_to_second(
-    tmp_path: Path, tiny: TinyDataset, fault: Fault, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    tiny: TinyDataset,
+    fault: Fault,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    with serve(FaultServer(files=dict(tiny.archives), faults={TRAIN_IMAGES: fault})) as bad, serve(
-        FaultServer(files=dict(tiny.archives))
-    ) as good:
+    with (
+        serve(FaultServer(files=dict(tiny.archives), faults={TRAIN_IMAGES: fault})) as bad,
+        serve(FaultServer(files=dict(tiny.archives))) as good,
+    ):
         code, raw = run_download(tmp_path, params_for(tiny, [bad.url, good.url]))
     assert code == 0
     assert_canonical(raw, tiny)
@@ -81,12 +87,15 @@ def test_wrong_bytes_are_rejected_and_next_mirror_used(
     assert "expected" in capsys.readouterr().err
 
 
-def test_same_size_wrong_hash_is_rejected(tmp_path: Path, tiny: TinyDataset, capsys: pytest.CaptureFixture[str]) -> None:
+def test_same_size_wrong_hash_is_rejected(
+    tmp_path: Path, tiny: TinyDataset, capsys: pytest.CaptureFixture[str]
+) -> None:
     original = tiny.archives[TRAIN_IMAGES]
     flipped = original[:-5] + bytes([original[-5] ^ 0xFF]) + original[-4:]
-    with serve(FaultServer(files={**tiny.archives, TRAIN_IMAGES: flipped})) as bad, serve(
-        FaultServer(files=dict(tiny.archives))
-    ) as good:
+    with (
+        serve(FaultServer(files={**tiny.archives, TRAIN_IMAGES: flipped})) as bad,
+        serve(FaultServer(files=dict(tiny.archives))) as good,
+    ):
         code, raw = run_download(tmp_path, params_for(tiny, [bad.url, good.url]))
     assert code == 0
     assert_canonical(raw, tiny)
@@ -103,9 +112,7 @@ def test_transient_503_is_retried_honouring_retry_after(tmp_path: Path, tiny: Ti
 
 
 def test_cut_transfer_resumes_with_range(tmp_path: Path, tiny: TinyDataset) -> None:
-    with serve(
-        FaultServer(files=dict(tiny.archives), faults={TRAIN_IMAGES: Fault("truncate", times=1)})
-    ) as server:
+    with serve(FaultServer(files=dict(tiny.archives), faults={TRAIN_IMAGES: Fault("truncate", times=1)})) as server:
         code, raw = run_download(tmp_path, params_for(tiny, [server.url]))
     assert code == 0
     assert_canonical(raw, tiny)
@@ -144,9 +151,10 @@ def test_corrupt_partial_from_earlier_run_is_discarded(tmp_path: Path, tiny: Tin
 def test_stall_longer_than_timeout_moves_on(tmp_path: Path, tiny: TinyDataset) -> None:
     params = params_for(tiny, [], download={"timeout": 0.3, "retries": 0})
     stall = Fault("stall", seconds=2.0)
-    with serve(FaultServer(files=dict(tiny.archives), faults={TRAIN_IMAGES: stall})) as slow, serve(
-        FaultServer(files=dict(tiny.archives))
-    ) as good:
+    with (
+        serve(FaultServer(files=dict(tiny.archives), faults={TRAIN_IMAGES: stall})) as slow,
+        serve(FaultServer(files=dict(tiny.archives))) as good,
+    ):
         params["dataset"]["mirrors"] = [slow.url, good.url]
         started = time.monotonic()
         code, raw = run_download(tmp_path, params)
@@ -167,9 +175,10 @@ def test_every_mirror_failing_names_each_and_leaves_nothing(
 ) -> None:
     faults_one = {TRAIN_IMAGES: Fault("status", status=404)}
     faults_two = {TRAIN_IMAGES: Fault("status", status=500)}
-    with serve(FaultServer(files=dict(tiny.archives), faults=faults_one)) as one, serve(
-        FaultServer(files=dict(tiny.archives), faults=faults_two)
-    ) as two:
+    with (
+        serve(FaultServer(files=dict(tiny.archives), faults=faults_one)) as one,
+        serve(FaultServer(files=dict(tiny.archives), faults=faults_two)) as two,
+    ):
         code, raw = run_download(tmp_path, params_for(tiny, [one.url, two.url, "http://127.0.0.1:9/"]))
     assert code == 1
     error_lines = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
@@ -202,7 +211,9 @@ def test_present_valid_file_is_not_downloaded_again(tmp_path: Path, tiny: TinyDa
     assert len(mirror.requests) == count
 
 
-def test_http_proxy_from_environment_is_used(tmp_path: Path, tiny: TinyDataset, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_http_proxy_from_environment_is_used(
+    tmp_path: Path, tiny: TinyDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with serve(FaultServer(files=dict(tiny.archives))) as proxy:
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
         monkeypatch.setenv("NO_PROXY", "")
@@ -216,8 +227,6 @@ def test_http_proxy_from_environment_is_used(tmp_path: Path, tiny: TinyDataset, 
 def test_recompressed_archive_passes_only_in_payload_mode(
     tmp_path: Path, tiny: TinyDataset, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import gzip
-
     payload = gzip.decompress(tiny.archives[TRAIN_IMAGES])
     recompressed = gzip.compress(payload, compresslevel=1, mtime=12345)
     assert recompressed != tiny.archives[TRAIN_IMAGES]

@@ -1,0 +1,74 @@
+"""extract stage: bounded, strict decompression of hostile archives."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+
+import pytest
+
+from pipeline import extract
+from tests.conftest import TinyDataset, params_for, write_params
+
+TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
+
+
+def run_extract(tmp_path: Path, tiny: TinyDataset, train_images: bytes | None = None) -> tuple[int, Path]:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name, data in tiny.archives.items():
+        (raw / name).write_bytes(train_images if name == TRAIN_IMAGES and train_images is not None else data)
+    idx_dir = tmp_path / "idx"
+    params = write_params(tmp_path, params_for(tiny, ["unused"]))
+    return extract.main(["--params", str(params), str(raw), str(idx_dir)]), idx_dir
+
+
+def test_extracts_each_payload(tmp_path: Path, tiny: TinyDataset) -> None:
+    code, idx_dir = run_extract(tmp_path, tiny)
+    assert code == 0
+    for name, data in tiny.archives.items():
+        assert (idx_dir / name.removesuffix(".gz")).read_bytes() == gzip.decompress(data)
+
+
+def corrupt_crc(archive: bytes) -> bytes:
+    return archive[:-8] + bytes([archive[-8] ^ 0xFF]) + archive[-7:]
+
+
+def bomb(payload_size: int) -> bytes:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = b"\x00" * (1 << 20)
+    parts = [compressor.compress(zeros) for _ in range(max(4, 4 * payload_size // len(zeros) + 4))]
+    return b"".join(parts) + compressor.flush()
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda a: a[: len(a) // 2], "corrupt gzip stream"),
+        (corrupt_crc, "CRC check failed"),
+        (lambda a: b"", "expected gzip magic 0x1f8b, found an empty file"),
+        (lambda a: b"<!DOCTYPE html>", "expected gzip magic 0x1f8b, found bytes 0x3c21"),
+        (lambda a: gzip.compress(gzip.decompress(a)[:-10], mtime=0), "-byte payload, found"),
+    ],
+    ids=["truncated", "crc", "empty", "html", "short-payload"],
+)
+def test_bad_archive_fails_and_leaves_no_idx(
+    tmp_path: Path, tiny: TinyDataset, make: object, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert callable(make)
+    code, idx_dir = run_extract(tmp_path, tiny, make(tiny.archives[TRAIN_IMAGES]))
+    assert code == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("extract: error: ") and TRAIN_IMAGES in line and message in line
+    assert not idx_dir.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_gzip_bomb_stops_at_expected_size(
+    tmp_path: Path, tiny: TinyDataset, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, idx_dir = run_extract(tmp_path, tiny, bomb(tiny.splits_spec["train"]["images"]["payload_size"]))
+    assert code == 1
+    assert "payload exceeds the expected" in capsys.readouterr().err
+    assert not idx_dir.exists()
