@@ -1,0 +1,107 @@
+"""Python reader for the exported npz, in the shape of the classic TensorFlow tutorial's
+``input_data.read_data_sets``: train / validation / test ``DataSet`` objects with ``images``,
+``labels``, ``num_examples`` and ``next_batch``.
+
+    from pipeline.reader import read_data_sets
+    mnist = read_data_sets("data/mnist/export/mnist.npz", one_hot=True)
+    images, labels = mnist.train.next_batch(100)   # float32 (100, 784), float32 (100, 10)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+DEFAULT_VALIDATION_SIZE = 5000
+
+
+@dataclass
+class DataSet:
+    """One split. ``next_batch`` walks it in epochs; with ``shuffle`` each epoch has its own
+    permutation drawn from a generator seeded once, so a run is repeatable."""
+
+    images: npt.NDArray[Any]
+    labels: npt.NDArray[Any]
+    seed: int | None = 0
+    epochs_completed: int = 0
+    _order: npt.NDArray[np.intp] = field(init=False, repr=False)
+    _position: int = field(default=0, init=False, repr=False)
+    _rng: np.random.Generator = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+        self._rng = np.random.default_rng(self.seed)
+        self._order = np.arange(len(self.images))
+
+    @property
+    def num_examples(self) -> int:
+        return len(self.images)
+
+    def next_batch(self, batch_size: int, shuffle: bool = True) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+        """The next ``batch_size`` examples; a batch that crosses an epoch end takes the rest of
+        the old epoch and the start of the next, reshuffled (as the TensorFlow reader did)."""
+        if not 0 < batch_size <= self.num_examples:
+            raise ValueError(f"batch_size must be 1..{self.num_examples}, got {batch_size}")
+        if self._position == 0 and self.epochs_completed == 0 and shuffle:
+            self._order = self._rng.permutation(self.num_examples)
+        end = self._position + batch_size
+        if end <= self.num_examples:
+            chosen = self._order[self._position : end]
+            self._position = end
+        else:
+            rest = self._order[self._position :]
+            self.epochs_completed += 1
+            self._order = self._rng.permutation(self.num_examples) if shuffle else np.arange(self.num_examples)
+            self._position = batch_size - len(rest)
+            chosen = np.concatenate([rest, self._order[: self._position]])
+        return self.images[chosen], self.labels[chosen]
+
+
+class Datasets(NamedTuple):
+    train: DataSet
+    validation: DataSet
+    test: DataSet
+
+
+def read_data_sets(
+    npz_path: str | Path,
+    *,
+    one_hot: bool = False,
+    dtype: type[np.floating[Any]] | type[np.uint8] = np.float32,
+    reshape: bool = True,
+    validation_size: int = DEFAULT_VALIDATION_SIZE,
+    num_classes: int = 10,
+    seed: int | None = 0,
+) -> Datasets:
+    """Read a Keras-style npz (x_train, y_train, x_test, y_test, optionally x_val, y_val).
+
+    Without x_val in the file, validation is the first ``validation_size`` training images.
+    ``dtype`` float32 scales uint8 pixels to [0, 1]; ``reshape`` flattens images to (n, pixels).
+    """
+    with np.load(npz_path, allow_pickle=False) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    if "x_val" in arrays:
+        train = (arrays["x_train"], arrays["y_train"])
+        validation = (arrays["x_val"], arrays["y_val"])
+    else:
+        if not 0 <= validation_size <= len(arrays["x_train"]):
+            raise ValueError(f"validation_size must be 0..{len(arrays['x_train'])}, got {validation_size}")
+        train = (arrays["x_train"][validation_size:], arrays["y_train"][validation_size:])
+        validation = (arrays["x_train"][:validation_size], arrays["y_train"][:validation_size])
+    test = (arrays["x_test"], arrays["y_test"])
+
+    def prepare(images: npt.NDArray[Any], labels: npt.NDArray[Any], offset: int) -> DataSet:
+        if images.dtype == np.uint8 and dtype != np.uint8:
+            images = images.astype(dtype) / dtype(255)
+        if reshape:
+            images = images.reshape(len(images), int(np.prod(images.shape[1:])))
+        if one_hot and labels.ndim == 1:
+            labels = np.eye(num_classes, dtype=np.float32)[labels]
+        return DataSet(images, labels, seed=None if seed is None else seed + offset)
+
+    return Datasets(prepare(*train, 0), prepare(*validation, 1), prepare(*test, 2))

@@ -1,0 +1,60 @@
+"""read_data_sets: the classic TensorFlow reader's contract on the exported npz."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.reader import DataSet, read_data_sets
+from tests.conftest import TinyDataset
+
+
+@pytest.fixture
+def keras_npz(tmp_path: Path, tiny: TinyDataset) -> Path:
+    path = tmp_path / "mnist.npz"
+    (x_train, y_train), (x_test, y_test) = tiny.arrays["train"], tiny.arrays["test"]
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return path
+
+
+def test_splits_scaling_and_one_hot(keras_npz: Path, tiny: TinyDataset) -> None:
+    data = read_data_sets(keras_npz, one_hot=True, validation_size=10)
+    images, labels = tiny.arrays["train"]
+    assert (data.train.num_examples, data.validation.num_examples, data.test.num_examples) == (50, 10, 20)
+    assert data.train.images.dtype == np.float32 and data.train.images.shape == (50, 784)
+    np.testing.assert_allclose(data.validation.images, images[:10].reshape(10, -1) / 255, rtol=1e-6)
+    np.testing.assert_array_equal(data.train.labels.argmax(axis=1), labels[10:])
+
+
+def test_next_batch_covers_each_epoch_once_and_reshuffles(keras_npz: Path) -> None:
+    data = read_data_sets(keras_npz, validation_size=0, reshape=False, dtype=np.uint8, seed=1)
+    epoch_one = np.concatenate([data.train.next_batch(20)[1] for _ in range(3)])
+    epoch_two = np.concatenate([data.train.next_batch(20)[1] for _ in range(3)])
+    assert sorted(epoch_one.tolist()) == sorted(data.train.labels.tolist()) == sorted(epoch_two.tolist())
+    assert epoch_one.tolist() != epoch_two.tolist()
+    assert data.train.epochs_completed == 1
+
+
+def test_batches_repeat_for_the_same_seed_and_cross_epochs(keras_npz: Path) -> None:
+    first = read_data_sets(keras_npz, validation_size=0, seed=5).train
+    second = read_data_sets(keras_npz, validation_size=0, seed=5).train
+    for _ in range(4):  # 4 x 25 = 100 > 60: crosses an epoch boundary
+        a, b = first.next_batch(25), second.next_batch(25)
+        np.testing.assert_array_equal(a[0], b[0])
+        assert len(a[0]) == 25
+
+
+def test_unshuffled_batches_follow_file_order() -> None:
+    dataset = DataSet(np.arange(5), np.arange(5))
+    assert dataset.next_batch(3, shuffle=False)[1].tolist() == [0, 1, 2]
+    assert dataset.next_batch(3, shuffle=False)[1].tolist() == [3, 4, 0]
+
+
+def test_uses_the_exported_validation_split(tmp_path: Path, tiny: TinyDataset) -> None:
+    path = tmp_path / "split.npz"
+    (x, y), (xt, yt) = tiny.arrays["train"], tiny.arrays["test"]
+    np.savez(path, x_train=x[5:], y_train=y[5:], x_val=x[:5], y_val=y[:5], x_test=xt, y_test=yt)
+    data = read_data_sets(path)
+    assert (data.train.num_examples, data.validation.num_examples) == (55, 5)
