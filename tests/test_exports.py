@@ -18,7 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipeline import export_csv, export_npz, export_parquet, export_png, images, report, unpack
+from pipeline import export_csv, export_npz, export_parquet, export_png, report, unpack
+from pipeline import images as images_module
 from pipeline.decoded import SplitArrays, write_decoded
 from tests.conftest import TinyDataset, params_for, sha256_tree, write_params
 
@@ -62,7 +63,7 @@ def test_npz_validation_split(tmp_path: Path, tiny: TinyDataset, decoded: Path, 
     run_stage(
         export_npz, tmp_path, tiny, decoded, out, npz={"validation_size": 12, "validation_split": method, "seed": 3}
     )
-    images, labels = tiny.arrays["train"]
+    images = tiny.arrays["train"][0]
     with np.load(out) as npz:
         assert npz.files[:4] == ["x_train", "y_train", "x_val", "y_val"]
         assert len(npz["x_val"]) == 12 and len(npz["x_train"]) == len(images) - 12
@@ -227,7 +228,7 @@ def test_parquet_has_hugging_face_schema(tmp_path: Path, tiny: TinyDataset, deco
 
 
 def test_report_grid_plot_data_and_card(tmp_path: Path, tiny: TinyDataset, decoded: Path) -> None:
-    stats = {
+    stats: dict[str, dict[str, Any]] = {
         split: {"count": len(labels), "class_counts": {str(c): int((labels == c).sum()) for c in range(10)}}
         for split, (_, labels) in tiny.arrays.items()
     }
@@ -274,8 +275,8 @@ def test_same_params_same_bytes_whatever_the_workers(
     options: dict[str, Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(images, "PNG_BATCH", 16)  # several batches, so two workers really share the work
-    digests = []
+    monkeypatch.setattr(images_module, "PNG_BATCH", 16)  # several batches, so two workers really share the work
+    digests: list[object] = []
     for workers in (1, 2, 2):
         out = tmp_path / f"w{workers}-{len(digests)}" / name
         out.parent.mkdir()
