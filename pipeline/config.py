@@ -127,6 +127,7 @@ class FormatOutput:
 class TreeSpec:
     archive: str
     out: str
+    manifest: str
 
 
 @dataclass
@@ -287,7 +288,7 @@ def _export_problems(export: ExportConfig) -> list[tuple[str, str]]:
                 )
             )
     for name, tree in export.trees.items():
-        for field in ("archive", "out"):
+        for field in ("archive", "out", "manifest"):
             if not is_relative_inside(getattr(tree, field)):
                 problems.append(
                     (

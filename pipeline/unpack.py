@@ -1,5 +1,8 @@
 """unpack stage: turn an export archive (png.zip) into its browsable tree, safely.
 
+The tree replaces the old one as a whole (built beside it, then renamed). DVC tracks it
+through the manifest inside it, which the zip carries as its last member.
+
 The zip is treated as hostile input (it may come from a remote or another repo): every
 member name must be a relative path that stays inside the tree, and links, devices and
 absolute paths are refused. Files are written directly (no per-file metadata syscalls),
