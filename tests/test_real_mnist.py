@@ -35,9 +35,11 @@ def real_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def test_archives_have_the_canonical_checksums(real_repo: Path) -> None:
-    published = dict(
-        reversed(line.split()) for line in (SHARED_MIRROR / "SHA256SUMS").read_text().splitlines() if line.strip()
-    )
+    published: dict[str, str] = {}
+    for line in (SHARED_MIRROR / "SHA256SUMS").read_text().splitlines():
+        if line.strip():
+            digest, name = line.split()
+            published[name] = digest
     record = json.loads((real_repo / "data/mnist/checksums.json").read_text())
     assert {entry["file"]: entry["actual"]["sha256"] for entry in record["archives"]} == published
     params = load_params(real_repo / "params.yaml")
