@@ -127,10 +127,11 @@ def tool_env() -> dict[str, str]:
     return env
 
 
-def run(cwd: Path, *command: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        command, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=timeout, check=False
-    )
+def run(
+    cwd: Path, *command: str, check: bool = True, timeout: float = 600, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = tool_env() | (extra_env or {})
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result
