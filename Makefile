@@ -17,8 +17,16 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
+# Air-gapped: `make repro MIRROR=../shared/mirror/mnist` (a folder, or a file:// or http(s) URL)
+# puts that mirror in place of the public ones through a Hydra override.
+MIRROR ?=
+
 repro: $(STAMP)
+ifeq ($(MIRROR),)
 	$(BIN)/dvc repro
+else
+	$(BIN)/dvc exp run -S 'dataset.mirrors=[$(MIRROR)]'
+endif
 
 test: lint types unit
 

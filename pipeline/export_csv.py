@@ -8,7 +8,6 @@ Python ``str`` calls (see benchmarks/).
 
 from __future__ import annotations
 
-import argparse
 import gzip
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from pipeline.config import CsvOptions, CsvScale, LabelPosition, Params
 from pipeline.decoded import SplitArrays, read_decoded
 from pipeline.fsio import atomic_dir
 from pipeline.images import with_validation
-from pipeline.stage import run_stage, stage_parser
+from pipeline.stage import run_export
 
 ROWS_PER_CHUNK = 2000
 _PIXEL, _LABEL, _ROW_END = 0, 256, 512  # offsets of the three token tables in one code space
@@ -98,11 +97,7 @@ def export_csv(params: Params, decoded_path: Path, csv_dir: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = stage_parser(__doc__ or "")
-    parser.add_argument("decoded", type=Path)
-    parser.add_argument("csv_dir", type=Path)
-    args: argparse.Namespace = parser.parse_args(argv)
-    return run_stage("export@csv", lambda params: export_csv(params, args.decoded, args.csv_dir), args.params)
+    return run_export("csv", export_csv, argv, __doc__ or "")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ flattening, one-hot labels, compression."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from pipeline.config import ArrayDtype, NpzOptions, Params, Scale
 from pipeline.decoded import SplitArrays, read_decoded
 from pipeline.fsio import write_npz
 from pipeline.images import one_hot, scale_images, unit_moments, with_validation
-from pipeline.stage import run_stage, stage_parser
+from pipeline.stage import run_export
 
 
 def npz_arrays(
@@ -47,11 +46,7 @@ def export_npz(params: Params, decoded_path: Path, npz_path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = stage_parser(__doc__ or "")
-    parser.add_argument("decoded", type=Path)
-    parser.add_argument("npz", type=Path)
-    args: argparse.Namespace = parser.parse_args(argv)
-    return run_stage("export@npz", lambda params: export_npz(params, args.decoded, args.npz), args.params)
+    return run_export("npz", export_npz, argv, __doc__ or "")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from pipeline.decoded import SplitArrays, read_decoded
 from pipeline.export_png import index_width, member_name
 from pipeline.fsio import atomic_dir
 from pipeline.images import encode_pngs
-from pipeline.stage import run_stage, stage_parser
+from pipeline.stage import run_export
 
 IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 
@@ -57,15 +56,7 @@ def export_parquet(params: Params, decoded_path: Path, parquet_dir: Path) -> str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = stage_parser(__doc__ or "")
-    parser.add_argument("decoded", type=Path)
-    parser.add_argument("parquet_dir", type=Path)
-    args: argparse.Namespace = parser.parse_args(argv)
-    return run_stage(
-        "export@parquet",
-        lambda params: export_parquet(params, args.decoded, args.parquet_dir),
-        args.params,
-    )
+    return run_export("parquet", export_parquet, argv, __doc__ or "")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ Members are stored, not deflated: PNG data is already compressed.
 
 from __future__ import annotations
 
-import argparse
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from pipeline.config import Params, PngLayout, PngOptions
 from pipeline.decoded import SplitArrays, read_decoded
 from pipeline.fsio import atomic_path
 from pipeline.images import encode_pngs
-from pipeline.stage import run_stage, stage_parser
+from pipeline.stage import run_export
 
 MANIFEST_NAME = "manifest.csv"
 #: The earliest time a zip header can hold; a fixed stamp keeps the archive bytes reproducible.
@@ -70,11 +69,7 @@ def export_png(params: Params, decoded_path: Path, zip_path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = stage_parser(__doc__ or "")
-    parser.add_argument("decoded", type=Path)
-    parser.add_argument("zip", type=Path)
-    args: argparse.Namespace = parser.parse_args(argv)
-    return run_stage("export@png", lambda params: export_png(params, args.decoded, args.zip), args.params)
+    return run_export("png", export_png, argv, __doc__ or "")
 
 
 if __name__ == "__main__":

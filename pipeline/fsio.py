@@ -90,3 +90,12 @@ def write_npz(final: Path, arrays: dict[str, npt.NDArray[Any]], *, compressed: b
     save = cast(Any, np.savez_compressed if compressed else np.savez)  # stubs reject **arrays
     with atomic_path(final) as temp, temp.open("wb") as out:
         save(out, **arrays)
+
+
+def write_sha256sums(output: Path, sums_path: Path) -> None:
+    """Write ``sha256sum -c``-compatible lines for ``output`` (a file, or every file below a
+    folder), with paths relative to the folder of ``sums_path``."""
+    base = sums_path.parent
+    files = sorted(p for p in output.rglob("*") if p.is_file()) if output.is_dir() else [output]
+    lines = [f"{sha256_of(path)}  {path.relative_to(base).as_posix()}\n" for path in files]
+    write_bytes_atomic(sums_path, "".join(lines).encode())

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pipeline.config import Params, load_params
 from pipeline.errors import PipelineError
+from pipeline.fsio import write_sha256sums
 
 log = logging.getLogger("pipeline")
 
@@ -50,3 +51,21 @@ def _configure_logging(name: str) -> None:
     log.handlers[:] = [handler]
     log.setLevel(logging.INFO)
     log.propagate = False
+
+
+def run_export(format_name: str, export: Callable[[Params, Path, Path], str], argv: list[str] | None, doc: str) -> int:
+    """The shell of every export stage: ``decoded.npz`` in, one output (file or folder) out,
+    and with ``--sums`` a sha256sum-style file covering every file of that output."""
+    parser = stage_parser(doc)
+    parser.add_argument("decoded", type=Path, help="decoded.npz written by the decode stage")
+    parser.add_argument("output", type=Path, help="the export file or folder to write")
+    parser.add_argument("--sums", type=Path, help="write sha256 lines of the output here")
+    args: argparse.Namespace = parser.parse_args(argv)
+
+    def work(params: Params) -> str:
+        summary = export(params, args.decoded, args.output)
+        if args.sums:
+            write_sha256sums(args.output, args.sums)
+        return summary
+
+    return run_stage(f"export@{format_name}", work, args.params)

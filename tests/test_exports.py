@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import io
 import json
+import subprocess
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -283,3 +284,18 @@ def test_same_params_same_bytes_whatever_the_workers(
         run_stage(module, out.parent, tiny, decoded, out, workers=workers, **options)
         digests.append(sha256_tree(out) if out.is_dir() else hashlib.sha256(out.read_bytes()).hexdigest())
     assert digests[0] == digests[1] == digests[2]
+
+
+def test_sums_file_verifies_with_sha256sum(tmp_path: Path, tiny: TinyDataset, decoded: Path) -> None:
+    export_dir = tmp_path / "export"
+    export_dir.mkdir()
+    params = write_params(tmp_path, params_for(tiny, ["unused"]))
+    for module, out in ((export_csv, "csv"), (export_npz, "tiny.npz")):
+        sums = export_dir / f"{out.split('.')[0]}.sha256"
+        args = ["--params", str(params), str(decoded), str(export_dir / out), "--sums", str(sums)]
+        assert module.main(args) == 0
+        checked = subprocess.run(
+            ["sha256sum", "-c", sums.name], cwd=export_dir, capture_output=True, text=True, check=False
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert (export_dir / "csv.sha256").read_text().splitlines()[0].endswith("  csv/test.csv")

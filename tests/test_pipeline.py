@@ -46,6 +46,7 @@ def test_exp_run_builds_every_default_output(built: tuple[Path, FaultServer], ti
         "stats.json",
         "export/tiny.npz",
         "export/csv/train.csv",
+        "export/csv.sha256",
         "export/png.zip",
         "export/png/manifest.csv",
         "export/png/train/0",
