@@ -4,8 +4,9 @@ Prints, side by side in one run:
 - each stage run bare (``python -m pipeline.<stage>``, no DVC): seconds and peak memory;
 - the cold ``dvc exp run`` (download to every default export) against the sum of the bare work;
 - no-op ``dvc status`` and ``dvc repro``;
-- ``dvc push`` to a local remote, then in a fresh clone ``dvc pull`` and the ``dvc repro`` that
-  completes the workspace;
+- for each remote kind (local directory, S3 on a loopback moto server, SSH on a loopback
+  OpenSSH server where one can run): ``dvc push``, then in a fresh clone ``dvc pull`` and the
+  ``dvc repro`` that completes the workspace;
 - the naive ways (a PIL save loop writing 70,000 PNG files, pandas ``to_csv``) against our
   export stages, as ratios.
 
@@ -31,7 +32,13 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import boto3
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT_ROOT))
+from tests.remotes import configure_remote, s3_server, ssh_server, sshd_available  # noqa: E402  (shared with the tests)
+from tests.repos import make_repo, tool_env  # noqa: E402
+
 DEFAULT_MIRROR = PROJECT_ROOT.parent / "shared" / "mirror" / "mnist"
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "latest.json"
 
@@ -66,22 +73,12 @@ BARE_STAGES: list[tuple[str, list[str]]] = [
 ]
 
 
-def environment() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update(
-        DVC_NO_ANALYTICS="1",
-        GIT_AUTHOR_NAME="bench",
-        GIT_AUTHOR_EMAIL="bench@example.invalid",
-        GIT_COMMITTER_NAME="bench",
-        GIT_COMMITTER_EMAIL="bench@example.invalid",
-    )
-    return env
-
-
-def timed(cwd: Path, *command: str) -> tuple[float, subprocess.CompletedProcess[str]]:
+def timed(
+    cwd: Path, *command: str, env: dict[str, str] | None = None
+) -> tuple[float, subprocess.CompletedProcess[str]]:
     started = time.perf_counter()
-    result = subprocess.run(command, cwd=cwd, env=environment(), capture_output=True, text=True, check=False)
+    full_env = tool_env() | (env or {})
+    result = subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
@@ -104,24 +101,6 @@ def loopback_mirror(directory: Path) -> Iterator[str]:
 class QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass
-
-
-def make_repo(directory: Path) -> Path:
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\n")
-    for name in filter(None, listed):
-        source = PROJECT_ROOT / name
-        if source.is_file():
-            (directory / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, directory / name)
-    for command in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
-        timed(directory, *command)
-    return directory
 
 
 def bare_run(workdir: Path, mirror_url: str) -> list[dict[str, Any]]:
@@ -200,19 +179,49 @@ def dvc_run(root: Path, mirror_url: str) -> dict[str, float]:
     timed(repo, "git", "commit", "-qm", "pipeline ran")
     figures["no-op dvc status"], _ = timed(repo, "dvc", "status")
     figures["no-op dvc repro"], _ = timed(repo, "dvc", "repro")
-    remote = root / "remote"
-    timed(repo, "dvc", "remote", "add", "-d", "local", str(remote))
-    timed(repo, "git", "commit", "-qam", "remote")
-    figures["dvc push (local remote)"], _ = timed(repo, "dvc", "push")
-    clone = root / "clone"
-    timed(root, "git", "clone", "-q", str(repo), str(clone))
-    figures["fresh clone: dvc pull"], _ = timed(clone, "dvc", "pull")
-    figures["fresh clone: dvc repro after pull"], result = timed(clone, "dvc", "repro")
-    figures["fresh clone: stages run"] = float(result.stdout.count("Running stage"))
-    _, status = timed(clone, "dvc", "status")
-    if "up to date" not in status.stdout:
-        raise SystemExit(f"fresh clone not complete after pull + repro:\n{status.stdout}")
+    figures |= remote_round_trip(repo, root, "local", str(root / "store"))
+    with s3_server(root) as endpoint:
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint.url,
+            aws_access_key_id=endpoint.access_key,
+            aws_secret_access_key=endpoint.secret_key,
+            region_name="us-east-1",
+        ).create_bucket(Bucket="bench")
+        options = {"endpointurl": endpoint.url}
+        figures |= remote_round_trip(repo, root, "s3", "s3://bench/mnist", options, env=endpoint.environment())
+    if sshd_available() is None:
+        with ssh_server(root / "ssh") as ssh:
+            url = f"ssh://{ssh.user}@{ssh.host}:{ssh.port}{root / 'ssh-store'}"
+            figures |= remote_round_trip(repo, root, "ssh", url, local={"keyfile": str(ssh.key_file)})
     return {key: round(value, 2) for key, value in figures.items()}
+
+
+def remote_round_trip(
+    repo: Path,
+    root: Path,
+    name: str,
+    url: str,
+    options: dict[str, str] | None = None,
+    local: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, float]:
+    """Push to a remote, then in a fresh clone pull and run what is left (unpacking the tree)."""
+    clone = root / f"clone-{name}"
+    timed(root, "git", "clone", "-q", str(repo), str(clone))
+    for where in (repo, clone):
+        configure_remote(where, name, url, options or {}, local or {})
+    push, _ = timed(repo, "dvc", "push", "-r", name, env=env)
+    pull, _ = timed(clone, "dvc", "pull", "-r", name, env=env)
+    repro, result = timed(clone, "dvc", "repro")
+    _, status = timed(clone, "dvc", "status")
+    if "up to date" not in status.stdout or result.stdout.count("Running stage") != 1:
+        raise SystemExit(f"{name}: fresh clone not complete after pull + one stage:\n{result.stdout}{status.stdout}")
+    return {
+        f"{name} remote: dvc push": push,
+        f"{name} remote: dvc pull in a fresh clone": pull,
+        f"{name} remote: dvc repro after pull (unpack@png)": repro,
+    }
 
 
 def main() -> int:
@@ -249,7 +258,7 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"| **sum** | **{report['bare_total_s']:.2f}** | |\n")
     print("| DVC operation | seconds |\n|---|---:|")
     for key, value in report["dvc"].items():
-        print(f"| {key} | {value:.2f} |" if "stages" not in key else f"| {key} | {value:.0f} |")
+        print(f"| {key} | {value:.2f} |")
     print(f"| cold exp run / bare sum | {report['cold_over_bare']:.2f}x |\n")
     print("| work | naive | s | ours | s | speed-up |\n|---|---|---:|---|---:|---:|")
     for row in report["naive"]:

@@ -6,10 +6,6 @@ from __future__ import annotations
 import copy
 import gzip
 import hashlib
-import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +17,9 @@ import yaml
 
 from pipeline.idx import encode_idx
 from tests.faultserver import FaultServer, serve
+from tests.repos import PROJECT_ROOT, run
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MIRROR = PROJECT_ROOT.parent / "shared" / "mirror" / "mnist"
-VENV_BIN = Path(sys.executable).parent
 FILE_NAMES = {
     ("train", "images"): "train-images-idx3-ubyte.gz",
     ("train", "labels"): "train-labels-idx1-ubyte.gz",
@@ -111,54 +106,6 @@ def write_params(directory: Path, params: dict[str, Any]) -> Path:
 def mirror(tiny: TinyDataset) -> Iterator[FaultServer]:
     with serve(FaultServer(files=dict(tiny.archives))) as server:
         yield server
-
-
-def tool_env() -> dict[str, str]:
-    """Environment for subprocesses: this venv first, no analytics, a fixed git identity."""
-    env = dict(os.environ)
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    env.update(
-        DVC_NO_ANALYTICS="1",
-        GIT_AUTHOR_NAME="test",
-        GIT_AUTHOR_EMAIL="test@example.invalid",
-        GIT_COMMITTER_NAME="test",
-        GIT_COMMITTER_EMAIL="test@example.invalid",
-    )
-    return env
-
-
-def run(
-    cwd: Path, *command: str, check: bool = True, timeout: float = 600, extra_env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = tool_env() | (extra_env or {})
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(command)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def project_files() -> list[str]:
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\n")
-    return [name for name in listed if name and (PROJECT_ROOT / name).is_file()]
-
-
-def make_repo(directory: Path) -> Path:
-    """A fresh git repository holding this project's files, committed: what a clone gives."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for name in project_files():
-        target = directory / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(PROJECT_ROOT / name, target)
-    run(directory, "git", "init", "-q", "-b", "main")
-    run(directory, "git", "add", "-A")
-    run(directory, "git", "commit", "-q", "-m", "project")
-    return directory
 
 
 def add_tiny_dataset_config(repo: Path, tiny: TinyDataset, name: str = "tiny") -> None:

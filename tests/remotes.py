@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.repos import run
+
 SSHD = Path("/usr/sbin/sshd")
 START_TIMEOUT = 20.0
 
@@ -103,7 +105,7 @@ def sshd_available() -> str | None:
 @contextmanager
 def ssh_server(workdir: Path) -> Iterator[SshEndpoint]:
     keys = workdir / "keys"
-    keys.mkdir()
+    keys.mkdir(parents=True)
     for name in ("host_ed25519", "user_ed25519"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)], check=True)
     authorized = keys / "authorized_keys"
@@ -131,3 +133,12 @@ def ssh_server(workdir: Path) -> Iterator[SshEndpoint]:
     Path("/run/sshd").mkdir(exist_ok=True)  # privilege-separation directory sshd insists on
     with running([str(SSHD), "-D", "-e", "-f", str(config)], port, workdir / "sshd.log"):
         yield SshEndpoint(host="127.0.0.1", port=port, user="root", key_file=keys / "user_ed25519")
+
+
+def configure_remote(repo: Path, name: str, url: str, options: dict[str, str], local: dict[str, str]) -> None:
+    """``options`` go to .dvc/config (what a team commits); ``local`` to config.local (secrets, keys)."""
+    run(repo, "dvc", "remote", "add", "-f", name, url)
+    for key, value in options.items():
+        run(repo, "dvc", "remote", "modify", name, key, value)
+    for key, value in local.items():
+        run(repo, "dvc", "remote", "modify", "--local", name, key, value)

@@ -15,8 +15,9 @@ from pipeline import download
 from pipeline.config import load_params, params_from_dict
 from pipeline.errors import ConfigError
 from pipeline.params import compose_params
-from tests.conftest import PROJECT_ROOT, committed_params, write_params
+from tests.conftest import committed_params, write_params
 from tests.faultserver import FaultServer, serve
+from tests.repos import PROJECT_ROOT
 
 
 def composed(tmp_path: Path, *overrides: str) -> dict[str, Any]:

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from pipeline import download
-from tests.conftest import TinyDataset, gzip_bytes, params_for, tool_env, write_params
+from tests.conftest import TinyDataset, gzip_bytes, params_for, write_params
 from tests.faultserver import Fault, FaultServer, serve
+from tests.repos import tool_env
 
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import TinyDataset, add_tiny_dataset_config, archive_spec, make_repo, run, sha256_tree
+from tests.conftest import TinyDataset, add_tiny_dataset_config, archive_spec, sha256_tree
 from tests.faultserver import FaultServer, serve
+from tests.repos import make_repo, run
 
 pytestmark = pytest.mark.slow
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from pipeline.config import load_params
-from tests.conftest import SHARED_MIRROR, make_repo, run
+from tests.conftest import SHARED_MIRROR
 from tests.faultserver import FaultServer, serve
+from tests.repos import make_repo, run
 
 pytestmark = [
     pytest.mark.slow,

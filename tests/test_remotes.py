@@ -15,9 +15,10 @@ import dvc.api
 import pytest
 import yaml
 
-from tests.conftest import TinyDataset, add_tiny_dataset_config, make_repo, run, sha256_tree
+from tests.conftest import TinyDataset, add_tiny_dataset_config, sha256_tree
 from tests.faultserver import FaultServer, serve
-from tests.remotes import S3Endpoint, s3_server, ssh_server, sshd_available
+from tests.remotes import S3Endpoint, configure_remote, s3_server, ssh_server, sshd_available
+from tests.repos import make_repo, run
 
 pytestmark = pytest.mark.slow
 NPZ = "data/tiny/export/tiny.npz"
@@ -38,15 +39,6 @@ def source(tmp_path_factory: pytest.TempPathFactory, tiny: TinyDataset) -> Itera
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-q", "-m", "tiny pipeline ran")
     yield repo
-
-
-def configure_remote(repo: Path, name: str, url: str, options: dict[str, str], local: dict[str, str]) -> None:
-    """``options`` go to .dvc/config (what a team commits); ``local`` to config.local (secrets, keys)."""
-    run(repo, "dvc", "remote", "add", "-f", name, url)
-    for key, value in options.items():
-        run(repo, "dvc", "remote", "modify", name, key, value)
-    for key, value in local.items():
-        run(repo, "dvc", "remote", "modify", "--local", name, key, value)
 
 
 def share(

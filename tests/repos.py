@@ -1,0 +1,61 @@
+"""Throwaway git + DVC repositories made from this project's files, and the environment the
+tools run in. Shared by the tests and the benchmark."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+def tool_env() -> dict[str, str]:
+    """Environment for subprocesses: this venv first, no analytics, a fixed git identity."""
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(
+        DVC_NO_ANALYTICS="1",
+        GIT_AUTHOR_NAME="test",
+        GIT_AUTHOR_EMAIL="test@example.invalid",
+        GIT_COMMITTER_NAME="test",
+        GIT_COMMITTER_EMAIL="test@example.invalid",
+    )
+    return env
+
+
+def run(
+    cwd: Path, *command: str, check: bool = True, timeout: float = 600, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = tool_env() | (extra_env or {})
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def project_files() -> list[str]:
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    return [name for name in listed if name and (PROJECT_ROOT / name).is_file()]
+
+
+def make_repo(directory: Path) -> Path:
+    """A fresh git repository holding this project's files, committed: what a clone gives."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in project_files():
+        target = directory / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(PROJECT_ROOT / name, target)
+    run(directory, "git", "init", "-q", "-b", "main")
+    run(directory, "git", "add", "-A")
+    run(directory, "git", "commit", "-q", "-m", "project")
+    return directory
