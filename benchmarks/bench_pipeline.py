@@ -32,8 +32,6 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import boto3
-
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 from tests.remotes import configure_remote, s3_server, ssh_server, sshd_available  # noqa: E402  (shared with the tests)
@@ -181,13 +179,7 @@ def dvc_run(root: Path, mirror_url: str) -> dict[str, float]:
     figures["no-op dvc repro"], _ = timed(repo, "dvc", "repro")
     figures |= remote_round_trip(repo, root, "local", str(root / "store"))
     with s3_server(root) as endpoint:
-        boto3.client(
-            "s3",
-            endpoint_url=endpoint.url,
-            aws_access_key_id=endpoint.access_key,
-            aws_secret_access_key=endpoint.secret_key,
-            region_name="us-east-1",
-        ).create_bucket(Bucket="bench")
+        endpoint.create_bucket("bench")
         options = {"endpointurl": endpoint.url}
         figures |= remote_round_trip(repo, root, "s3", "s3://bench/mnist", options, env=endpoint.environment())
     if sshd_available() is None:

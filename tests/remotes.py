@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import boto3
+
 from tests.repos import run
 
 SSHD = Path("/usr/sbin/sshd")
@@ -60,6 +62,15 @@ class S3Endpoint:
     url: str
     access_key: str = "test-access-key"
     secret_key: str = "test-secret-key-never-logged"
+
+    def create_bucket(self, bucket: str) -> None:
+        boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name="us-east-1",
+        ).create_bucket(Bucket=bucket)
 
     def environment(self) -> dict[str, str]:
         return {

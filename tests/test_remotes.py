@@ -10,14 +10,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import dvc.api
 import pytest
 import yaml
 
 from tests.conftest import TinyDataset, add_tiny_dataset_config, sha256_tree
 from tests.faultserver import FaultServer, serve
-from tests.remotes import S3Endpoint, configure_remote, s3_server, ssh_server, sshd_available
+from tests.remotes import configure_remote, s3_server, ssh_server, sshd_available
 from tests.repos import make_repo, run
 
 pytestmark = pytest.mark.slow
@@ -76,7 +75,7 @@ def test_local_directory_remote_round_trip(source: Path, tmp_path: Path) -> None
 
 def test_s3_remote_round_trip_keeps_credentials_out(source: Path, tmp_path: Path) -> None:
     with s3_server(tmp_path) as endpoint:
-        create_bucket(endpoint, "team-data")
+        endpoint.create_bucket("team-data")
         output = share(
             source,
             tmp_path / "clone",
@@ -88,16 +87,6 @@ def test_s3_remote_round_trip_keeps_credentials_out(source: Path, tmp_path: Path
     clone_config = (tmp_path / "clone" / ".dvc" / "config").read_text()
     for text in (output, clone_config, (source / ".dvc" / "config").read_text()):
         assert endpoint.secret_key not in text and endpoint.access_key not in text
-
-
-def create_bucket(endpoint: S3Endpoint, bucket: str) -> None:
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint.url,
-        aws_access_key_id=endpoint.access_key,
-        aws_secret_access_key=endpoint.secret_key,
-        region_name="us-east-1",
-    ).create_bucket(Bucket=bucket)
 
 
 def test_ssh_remote_round_trip(source: Path, tmp_path: Path) -> None:
