@@ -257,12 +257,14 @@ def download(params: Params, raw_dir: Path) -> str:
         opener=urllib.request.build_opener(),
     )
     partial_dir = raw_dir.parent / PARTIAL_DIR_NAME
-    for spec in dataset.archives():
-        started = time.monotonic()
-        origin = download_archive(spec, dataset.mirrors, raw_dir, partial_dir, settings)
-        log.info("%s: %s in %.1f s", spec.file, origin, time.monotonic() - started)
-    if partial_dir.exists() and not any(partial_dir.iterdir()):
-        partial_dir.rmdir()
+    try:
+        for spec in dataset.archives():
+            started = time.monotonic()
+            origin = download_archive(spec, dataset.mirrors, raw_dir, partial_dir, settings)
+            log.info("%s: %s in %.1f s", spec.file, origin, time.monotonic() - started)
+    finally:
+        if partial_dir.exists() and not any(partial_dir.iterdir()):
+            partial_dir.rmdir()
     return f"{len(dataset.archives())} archives of {dataset.name} in {raw_dir}"
 
 
