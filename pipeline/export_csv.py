@@ -23,7 +23,9 @@ from pipeline.images import with_validation
 from pipeline.stage import run_export
 
 ROWS_PER_CHUNK = 2000
-_PIXEL, _LABEL, _ROW_END = 0, 256, 512  # offsets of the three token tables in one code space
+# Offsets into the token table: pixel tokens, label tokens; adding _ROW_END to either selects
+# the same token ending in a newline instead of a comma.
+_PIXEL, _LABEL, _ROW_END = 0, 256, 512
 
 
 def pixel_tokens(scale: CsvScale, decimals: int) -> list[str]:
@@ -70,7 +72,7 @@ def header_line(num_pixels: int, label_position: LabelPosition) -> bytes:
 
 def write_csv(out: BinaryIO, split: SplitArrays, options: CsvOptions, classes: list[str]) -> None:
     if options.header:
-        out.write(header_line(split.images[0].size if len(split) else 0, options.label_position))
+        out.write(header_line(int(np.prod(split.images.shape[1:])), options.label_position))
     table = token_table(pixel_tokens(options.scale, options.decimals), [str(i) for i in range(len(classes))])
     for chunk in csv_chunks(split, table, options.label_position):
         out.write(chunk)
