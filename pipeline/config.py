@@ -213,7 +213,9 @@ def params_from_dict(raw: dict[str, Any], source: str = "params") -> Params:
         key = getattr(exc, "full_key", None) or "?"
         reason = str(getattr(exc, "msg", exc)).splitlines()[0]
         raise ConfigError(f"{source}: {key}: {reason}") from exc
-    for key, problem in _semantic_problems(params):
+    problems = _semantic_problems(params)
+    if problems:
+        key, problem = problems[0]
         raise ConfigError(f"{source}: {key}: {problem}")
     return params
 
