@@ -119,6 +119,15 @@ def _handler(server_state: FaultServer) -> type[BaseHTTPRequestHandler]:
                 if pace:
                     time.sleep(pace)
 
+        def _send_200(self, announced: int, body: bytes) -> None:
+            """A 200 whose Content-Length may not match the body; the connection then closes."""
+            self.send_response(200)
+            self.send_header("Content-Length", str(announced))
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+            self.close_connection = True
+
         def _fail(self, fault: Fault, data: bytes) -> None:
             half = data[: len(data) // 2]
             if fault.kind == "status":
@@ -129,35 +138,17 @@ def _handler(server_state: FaultServer) -> type[BaseHTTPRequestHandler]:
                     200, b"<!DOCTYPE html><html><body>Access denied</body></html>", {"Content-Type": "text/html"}
                 )
             elif fault.kind == "truncate":
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(half)
-                self.close_connection = True
+                self._send_200(announced=len(data), body=half)
             elif fault.kind == "reset":
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(half)
-                self.wfile.flush()
+                self._send_200(announced=len(data), body=half)
                 # SO_LINGER 0: close() sends a TCP RST instead of a FIN.
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 self.connection.close()
-                self.close_connection = True
             elif fault.kind == "stall":
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(half)
-                self.wfile.flush()
+                self._send_200(announced=len(data), body=half)
                 time.sleep(min(fault.seconds, MAX_STALL_SECONDS))
-                self.close_connection = True
             elif fault.kind == "wrong_length":
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data) + 1000))
-                self.end_headers()
-                self.wfile.write(data)
-                self.close_connection = True
+                self._send_200(announced=len(data) + 1000, body=data)
             elif fault.kind == "redirect_loop":
                 self._status(302, b"", {"Location": self.path})
             elif fault.kind == "ignore_range":

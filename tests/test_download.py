@@ -33,12 +33,6 @@ def assert_canonical(raw: Path, tiny: TinyDataset) -> None:
         assert hashlib.sha256((raw / name).read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
 
 
-def assert_nothing_left(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    leftovers = [p for p in data.rglob("*") if p.is_file()] if data.exists() else []
-    assert leftovers == []
-
-
 def test_downloads_every_archive_with_user_agent(tmp_path: Path, tiny: TinyDataset, mirror: FaultServer) -> None:
     code, raw = run_download(tmp_path, params_for(tiny, [mirror.url]))
     assert code == 0
