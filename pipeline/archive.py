@@ -1,24 +1,48 @@
-"""Gzip archives: digests of the archive bytes and of the payload, and bounded decompression.
+"""Published files: their digests, the payload inside them, and bounded decompression.
 
-Nothing here trusts an archive: the first bytes must be gzip's magic, the stream must end with
-a valid CRC, and decompression stops as soon as the payload passes its expected size, so a
-decompression bomb cannot fill the disk.
+Compression is a table (``OPENERS``, as torchvision's ``_COMPRESSED_FILE_OPENERS``): a config
+value names how a file wraps its IDX payload. Nothing here trusts a file: the first bytes must
+carry the compression's magic, the stream must end with a valid check, and decompression stops
+as soon as the payload passes its expected size, so a decompression bomb cannot fill the disk.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import lzma
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
-from pipeline.config import ArchiveCheck, ArchiveSpec
+from pipeline.config import ArchiveCheck, Compression, FileSpec
 from pipeline.errors import ArchiveError, ChecksumError
 from pipeline.fsio import CHUNK_SIZE, atomic_path, digests_of_stream
 
-GZIP_MAGIC = b"\x1f\x8b"
+DIGESTS = ("md5", "sha256")
+#: compression -> (magic the file must start with, opener of its decompressed stream).
+OPENERS: dict[Compression, tuple[bytes, Callable[[Path], BinaryIO]]] = {
+    Compression.gzip: (b"\x1f\x8b", lambda path: gzip.open(path, "rb")),  # type: ignore[dict-item]
+    Compression.xz: (b"\xfd7zXZ\x00", lambda path: lzma.open(path, "rb")),  # type: ignore[dict-item]
+    Compression.none: (b"", lambda path: path.open("rb")),
+}
+_DECOMPRESSION_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError)
+#: A recompressed file (``verify.archive: payload``) may be larger than its payload, but no
+#: compressor grows incompressible data by more than a few bytes per block.
+RECOMPRESSED_SLACK = 1 << 16
+
+
+def magic_of(compression: Compression) -> bytes:
+    return OPENERS[compression][0]
+
+
+def max_archive_size(spec: FileSpec, mode: ArchiveCheck) -> int:
+    """The most bytes a download of ``spec`` may bring before it is refused."""
+    if mode is ArchiveCheck.strict and spec.size is not None:
+        return spec.size
+    return spec.payload_size + RECOMPRESSED_SLACK
 
 
 @dataclass(frozen=True)
@@ -30,20 +54,21 @@ class ArchiveDigests:
 
 def archive_digests(path: Path) -> ArchiveDigests:
     with path.open("rb") as stream:
-        size, digests = digests_of_stream(stream, ("md5", "sha256"))
+        size, digests = digests_of_stream(stream, DIGESTS)
     return ArchiveDigests(size=size, md5=digests["md5"], sha256=digests["sha256"])
 
 
-def iter_payload(path: Path, max_size: int) -> Iterator[bytes]:
+def iter_payload(path: Path, compression: Compression, max_size: int) -> Iterator[bytes]:
     """Yield the decompressed payload in chunks; ArchiveError if corrupt or beyond ``max_size``."""
+    magic, opener = OPENERS[compression]
     with path.open("rb") as raw:
-        head = raw.read(len(GZIP_MAGIC))
-    if head != GZIP_MAGIC:
+        head = raw.read(len(magic))
+    if head != magic:
         found = "an empty file" if not head else f"bytes 0x{head.hex()}"
-        raise ArchiveError(f"{path}: expected gzip magic 0x1f8b, found {found}")
+        raise ArchiveError(f"{path}: expected {compression.value} magic 0x{magic.hex()}, found {found}")
     produced = 0
     try:
-        with gzip.open(path, "rb") as stream:
+        with opener(path) as stream:
             # read() of a bounded size: at most one chunk past the limit is ever in memory.
             while chunk := stream.read(CHUNK_SIZE):
                 produced += len(chunk)
@@ -52,77 +77,98 @@ def iter_payload(path: Path, max_size: int) -> Iterator[bytes]:
                         f"{path}: payload exceeds the expected {max_size} bytes; refusing to decompress further"
                     )
                 yield chunk
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise ArchiveError(f"{path}: corrupt gzip stream after {produced} payload bytes: {exc}") from exc
+    except _DECOMPRESSION_ERRORS as exc:
+        raise ArchiveError(f"{path}: corrupt {compression.value} stream after {produced} payload bytes: {exc}") from exc
 
 
-def payload_digest(path: Path, expected_size: int) -> tuple[int, str]:
-    """Size and sha256 of the decompressed payload (bounded by ``expected_size``)."""
-    hasher = hashlib.sha256()
+@dataclass(frozen=True)
+class PayloadDigests:
+    size: int
+    md5: str
+    sha256: str
+
+
+def payload_digests(path: Path, compression: Compression, expected_size: int) -> PayloadDigests:
+    """Size, md5 and sha256 of the decompressed payload (bounded by ``expected_size``)."""
+    hashers = {name: hashlib.new(name) for name in DIGESTS}
     size = 0
-    for chunk in iter_payload(path, expected_size):
+    for chunk in iter_payload(path, compression, expected_size):
         size += len(chunk)
-        hasher.update(chunk)
-    return size, hasher.hexdigest()
+        for hasher in hashers.values():
+            hasher.update(chunk)
+    return PayloadDigests(size=size, md5=hashers["md5"].hexdigest(), sha256=hashers["sha256"].hexdigest())
 
 
-def extract_payload(archive_path: Path, payload_path: Path, spec: ArchiveSpec) -> None:
-    """Decompress to ``payload_path`` atomically; the payload must have exactly the expected size."""
+def extract_payload(archive_path: Path, payload_path: Path, spec: FileSpec, compression: Compression) -> None:
+    """Decompress to ``payload_path`` atomically; the payload must have exactly the expected
+    size and every published payload digest."""
+    hashers = {name: hashlib.new(name) for name in DIGESTS}
     with atomic_path(payload_path) as temp, temp.open("wb") as out:
         size = 0
-        for chunk in iter_payload(archive_path, spec.payload_size):
+        for chunk in iter_payload(archive_path, compression, spec.payload_size):
             size += len(chunk)
             out.write(chunk)
-        if size != spec.payload_size:
-            raise ArchiveError(f"{archive_path}: expected a {spec.payload_size}-byte payload, found {size} bytes")
+            for hasher in hashers.values():
+                hasher.update(chunk)
+        found = PayloadDigests(size=size, md5=hashers["md5"].hexdigest(), sha256=hashers["sha256"].hexdigest())
+        differences = _payload_differences(spec, found)
+        if differences:
+            raise ChecksumError(f"{archive_path}: payload: " + "; ".join(differences))
 
 
 @dataclass(frozen=True)
 class ArchiveVerdict:
-    """What was measured of one archive and which check accepted it."""
+    """What was measured of one file and which check accepted it."""
 
     digests: ArchiveDigests
-    payload_size: int | None
-    payload_sha256: str | None
-    passed: str  # "archive": size and sha256 match; "payload": recompressed, payload matches
+    payload: PayloadDigests | None
+    passed: str  # "archive": size and digests match; "payload": recompressed, payload matches
+
+
+def has_payload_digest(spec: FileSpec) -> bool:
+    return spec.payload_sha256 is not None or spec.payload_md5 is not None
 
 
 def check_archive(
     path: Path,
-    spec: ArchiveSpec,
+    spec: FileSpec,
     mode: ArchiveCheck,
+    compression: Compression,
     *,
     full: bool = False,
     digests: ArchiveDigests | None = None,
 ) -> ArchiveVerdict:
     """Accept ``path`` as ``spec`` or raise ChecksumError/ArchiveError with expected and actual.
 
-    ``full`` computes every digest even when the archive bytes already decide (the verify
-    stage records them all); otherwise the payload is read only when ``mode`` needs it.
-    ``digests`` are the archive's, when the caller hashed it while writing it.
+    Every size and digest the config publishes must match. ``full`` also measures the payload
+    when the archive bytes already decide (the verify stage records it); otherwise the payload
+    is read only when ``mode`` needs it. ``digests`` are the archive's, when the caller hashed
+    it while writing it.
     """
     digests = digests or archive_digests(path)
-    archive_ok = (digests.size, digests.md5, digests.sha256) == (spec.size, spec.md5, spec.sha256)
-    payload: tuple[int, str] | None = None
+    archive_problems = _archive_differences(spec, digests)
+    payload: PayloadDigests | None = None
     # A strict mismatch is reported as such, before decompressing bytes already known wrong.
-    if (full and archive_ok) or (not archive_ok and mode is ArchiveCheck.payload):
-        payload = payload_digest(path, spec.payload_size)
-    payload_ok = payload == (spec.payload_size, spec.payload_sha256)
-    payload_size, payload_sha = payload if payload else (None, None)
-    verdict = ArchiveVerdict(digests, payload_size, payload_sha, passed="archive")
-    if archive_ok and (payload is None or payload_ok):
+    if (full and not archive_problems) or (archive_problems and mode is ArchiveCheck.payload):
+        payload = payload_digests(path, compression, spec.payload_size)
+    payload_problems = _payload_differences(spec, payload) if payload else []
+    verdict = ArchiveVerdict(digests, payload, passed="archive")
+    if not archive_problems and not payload_problems:
         return verdict
-    if mode is ArchiveCheck.payload and payload_ok:
+    if mode is ArchiveCheck.payload and payload and not payload_problems and has_payload_digest(spec):
         return replace(verdict, passed="payload")
-    raise ChecksumError(f"{path}: " + "; ".join(_differences(spec, digests, payload)))
+    raise ChecksumError(f"{path}: " + "; ".join(archive_problems + payload_problems))
 
 
-def _differences(spec: ArchiveSpec, found: ArchiveDigests, payload: tuple[int, str] | None) -> list[str]:
+def _archive_differences(spec: FileSpec, found: ArchiveDigests) -> list[str]:
+    pairs = [("bytes", spec.size, found.size), ("md5", spec.md5, found.md5), ("sha256", spec.sha256, found.sha256)]
+    return [f"expected {name} {want}, found {got}" for name, want, got in pairs if want is not None and want != got]
+
+
+def _payload_differences(spec: FileSpec, found: PayloadDigests) -> list[str]:
     pairs = [
-        ("bytes", spec.size, found.size),
-        ("md5", spec.md5, found.md5),
-        ("sha256", spec.sha256, found.sha256),
+        ("payload bytes", spec.payload_size, found.size),
+        ("payload md5", spec.payload_md5, found.md5),
+        ("payload sha256", spec.payload_sha256, found.sha256),
     ]
-    if payload is not None:
-        pairs.append(("payload sha256", spec.payload_sha256, payload[1]))
-    return [f"expected {name} {want}, found {got}" for name, want, got in pairs if want != got]
+    return [f"expected {name} {want}, found {got}" for name, want, got in pairs if want is not None and want != got]

@@ -1,18 +1,24 @@
 """Typed schema of params.yaml, and the one loader every stage uses.
 
 OmegaConf checks types, enum values and unknown or missing keys, naming the full key; the
-rules types cannot express follow. (The dataclasses are not ``frozen``: OmegaConf cannot merge
-into frozen ones. Treat a loaded Params as read-only.)
+rules types cannot express follow in ``_problems``. Every value that becomes a path, a URL,
+a header or a resource bound is checked here, so that a stage (and the ``check`` stage that
+runs before all of them) refuses a bad override before DVC has removed any output.
+(The dataclasses are not ``frozen``: OmegaConf cannot merge into frozen ones. Treat a loaded
+Params as read-only.)
 
-``conf/`` is plain YAML that DVC composes without importing this package; the stages then
-validate what DVC tracks (params.yaml) against these frozen dataclasses before doing any work.
+``conf/`` is plain YAML that DVC composes without importing this package; ``params.yaml`` is
+its composition: ``datasets`` maps each selected dataset's name to its facts
+(``conf/dataset/<name>.yaml``), the other sections are shared by every dataset.
 """
 
 from __future__ import annotations
 
 import enum
+import math
+import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -23,14 +29,39 @@ from omegaconf.errors import OmegaConfBaseException
 
 from pipeline.errors import ConfigError
 
-KNOWN_FORMATS = ("csv", "npz", "parquet", "png")
 MIRROR_SCHEMES = ("http", "https", "file")
-_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+#: Dataset and split names become folder names, file names and DVC stage names
+#: (``export@<dataset>-<format>``): lower-case, no dot, no dash.
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_HEX = {"md5": 32, "sha256": 64}
+MAX_TIMEOUT = 3600.0
+MAX_RETRIES = 10
+MAX_BACKOFF = 300.0
+MAX_WORKERS = 4 * (os.cpu_count() or 1)
+MAX_CLASSES = 256  # labels are stored as uint8
+MAX_IMAGE_SIDE = 4096
+MAX_HEADER_VALUE = 256
+MAX_FILE_SIZE = 1 << 40
 
 
 class ArchiveCheck(enum.Enum):
     strict = "strict"
     payload = "payload"
+
+
+class Compression(enum.Enum):
+    """How each published file wraps its IDX payload (table of openers: pipeline.archive)."""
+
+    gzip = "gzip"
+    xz = "xz"
+    none = "none"
+
+
+class LabelLayout(enum.Enum):
+    """idx_vector: IDX uint8 (n,); idx_table: IDX int32 (n, columns) with a label column."""
+
+    idx_vector = "idx_vector"
+    idx_table = "idx_table"
 
 
 class SplitMethod(enum.Enum):
@@ -73,24 +104,52 @@ class ParquetCompression(enum.Enum):
 
 
 @dataclass
-class ArchiveSpec:
+class FileSpec:
+    """One published file. ``payload_size`` and at least one digest are required; a size or
+    digest that no source publishes is left out, never invented. ``member`` is its path inside the
+    dataset's container (a zip), when it has one."""
+
     file: str
-    size: int
-    md5: str
-    sha256: str
     payload_size: int
-    payload_sha256: str
+    size: int | None = None
+    md5: str | None = None
+    sha256: str | None = None
+    payload_sha256: str | None = None
+    payload_md5: str | None = None
+    member: str | None = None
 
 
 @dataclass
 class SplitSpec:
-    images: ArchiveSpec
-    labels: ArchiveSpec
+    images: FileSpec
+    labels: FileSpec
+    #: Images in the split; with ``rows``, the rows taken from the files: [start, stop).
+    count: int
+    rows: list[int] | None = None
+
+
+@dataclass
+class ContainerSpec:
+    """A zip that holds the dataset's files as members (EMNIST's gzip.zip)."""
+
+    file: str
+    size: int
+    md5: str | None = None
+    sha256: str | None = None
+
+
+@dataclass
+class LabelSpec:
+    layout: LabelLayout = LabelLayout.idx_vector
+    #: idx_table: one name per column; ``column`` is the class label.
+    columns: list[str] = field(default_factory=list)
+    column: int = 0
+    #: Subtracted from every stored label, so that labels count from 0 (EMNIST letters: 1..26).
+    offset: int = 0
 
 
 @dataclass
 class DatasetSpec:
-    name: str
     title: str
     homepage: str
     license: str
@@ -99,10 +158,21 @@ class DatasetSpec:
     classes: list[str]
     mirrors: list[str]
     splits: dict[str, SplitSpec]
+    compression: Compression = Compression.gzip
+    container: ContainerSpec | None = None
+    #: The files store every image transposed (EMNIST): decode turns them upright.
+    transposed: bool = False
+    labels: LabelSpec = field(default_factory=LabelSpec)
+    #: Export options for this dataset only, merged over the shared ``export`` section.
+    export: dict[str, Any] = field(default_factory=dict)
 
-    def archives(self) -> list[ArchiveSpec]:
-        """Every archive of every split, in config order."""
-        return [a for split in self.splits.values() for a in (split.images, split.labels)]
+    def files(self) -> list[FileSpec]:
+        """Every distinct published file, in config order (splits may share files)."""
+        unique: dict[str, FileSpec] = {}
+        for split in self.splits.values():
+            for spec in (split.images, split.labels):
+                unique.setdefault(spec.file, spec)
+        return list(unique.values())
 
 
 @dataclass
@@ -111,23 +181,14 @@ class DownloadConfig:
     retries: int
     backoff: float
     user_agent: str
+    #: Bytes per second below which a transfer is abandoned: a file may take at most
+    #: timeout + size / min_rate seconds, so a slow drip cannot hang the stage.
+    min_rate: int
 
 
 @dataclass
 class VerifyConfig:
     archive: ArchiveCheck
-
-
-@dataclass
-class FormatOutput:
-    out: str
-
-
-@dataclass
-class TreeSpec:
-    archive: str
-    out: str
-    manifest: str
 
 
 @dataclass
@@ -140,6 +201,7 @@ class NpzOptions:
     scale: Scale
     flatten: bool
     one_hot: bool
+    extended_labels: bool
 
 
 @dataclass
@@ -152,6 +214,7 @@ class CsvOptions:
     validation_size: int
     validation_split: SplitMethod
     seed: int
+    extended_labels: bool
 
 
 @dataclass
@@ -164,13 +227,17 @@ class PngOptions:
 class ParquetOptions:
     compression: ParquetCompression
     row_group_size: int
+    pixels: bool
+    extended_labels: bool
 
 
 @dataclass
 class ExportConfig:
     workers: int
-    formats: dict[str, FormatOutput]
-    trees: dict[str, TreeSpec]
+    #: Selected formats (the ``formats`` config group). Each writes data/<dataset>/export/<format>/.
+    formats: dict[str, Any]
+    #: Archives unpacked into a browsable tree (filled by formats/png.yaml).
+    trees: dict[str, Any]
     npz: NpzOptions
     csv: CsvOptions
     png: PngOptions
@@ -184,11 +251,29 @@ class ReportConfig:
 
 @dataclass
 class Params:
-    dataset: DatasetSpec
+    datasets: dict[str, DatasetSpec]
     download: DownloadConfig
     verify: VerifyConfig
     export: ExportConfig
     report: ReportConfig
+
+    def dataset(self, name: str) -> DatasetSpec:
+        if name not in self.datasets:
+            chosen = ", ".join(self.datasets) or "none"
+            raise ConfigError(f"datasets.{name}: not in params.yaml (selected: {chosen}); add it with -S dataset=...")
+        return self.datasets[name]
+
+    def export_for(self, name: str) -> ExportConfig:
+        """The shared export options with ``datasets.<name>.export`` merged over them."""
+        overrides = self.dataset(name).export
+        if not overrides:
+            return self.export
+        merged = OmegaConf.merge(OmegaConf.structured(self.export), overrides)
+        return cast(ExportConfig, OmegaConf.to_object(merged))
+
+
+KNOWN_FORMATS = ("csv", "npz", "parquet", "png")
+KNOWN_TREES = ("png",)
 
 
 def load_params(path: Path) -> Params:
@@ -196,9 +281,9 @@ def load_params(path: Path) -> Params:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: not found (run `make params` or `dvc exp run`)") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from exc
+        raise ConfigError(f"{path}: not found (run `make params`, or `dvc exp run` to compose it from conf/)") from exc
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at top level, found {type(raw).__name__}")
     return params_from_dict(raw, source=str(path))
@@ -206,122 +291,297 @@ def load_params(path: Path) -> Params:
 
 def params_from_dict(raw: dict[str, Any], source: str = "params") -> Params:
     """Validate a composed config against the schema, then the rules types cannot express."""
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(Params), raw)
-        params = cast(Params, OmegaConf.to_object(merged))
-    except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", None) or "?"
-        reason = str(getattr(exc, "msg", exc)).splitlines()[0]
-        raise ConfigError(f"{source}: {key}: {reason}") from exc
-    problems = _semantic_problems(params)
+    params = cast(Params, _structured(Params, raw, source))
+    problems = _problems(params)
+    for name in params.datasets:
+        try:
+            export = params.export_for(name)
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"{source}: datasets.{name}.export.{_reason(exc)}") from exc
+        problems += [(f"datasets.{name}.{key}", problem) for key, problem in _export_problems(export, params, name)]
     if problems:
         key, problem = problems[0]
         raise ConfigError(f"{source}: {key}: {problem}")
     return params
 
 
-def _semantic_problems(params: Params) -> list[tuple[str, str]]:
-    problems: list[tuple[str, str]] = []
-    ds = params.dataset
-    if not _NAME_PATTERN.fullmatch(ds.name):
-        problems.append(("dataset.name", f"expected a lower-case name usable as a folder, found {ds.name!r}"))
-    if len(ds.image_shape) != 2 or min(ds.image_shape, default=0) < 1:
-        problems.append(("dataset.image_shape", f"expected [rows, cols] > 0, found {ds.image_shape}"))
-    if not 1 <= len(ds.classes) <= 256:
-        problems.append(("dataset.classes", f"expected 1 to 256 class names, found {len(ds.classes)}"))
+def _structured(schema: type[Any], raw: Any, source: str) -> Any:
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), raw))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{source}: {_reason(exc)}") from exc
+
+
+def _reason(exc: OmegaConfBaseException) -> str:
+    key = getattr(exc, "full_key", None) or "?"
+    return f"{key}: " + str(getattr(exc, "msg", exc)).splitlines()[0]
+
+
+Problems = list[tuple[str, str]]
+
+
+def _problems(params: Params) -> Problems:
+    problems: Problems = []
+    if not params.datasets:
+        problems.append(("datasets", "expected at least one dataset (-S dataset=<name>), found none"))
+    for name, dataset in params.datasets.items():
+        problems += _dataset_problems(f"datasets.{name}", name, dataset)
+    problems += _download_problems(params.download)
+    if not 1 <= params.report.samples_per_class <= 100:
+        problems.append(("report.samples_per_class", f"expected 1 to 100, found {params.report.samples_per_class}"))
+    return problems
+
+
+def _dataset_problems(key: str, name: str, ds: DatasetSpec) -> Problems:
+    problems: Problems = []
+    if not NAME_PATTERN.fullmatch(name):
+        problems.append((key, f"expected a dataset name matching {NAME_PATTERN.pattern}, found {name!r}"))
+    if len(ds.image_shape) != 2 or not all(1 <= side <= MAX_IMAGE_SIDE for side in ds.image_shape):
+        problems.append(
+            (f"{key}.image_shape", f"expected [rows, cols] of 1 to {MAX_IMAGE_SIDE}, found {ds.image_shape}")
+        )
+    if not 1 <= len(ds.classes) <= MAX_CLASSES:
+        problems.append((f"{key}.classes", f"expected 1 to {MAX_CLASSES} class names, found {len(ds.classes)}"))
+    for index, class_name in enumerate(ds.classes):
+        if not is_printable_line(class_name, 64):
+            problems.append((f"{key}.classes.{index}", f"expected 1 to 64 printable characters, found {class_name!r}"))
+    if len(set(ds.classes)) != len(ds.classes):
+        problems.append((f"{key}.classes", "expected distinct class names, found duplicates"))
     if not ds.mirrors:
-        problems.append(("dataset.mirrors", "expected at least one mirror, found none"))
+        problems.append((f"{key}.mirrors", "expected at least one mirror, found none"))
     for index, mirror in enumerate(ds.mirrors):
-        scheme = urlsplit(mirror).scheme
-        if scheme and scheme not in MIRROR_SCHEMES and not re.fullmatch(r"[a-zA-Z]", scheme):
-            problems.append(
-                (
-                    f"dataset.mirrors.{index}",
-                    f"unsupported scheme {scheme!r} in {mirror!r}; "
-                    f"allowed: {', '.join(MIRROR_SCHEMES)} or a local directory",
-                )
-            )
+        problem = mirror_problem(mirror)
+        if problem:
+            problems.append((f"{key}.mirrors.{index}", problem))
     if not ds.splits:
-        problems.append(("dataset.splits", "expected at least one split, found none"))
+        problems.append((f"{key}.splits", "expected at least one split, found none"))
     for split_name, split in ds.splits.items():
-        for kind in ("images", "labels"):
-            spec: ArchiveSpec = getattr(split, kind)
-            key = f"dataset.splits.{split_name}.{kind}"
-            problems += _archive_problems(key, spec)
-    download = params.download
-    if download.timeout <= 0:
-        problems.append(("download.timeout", f"expected seconds > 0, found {download.timeout}"))
-    if download.retries < 0:
-        problems.append(("download.retries", f"expected >= 0, found {download.retries}"))
-    if download.backoff < 0:
-        problems.append(("download.backoff", f"expected seconds >= 0, found {download.backoff}"))
-    problems += _export_problems(params.export)
-    if params.report.samples_per_class < 1:
-        problems.append(("report.samples_per_class", f"expected >= 1, found {params.report.samples_per_class}"))
-    return problems
-
-
-def _archive_problems(key: str, spec: ArchiveSpec) -> list[tuple[str, str]]:
-    problems = []
-    if not is_plain_file_name(spec.file):
-        problems.append((f"{key}.file", f"expected a plain file name, found {spec.file!r}"))
-    for field in ("size", "payload_size"):
-        if getattr(spec, field) <= 0:
-            problems.append((f"{key}.{field}", f"expected bytes > 0, found {getattr(spec, field)}"))
-    for field, length in (("md5", 32), ("sha256", 64), ("payload_sha256", 64)):
-        value = getattr(spec, field)
-        if not re.fullmatch(f"[0-9a-f]{{{length}}}", value):
-            problems.append((f"{key}.{field}", f"expected {length} lower-case hex digits, found {value!r}"))
-    return problems
-
-
-def _export_problems(export: ExportConfig) -> list[tuple[str, str]]:
-    problems = []
-    if export.workers < 1:
-        problems.append(("export.workers", f"expected >= 1, found {export.workers}"))
-    for name, output in export.formats.items():
-        if name not in KNOWN_FORMATS:
-            problems.append(("export.formats", f"unknown format {name!r}; allowed: {', '.join(KNOWN_FORMATS)}"))
-        if not is_relative_inside(output.out):
-            problems.append(
-                (
-                    f"export.formats.{name}.out",
-                    f"expected a path inside the export folder, found {output.out!r}",
-                )
-            )
-    for name, tree in export.trees.items():
-        for field in ("archive", "out", "manifest"):
-            if not is_relative_inside(getattr(tree, field)):
+        problems += _split_problems(f"{key}.splits.{split_name}", split_name, split, ds)
+    if ds.container is not None:
+        problems += _file_problems(f"{key}.container", ds.container)
+        for spec in ds.files():
+            if spec.member is None or not is_member_name(spec.member):
                 problems.append(
                     (
-                        f"export.trees.{name}.{field}",
-                        f"expected a path inside the export folder, found {getattr(tree, field)!r}",
+                        f"{key}.container",
+                        f"expected every file to name its zip member, found {spec.member!r} for {spec.file!r}",
                     )
                 )
-    for section in ("npz", "csv"):
-        size = getattr(export, section).validation_size
-        if size < 0:
-            problems.append((f"export.{section}.validation_size", f"expected >= 0, found {size}"))
-    if export.npz.scale is not Scale.none and export.npz.dtype is not ArrayDtype.float32:
-        problems.append(("export.npz.scale", f"{export.npz.scale.value!r} needs export.npz.dtype float32, found uint8"))
-    if not 0 <= export.csv.decimals <= 10:
-        problems.append(("export.csv.decimals", f"expected 0 to 10, found {export.csv.decimals}"))
-    if export.parquet.row_group_size < 1:
+    problems += _label_problems(f"{key}.labels", ds.labels)
+    return problems
+
+
+def _split_problems(key: str, split_name: str, split: SplitSpec, ds: DatasetSpec) -> Problems:
+    problems: Problems = []
+    if not NAME_PATTERN.fullmatch(split_name):
+        problems.append((key, f"expected a split name matching {NAME_PATTERN.pattern}, found {split_name!r}"))
+    if split_name in RESERVED_SPLITS:
+        problems.append((key, f"{split_name!r} is made by the exports (validation_size); rename the split"))
+    for kind in ("images", "labels"):
+        spec: FileSpec = getattr(split, kind)
+        problems += _file_problems(f"{key}.{kind}", spec)
+        if not 0 < spec.payload_size <= MAX_FILE_SIZE:
+            problems.append(
+                (f"{key}.{kind}.payload_size", f"expected 1 to {MAX_FILE_SIZE} bytes, found {spec.payload_size}")
+            )
+        for digest in ("payload_md5", "payload_sha256"):
+            value = getattr(spec, digest)
+            if value is not None and not re.fullmatch(f"[0-9a-f]{{{_HEX[digest.removeprefix('payload_')]}}}", value):
+                problems.append((f"{key}.{kind}.{digest}", f"expected lower-case hex digits, found {value!r}"))
+    if split.count < 1:
+        problems.append((f"{key}.count", f"expected images > 0, found {split.count}"))
+    if split.rows is not None:
+        start_stop = split.rows
+        if (
+            len(start_stop) != 2
+            or not 0 <= start_stop[0] < start_stop[1]
+            or start_stop[1] - start_stop[0] != split.count
+        ):
+            problems.append(
+                (f"{key}.rows", f"expected [start, stop) with stop - start = count {split.count}, found {start_stop}")
+            )
+    return problems
+
+
+def _file_problems(key: str, spec: FileSpec | ContainerSpec) -> Problems:
+    problems: Problems = []
+    if not is_plain_file_name(spec.file):
+        problems.append((f"{key}.file", f"expected a plain file name, found {spec.file!r}"))
+    size = spec.size
+    if size is not None and not 0 < size <= MAX_FILE_SIZE:
+        problems.append((f"{key}.size", f"expected 1 to {MAX_FILE_SIZE} bytes, found {size}"))
+    if spec.md5 is None and spec.sha256 is None:
+        problems.append((key, "expected a published md5 or sha256, found neither"))
+    for digest, length in _HEX.items():
+        value = getattr(spec, digest)
+        if value is not None and not re.fullmatch(f"[0-9a-f]{{{length}}}", value):
+            problems.append((f"{key}.{digest}", f"expected {length} lower-case hex digits, found {value!r}"))
+    return problems
+
+
+def _label_problems(key: str, labels: LabelSpec) -> Problems:
+    problems: Problems = []
+    if labels.layout is LabelLayout.idx_table:
+        if not labels.columns:
+            problems.append((f"{key}.columns", "expected a name for every column of the label table, found none"))
+        if not 0 <= labels.column < max(len(labels.columns), 1):
+            problems.append(
+                (f"{key}.column", f"expected a column index below {len(labels.columns)}, found {labels.column}")
+            )
+        for index, column in enumerate(labels.columns):
+            if not NAME_PATTERN.fullmatch(column):
+                problems.append(
+                    (
+                        f"{key}.columns.{index}",
+                        f"expected a column name matching {NAME_PATTERN.pattern}, found {column!r}",
+                    )
+                )
+    if not 0 <= labels.offset <= MAX_CLASSES:
+        problems.append((f"{key}.offset", f"expected 0 to {MAX_CLASSES}, found {labels.offset}"))
+    return problems
+
+
+def _download_problems(download: DownloadConfig) -> Problems:
+    problems: Problems = []
+    for name, value, low, high in (
+        ("timeout", download.timeout, 0.0, MAX_TIMEOUT),
+        ("backoff", download.backoff, 0.0, MAX_BACKOFF),
+    ):
+        if not math.isfinite(value) or not low <= value <= high or (name == "timeout" and value == 0):
+            problems.append((f"download.{name}", f"expected seconds in ({low:g}, {high:g}], found {value}"))
+    if not 0 <= download.retries <= MAX_RETRIES:
+        problems.append(("download.retries", f"expected 0 to {MAX_RETRIES}, found {download.retries}"))
+    if not 1 <= download.min_rate <= 1 << 30:
+        problems.append(("download.min_rate", f"expected bytes per second 1 to {1 << 30}, found {download.min_rate}"))
+    if not is_printable_line(download.user_agent, MAX_HEADER_VALUE, ascii_only=True):
         problems.append(
             (
-                "export.parquet.row_group_size",
-                f"expected >= 1, found {export.parquet.row_group_size}",
+                "download.user_agent",
+                f"expected 1 to {MAX_HEADER_VALUE} printable ASCII characters on one line, found {download.user_agent!r}",
             )
         )
     return problems
 
 
+def _export_problems(export: ExportConfig, params: Params, dataset_name: str) -> Problems:
+    """Problems of one dataset's effective export options (keys relative to ``export``)."""
+    problems: Problems = []
+    if not 1 <= export.workers <= MAX_WORKERS:
+        problems.append(("export.workers", f"expected 1 to {MAX_WORKERS} (4 x cores), found {export.workers}"))
+    for name in export.formats:
+        if name not in KNOWN_FORMATS:
+            problems.append(("export.formats", f"unknown format {name!r}; allowed: {', '.join(KNOWN_FORMATS)}"))
+    for name in export.trees:
+        if name not in KNOWN_TREES or name not in export.formats:
+            problems.append(
+                (
+                    "export.trees",
+                    f"a tree needs its archive format selected, found tree {name!r} with formats {list(export.formats)}",
+                )
+            )
+    splits = params.dataset(dataset_name).splits
+    for section in ("npz", "csv"):
+        size = getattr(export, section).validation_size
+        train = splits.get("train")
+        if size < 0:
+            problems.append((f"export.{section}.validation_size", f"expected >= 0, found {size}"))
+        elif size and train is None:
+            problems.append(
+                (f"export.{section}.validation_size", f"expected 0: this dataset has no train split, found {size}")
+            )
+        elif train is not None and size >= train.count:
+            problems.append(
+                (
+                    f"export.{section}.validation_size",
+                    f"expected fewer than the {train.count} training images, found {size}",
+                )
+            )
+    if export.npz.scale is not Scale.none and export.npz.dtype is not ArrayDtype.float32:
+        problems.append(("export.npz.scale", f"{export.npz.scale.value!r} needs export.npz.dtype float32, found uint8"))
+    if not 0 <= export.csv.decimals <= 10:
+        problems.append(("export.csv.decimals", f"expected 0 to 10, found {export.csv.decimals}"))
+    if not 1 <= export.parquet.row_group_size <= 1_000_000:
+        problems.append(
+            ("export.parquet.row_group_size", f"expected 1 to 1000000, found {export.parquet.row_group_size}")
+        )
+    return problems
+
+
+#: Split names the exports create themselves.
+RESERVED_SPLITS = ("val",)
+
+
+def mirror_problem(mirror: str) -> str | None:
+    """Why ``mirror`` (a URL or a local folder) is unusable, or None."""
+    if not is_printable_line(mirror, 2048):
+        return f"expected one line of printable characters, found {mirror!r}"
+    try:
+        parts = urlsplit(mirror)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        return f"not a valid URL ({exc}): {redact(mirror)!r}"
+    if len(parts.scheme) <= 1:  # no scheme, or a Windows drive letter: a local folder
+        return None
+    if parts.scheme not in MIRROR_SCHEMES:
+        return f"unsupported scheme {parts.scheme!r} in {redact(mirror)!r}; allowed: {', '.join(MIRROR_SCHEMES)} or a local folder"
+    if parts.username is not None or parts.password is not None:
+        return (
+            f"credentials in a mirror URL would be written to params.yaml and dvc.lock: {redact(mirror)!r}; "
+            "put them in ~/.netrc (or $NETRC) instead (README: Mirrors that need a login)"
+        )
+    if parts.scheme != "file" and not parts.hostname:
+        return f"expected a host name in {redact(mirror)!r}"
+    return None
+
+
+def redact(url: str) -> str:
+    """``url`` without the password of its user info, for messages."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None and parts.username is None:
+            return url
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        return parts._replace(netloc=f"***@{host}{port}").geturl()
+    except ValueError:
+        return re.sub(r"//[^/@]*@", "//***@", url)
+
+
+def is_printable_line(value: str, max_length: int, *, ascii_only: bool = False) -> bool:
+    """Non-empty, at most ``max_length`` characters, no control characters (CR, LF, NUL, ...)."""
+    if not 0 < len(value) <= max_length or not value.isprintable():
+        return False
+    return value.isascii() or not ascii_only
+
+
 def is_plain_file_name(name: str) -> bool:
     """True for a bare file name that cannot point outside the folder it is joined to."""
-    return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
+    return (
+        is_printable_line(name, 255)
+        and name not in (".", "..")
+        and "/" not in name
+        and "\\" not in name
+        and name.strip() == name
+    )
+
+
+def is_member_name(name: str) -> bool:
+    """A relative zip member path that stays inside (no empty, ``.`` or ``..`` parts)."""
+    return (
+        is_printable_line(name, 1024)
+        and is_relative_inside(name)
+        and all(part not in ("", ".", "..") for part in name.split("/"))
+    )
 
 
 def is_relative_inside(path: str) -> bool:
     """True for a relative POSIX path with no ``..`` part (stays inside its base folder)."""
     pure = PurePosixPath(path)
-    return bool(path) and not pure.is_absolute() and ".." not in pure.parts and "\\" not in path
+    return (
+        bool(path)
+        and "\x00" not in path
+        and not pure.is_absolute()
+        and ".." not in pure.parts
+        and "\\" not in path
+        and pure.parts != ()
+    )

@@ -1,52 +1,143 @@
-"""decode stage: IDX files -> ``decoded.npz`` (lossless uint8 arrays) and ``stats.json``.
+"""decode stage: IDX files -> the decoded folder (``pipeline.decoded``) and ``stats.json``.
 
 The reader is strict (see ``pipeline.idx``); on top of the format this checks what the dataset
-config promises: image shape, matching image and label counts, labels within the class range.
+config promises: image shape, image and label counts, the label layout (a uint8 vector or an
+int32 table) and every label within the class range once the dataset's offset is applied.
+Transposed sources (EMNIST) are turned upright here, so every export sees upright images.
+Work is done a slice of rows at a time: memory does not grow with the dataset.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from pipeline.config import Params
-from pipeline.decoded import Labels, SplitArrays, pixel_moments, write_decoded
+from pipeline.config import DatasetSpec, LabelLayout, LabelSpec, Params, SplitSpec
+from pipeline.decoded import (
+    BATCH_ROWS,
+    batch_ranges,
+    images_path,
+    labels_path,
+    moments,
+    npy_writer,
+    table_path,
+)
 from pipeline.errors import DatasetError
-from pipeline.extract import idx_name
-from pipeline.fsio import write_bytes_atomic
-from pipeline.idx import read_idx
+from pipeline.fsio import atomic_dir, write_bytes_atomic
+from pipeline.idx import IdxHeader, idx_name, read_idx_header, read_idx_rows
 from pipeline.stage import run_stage, stage_parser
 
 
-def decode_split(images_path: Path, labels_path: Path, image_shape: tuple[int, int], num_classes: int) -> SplitArrays:
-    images, labels = read_idx(images_path), read_idx(labels_path)
-    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != image_shape:
-        raise DatasetError(
-            f"{images_path}: expected uint8 images of shape (n, {image_shape[0]}, {image_shape[1]}), "
-            f"found {images.dtype} {images.shape}"
-        )
-    if labels.dtype != np.uint8 or labels.ndim != 1:
-        raise DatasetError(f"{labels_path}: expected uint8 labels of shape (n,), found {labels.dtype} {labels.shape}")
-    if len(images) != len(labels):
-        raise DatasetError(f"{labels_path}: expected {len(images)} labels (one per image), found {len(labels)}")
-    labels_u8: Labels = labels.astype(np.uint8)
-    if len(labels_u8) and int(labels_u8.max()) >= num_classes:
-        bad = int(np.argmax(labels_u8 >= num_classes))
-        raise DatasetError(
-            f"{labels_path}: expected labels 0..{num_classes - 1}, found {int(labels_u8[bad])} at index {bad}"
-        )
-    return SplitArrays(images=images.astype(np.uint8), labels=labels_u8)
+@dataclass(frozen=True)
+class LabelSource:
+    """How a label file's rows become labels (and, for tables, the kept table)."""
+
+    dtype: np.dtype[Any]
+    ndim: int
+    #: rows of the file -> class labels as stored (before the offset)
+    to_labels: Callable[[npt.NDArray[Any], LabelSpec], npt.NDArray[np.int64]]
 
 
-def split_stats(split: SplitArrays, num_classes: int) -> dict[str, Any]:
-    mean, std = pixel_moments(split.images)
+#: Label layouts: a table from the config value to the file's shape and how to read labels.
+LABEL_SOURCES: dict[LabelLayout, LabelSource] = {
+    LabelLayout.idx_vector: LabelSource(np.dtype(">u1"), 1, lambda rows, _spec: rows.astype(np.int64)),
+    LabelLayout.idx_table: LabelSource(np.dtype(">i4"), 2, lambda rows, spec: rows[:, spec.column].astype(np.int64)),
+}
+
+
+def check_images_header(path: Path, header: IdxHeader, shape: tuple[int, int], transposed: bool) -> None:
+    stored = (shape[1], shape[0]) if transposed else shape
+    if header.dtype != np.dtype(">u1") or len(header.dims) != 3 or header.dims[1:] != stored:
+        raise DatasetError(
+            f"{path}: expected uint8 images of shape (n, {stored[0]}, {stored[1]}), "
+            f"found {header.dtype.name} {header.dims}"
+        )
+
+
+def check_labels_header(path: Path, header: IdxHeader, labels: LabelSpec, images: int) -> None:
+    source = LABEL_SOURCES[labels.layout]
+    columns = (len(labels.columns),) if labels.layout is LabelLayout.idx_table else ()
+    if header.dtype != source.dtype or header.dims[1:] != columns or len(header.dims) != source.ndim:
+        wanted = f"{source.dtype.name} of shape (n{''.join(f', {c}' for c in columns)})"
+        raise DatasetError(
+            f"{path}: expected labels {wanted} ({labels.layout.value}), found {header.dtype.name} {header.dims}"
+        )
+    if header.dims[0] != images:
+        raise DatasetError(f"{path}: expected {images} labels (one per image), found {header.dims[0]}")
+
+
+def row_range(split: SplitSpec, available: int, path: Path) -> tuple[int, int]:
+    """The rows of the source files this split takes."""
+    start, stop = split.rows if split.rows is not None else (0, split.count)
+    if split.rows is None and available != split.count or stop > available:
+        raise DatasetError(f"{path}: expected {split.count} images (rows {start}..{stop}), found {available}")
+    return start, stop
+
+
+def decode_split(name: str, split: SplitSpec, dataset: DatasetSpec, idx_dir: Path, decoded_dir: Path) -> dict[str, Any]:
+    """Write the split's decoded files a slice at a time; return its statistics."""
+    rows, cols = dataset.image_shape
+    num_classes = len(dataset.classes)
+    image_file, label_file = idx_dir / idx_name(split.images.file), idx_dir / idx_name(split.labels.file)
+    image_header, label_header = read_idx_header(image_file), read_idx_header(label_file)
+    check_images_header(image_file, image_header, (rows, cols), dataset.transposed)
+    check_labels_header(label_file, label_header, dataset.labels, image_header.dims[0])
+    start, stop = row_range(split, image_header.dims[0], image_file)
+    source = LABEL_SOURCES[dataset.labels.layout]
+    histogram = np.zeros(256, dtype=np.float64)
+    class_counts = np.zeros(num_classes, dtype=np.int64)
+    with ExitStack() as files:
+        images_out = files.enter_context(
+            npy_writer(images_path(decoded_dir, name), np.dtype(np.uint8), (split.count, rows, cols))
+        )
+        labels_out = files.enter_context(npy_writer(labels_path(decoded_dir, name), np.dtype(np.uint8), (split.count,)))
+        table_out = None
+        if dataset.labels.layout is LabelLayout.idx_table:
+            shape = (split.count, len(dataset.labels.columns))
+            table_out = files.enter_context(npy_writer(table_path(decoded_dir, name), np.dtype(np.int32), shape))
+        for low, high in batch_ranges(stop - start, BATCH_ROWS):
+            images = read_idx_rows(image_file, image_header, start + low, start + high)
+            if dataset.transposed:
+                images = images.transpose(0, 2, 1)
+            images_out.write(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
+            histogram += np.bincount(images.reshape(-1), minlength=256)
+            label_rows = read_idx_rows(label_file, label_header, start + low, start + high)
+            labels = checked_labels(label_file, source.to_labels(label_rows, dataset.labels), dataset, start + low)
+            labels_out.write(labels.astype(np.uint8).tobytes())
+            class_counts += np.bincount(labels, minlength=num_classes)
+            if table_out is not None:
+                table_out.write(np.ascontiguousarray(label_rows, dtype=np.int32).tobytes())
+    return split_stats(split.count, class_counts, histogram)
+
+
+def checked_labels(
+    path: Path, stored: npt.NDArray[np.int64], dataset: DatasetSpec, first_row: int
+) -> npt.NDArray[np.int64]:
+    """Stored labels minus the dataset's offset, every one within the class range."""
+    labels = stored - dataset.labels.offset
+    bad = np.flatnonzero((labels < 0) | (labels >= len(dataset.classes)))
+    if len(bad):
+        low, high = dataset.labels.offset, len(dataset.classes) - 1 + dataset.labels.offset
+        index = int(bad[0])
+        raise DatasetError(
+            f"{path}: expected labels {low}..{high}, found {int(stored[index])} at index {first_row + index}"
+        )
+    return labels
+
+
+def split_stats(count: int, class_counts: npt.NDArray[np.int64], histogram: npt.NDArray[np.float64]) -> dict[str, Any]:
+    mean, std = moments(histogram)
     return {
-        "count": len(split),
-        "class_counts": {str(c): int(n) for c, n in enumerate(np.bincount(split.labels, minlength=num_classes))},
+        "count": count,
+        "class_counts": {str(c): int(n) for c, n in enumerate(class_counts)},
         "pixel_mean": round(mean, 4),
         "pixel_std": round(std, 4),
         "pixel_mean_unit": round(mean / 255, 6),
@@ -54,32 +145,29 @@ def split_stats(split: SplitArrays, num_classes: int) -> dict[str, Any]:
     }
 
 
-def decode(params: Params, idx_dir: Path, decoded_path: Path, stats_path: Path) -> str:
-    dataset = params.dataset
-    rows, cols = dataset.image_shape
-    splits = {
-        name: decode_split(
-            idx_dir / idx_name(spec.images.file),
-            idx_dir / idx_name(spec.labels.file),
-            (rows, cols),
-            len(dataset.classes),
-        )
-        for name, spec in dataset.splits.items()
-    }
-    stats = {name: split_stats(split, len(dataset.classes)) for name, split in splits.items()}
-    write_decoded(decoded_path, splits)
+def decode(params: Params, name: str, idx_dir: Path, decoded_dir: Path, stats_path: Path) -> str:
+    dataset = params.dataset(name)
+    with atomic_dir(decoded_dir) as staging:
+        stats = {
+            split_name: decode_split(split_name, split, dataset, idx_dir, staging)
+            for split_name, split in dataset.splits.items()
+        }
     write_bytes_atomic(stats_path, (json.dumps(stats, indent=2) + "\n").encode())
-    counts = ", ".join(f"{name} {len(split):,}" for name, split in splits.items())
-    return f"decoded {counts} -> {decoded_path}"
+    counts = ", ".join(f"{split} {values['count']:,}" for split, values in stats.items())
+    return f"decoded {counts} -> {decoded_dir}"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = stage_parser(__doc__ or "")
     parser.add_argument("idx_dir", type=Path)
-    parser.add_argument("decoded", type=Path, help="decoded.npz to write")
+    parser.add_argument("decoded", type=Path, help="decoded/ folder to write")
     parser.add_argument("stats", type=Path, help="stats.json (DVC metrics) to write")
     args: argparse.Namespace = parser.parse_args(argv)
-    return run_stage("decode", lambda params: decode(params, args.idx_dir, args.decoded, args.stats), args.params)
+    return run_stage(
+        f"decode@{args.dataset}",
+        lambda params: decode(params, args.dataset, args.idx_dir, args.decoded, args.stats),
+        args.params,
+    )
 
 
 if __name__ == "__main__":

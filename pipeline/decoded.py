@@ -1,69 +1,241 @@
-"""The contract of ``decoded.npz``: one ``<split>_images`` (n, rows, cols) uint8 and one
-``<split>_labels`` (n,) uint8 array per split, lossless, in the order of the source files."""
+"""The decoded intermediate: ``data/<dataset>/decoded/``, one ``.npy`` file per split and kind.
+
+- ``<split>_images.npy``: (n, rows, cols) uint8, upright (transposed sources are turned),
+- ``<split>_labels.npy``: (n,) uint8, counting from 0 (the dataset's label offset applied),
+- ``<split>_label_table.npy``: (n, columns) int32, for datasets whose labels are a table (QMNIST).
+
+Plain ``.npy`` so that anyone can ``np.load(path, mmap_mode="r")`` them; the stages read them
+a slice at a time with ``pread`` (never a memory map, whose touched pages all count as
+resident memory), so every stage's memory stays bounded whatever the dataset size. The files
+are read as hostile: header, dtype, shape and label range are checked before use.
+"""
 
 from __future__ import annotations
 
+import ast
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.config import DatasetSpec, LabelLayout
 from pipeline.errors import DatasetError
-from pipeline.fsio import write_npz
+from pipeline.fsio import atomic_path
 
 Images = npt.NDArray[np.uint8]
-HISTOGRAM_SLICE = 1 << 20
 Labels = npt.NDArray[np.uint8]
+Table = npt.NDArray[np.int32]
+#: Rows per slice: 10,000 MNIST images are 7.8 MB; every stage's working set is a few slices.
+BATCH_ROWS = 10_000
+_MAGIC = b"\x93NUMPY"
+_MAX_HEADER = 1 << 16
+
+
+def images_path(decoded_dir: Path, split: str) -> Path:
+    return decoded_dir / f"{split}_images.npy"
+
+
+def labels_path(decoded_dir: Path, split: str) -> Path:
+    return decoded_dir / f"{split}_labels.npy"
+
+
+def table_path(decoded_dir: Path, split: str) -> Path:
+    return decoded_dir / f"{split}_label_table.npy"
 
 
 @dataclass(frozen=True)
-class SplitArrays:
+class NpyFile:
+    """A C-ordered ``.npy`` file whose rows are read on demand."""
+
+    path: Path
+    dtype: np.dtype[Any]
+    shape: tuple[int, ...]
+    data_offset: int
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def row_bytes(self) -> int:
+        return int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+
+    def read(self, start: int, stop: int) -> npt.NDArray[Any]:
+        """Rows [start, stop) as a new array (one pread)."""
+        stop = min(stop, len(self))
+        count = max(stop - start, 0)
+        with self.path.open("rb") as stream:
+            data = os.pread(stream.fileno(), count * self.row_bytes, self.data_offset + start * self.row_bytes)
+        if len(data) != count * self.row_bytes:
+            raise DatasetError(f"{self.path}: file ends inside row {start + len(data) // max(self.row_bytes, 1)}")
+        return np.frombuffer(data, dtype=self.dtype).reshape((count, *self.shape[1:]))
+
+
+def open_npy(path: Path, dtype: np.dtype[Any], trailing_shape: tuple[int, ...] | None) -> NpyFile:
+    """Open ``path`` after checking its header: ``dtype``, C order, and (when given) the shape
+    after the first axis; the file size must match the header exactly."""
+    try:
+        with path.open("rb") as stream:
+            header = _read_header(stream, path)
+            data_offset = stream.tell()
+    except FileNotFoundError as exc:
+        raise DatasetError(f"{path}: missing (the decode stage writes it)") from exc
+    found_dtype, fortran, shape = header
+    if found_dtype != dtype or fortran or not shape:
+        raise DatasetError(f"{path}: expected a C-ordered {dtype} array, found {found_dtype} shape {shape}")
+    if trailing_shape is not None and shape[1:] != trailing_shape:
+        raise DatasetError(f"{path}: expected shape (n, {', '.join(map(str, trailing_shape))}), found {shape}")
+    npy = NpyFile(path=path, dtype=dtype, shape=shape, data_offset=data_offset)
+    expected = data_offset + len(npy) * npy.row_bytes
+    if path.stat().st_size != expected:
+        raise DatasetError(f"{path}: header {shape} needs {expected} bytes, found {path.stat().st_size}")
+    return npy
+
+
+def _read_header(stream: BinaryIO, path: Path) -> tuple[np.dtype[Any], bool, tuple[int, ...]]:
+    """Parse a .npy header without numpy's pickle-capable loader (literal dict only)."""
+    prefix = stream.read(len(_MAGIC) + 2)
+    if len(prefix) < len(_MAGIC) + 2 or prefix[: len(_MAGIC)] != _MAGIC:
+        raise DatasetError(f"{path}: expected a .npy file (magic \\x93NUMPY), found {prefix[:8]!r}")
+    major = prefix[len(_MAGIC)]
+    size_bytes = 2 if major == 1 else 4
+    length = int.from_bytes(stream.read(size_bytes), "little")
+    if major not in (1, 2, 3) or length > _MAX_HEADER:
+        raise DatasetError(f"{path}: unsupported .npy version {major} or header of {length} bytes")
+    try:
+        header = ast.literal_eval(stream.read(length).decode("latin1"))
+        dtype = np.dtype(header["descr"])
+        fortran = bool(header["fortran_order"])
+        shape = tuple(int(dim) for dim in header["shape"])
+    except (ValueError, SyntaxError, KeyError, TypeError) as exc:
+        raise DatasetError(f"{path}: unreadable .npy header: {exc}") from exc
+    if dtype.hasobject or any(dim < 0 for dim in shape):
+        raise DatasetError(f"{path}: refusing a .npy of {dtype} shape {shape} (objects or negative sizes)")
+    return dtype, fortran, shape
+
+
+@contextmanager
+def npy_writer(path: Path, dtype: np.dtype[Any], shape: tuple[int, ...]) -> Iterator[BinaryIO]:
+    """Write a .npy of known ``shape`` a slice at a time: the caller writes the raw C-order
+    rows to the yielded stream; the file appears only if exactly that many bytes came."""
+    with atomic_path(path) as temp, temp.open("wb") as out:
+        np.lib.format.write_array_header_1_0(
+            out, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+        )
+        start = out.tell()
+        yield out
+        written = out.tell() - start
+        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if written != expected:
+            raise DatasetError(f"{path}: wrote {written} bytes for shape {shape}, expected {expected}")
+
+
+@dataclass(frozen=True)
+class DecodedSplit:
+    name: str
+    images: NpyFile
+    labels: NpyFile
+    table: NpyFile | None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        rows, cols = self.images.shape[1:]
+        return rows, cols
+
+
+def open_decoded(decoded_dir: Path, dataset: DatasetSpec) -> list[DecodedSplit]:
+    """Every split of ``dataset`` in config order, each file checked against the config:
+    dtype, shape, count, and every label within the class range."""
+    rows, cols = dataset.image_shape
+    splits = []
+    for name, spec in dataset.splits.items():
+        images = open_npy(images_path(decoded_dir, name), np.dtype(np.uint8), (rows, cols))
+        labels = open_npy(labels_path(decoded_dir, name), np.dtype(np.uint8), ())
+        table = None
+        if dataset.labels.layout is LabelLayout.idx_table:
+            table = open_npy(table_path(decoded_dir, name), np.dtype(np.int32), (len(dataset.labels.columns),))
+        for array in (images, labels, table):
+            if array is not None and len(array) != spec.count:
+                raise DatasetError(f"{array.path}: expected {spec.count} rows (datasets config), found {len(array)}")
+        check_label_range(labels, len(dataset.classes))
+        splits.append(DecodedSplit(name=name, images=images, labels=labels, table=table))
+    return splits
+
+
+def check_label_range(labels: NpyFile, num_classes: int) -> None:
+    for start in range(0, len(labels), BATCH_ROWS * 10):
+        part = labels.read(start, start + BATCH_ROWS * 10)
+        if len(part) and int(part.max()) >= num_classes:
+            bad = int(np.argmax(part >= num_classes))
+            raise DatasetError(
+                f"{labels.path}: expected labels 0..{num_classes - 1}, found {int(part[bad])} at index {start + bad}"
+            )
+
+
+def batch_ranges(count: int, batch: int = BATCH_ROWS) -> Iterator[tuple[int, int]]:
+    for start in range(0, count, batch):
+        yield start, min(start + batch, count)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Consecutive rows of an export split: images, labels and (label tables) the table."""
+
     images: Images
     labels: Labels
+    table: Table | None
 
     def __len__(self) -> int:
         return len(self.labels)
 
 
-def write_decoded(path: Path, splits: dict[str, SplitArrays]) -> None:
-    arrays: dict[str, npt.NDArray[np.uint8]] = {}
-    for name, split in splits.items():
-        arrays[f"{name}_images"] = split.images
-        arrays[f"{name}_labels"] = split.labels
-    write_npz(path, arrays, compressed=False)  # uncompressed: every export reads it back
+@dataclass(frozen=True)
+class ExportSplit:
+    """A split as an export writes it: a decoded split, or the rows of one chosen by a
+    validation carve (``rows``: sorted indices into ``source``)."""
+
+    name: str
+    source: DecodedSplit
+    rows: npt.NDArray[np.intp] | None = None
+
+    def __len__(self) -> int:
+        return len(self.source) if self.rows is None else len(self.rows)
+
+    def batches(self, batch: int = BATCH_ROWS) -> Iterator[Batch]:
+        """The split's rows in order, read from the source a window at a time."""
+        for start, stop in batch_ranges(len(self.source), batch):
+            if self.rows is None:
+                chosen: slice | npt.NDArray[np.intp] = slice(None)
+            else:
+                low, high = np.searchsorted(self.rows, (start, stop))
+                if low == high:
+                    continue
+                chosen = self.rows[low:high] - start
+            table = self.source.table.read(start, stop)[chosen] if self.source.table else None
+            yield Batch(
+                images=self.source.images.read(start, stop)[chosen],
+                labels=self.source.labels.read(start, stop)[chosen],
+                table=table,
+            )
 
 
-def read_decoded(path: Path) -> dict[str, SplitArrays]:
-    """Load every split of ``path``, checking the contract above."""
-    with np.load(path, allow_pickle=False) as npz:
-        names = sorted({key.rsplit("_", 1)[0] for key in npz.files}, key=_split_order)
-        splits = {}
-        for name in names:
-            images, labels = npz[f"{name}_images"], npz[f"{name}_labels"]
-            if images.dtype != np.uint8 or images.ndim != 3 or labels.shape != (len(images),):
-                raise DatasetError(
-                    f"{path}: split {name!r}: expected uint8 images (n, rows, cols) and n labels, "
-                    f"found {images.dtype} {images.shape} and {labels.dtype} {labels.shape}"
-                )
-            splits[name] = SplitArrays(images=images, labels=labels)
-    return splits
-
-
-def _split_order(name: str) -> tuple[int, str]:
-    """train, then validation, then test, then anything else by name."""
-    known = {"train": 0, "val": 1, "validation": 1, "test": 2}
-    return known.get(name, 3), name
-
-
-def pixel_moments(images: Images) -> tuple[float, float]:
-    """Mean and std of the pixel values (0-255), exact and in bounded memory: a 256-bin
-    histogram instead of a float copy of every pixel."""
+def pixel_histogram(split: ExportSplit) -> npt.NDArray[np.float64]:
+    """256-bin histogram of the split's pixels, a batch at a time."""
     histogram = np.zeros(256, dtype=np.float64)
-    flat = images.reshape(-1)
-    # bincount widens its input to int64: in slices, that copy stays at 8 MiB, not 8x the images.
-    for start in range(0, len(flat), HISTOGRAM_SLICE):
-        histogram += np.bincount(flat[start : start + HISTOGRAM_SLICE], minlength=256)
+    for batch in split.batches():
+        histogram += np.bincount(batch.images.reshape(-1), minlength=256)
+    return histogram
+
+
+def moments(histogram: npt.NDArray[np.float64]) -> tuple[float, float]:
+    """Mean and std of the pixel values (0-255) from their histogram: exact, no float copy."""
     values = np.arange(256, dtype=np.float64)
     total = max(histogram.sum(), 1.0)
     mean = float(histogram @ values) / total

@@ -1,7 +1,9 @@
-"""extract stage: decompress each verified archive into its IDX file, streamed and bounded.
+"""extract stage: decompress each verified file into its IDX payload, streamed and bounded.
 
-A payload must have exactly its configured size: decompression stops as soon as it goes past
-it (a gzip bomb cannot fill the disk), and a short payload is an error.
+How a file is compressed is a table (``pipeline.archive.OPENERS``: gzip, xz, none). A payload
+must have exactly its configured size (decompression stops as soon as it goes past it, so a
+bomb cannot fill the disk) and every payload digest the config publishes: a same-size IDX
+file relabelled by hand in ``raw/`` is caught here.
 """
 
 from __future__ import annotations
@@ -12,20 +14,18 @@ from pathlib import Path
 from pipeline.archive import extract_payload
 from pipeline.config import Params
 from pipeline.fsio import atomic_dir
+from pipeline.idx import idx_name
 from pipeline.stage import run_stage, stage_parser
 
 
-def idx_name(archive_name: str) -> str:
-    return archive_name.removesuffix(".gz")
-
-
-def extract(params: Params, raw_dir: Path, idx_dir: Path) -> str:
-    archives = params.dataset.archives()
+def extract(params: Params, name: str, raw_dir: Path, idx_dir: Path) -> str:
+    dataset = params.dataset(name)
+    files = dataset.files()
     with atomic_dir(idx_dir) as staging:
-        for spec in archives:
-            extract_payload(raw_dir / spec.file, staging / idx_name(spec.file), spec)
-    total = sum(spec.payload_size for spec in archives)
-    return f"extracted {len(archives)} IDX files ({total:,} bytes) -> {idx_dir}"
+        for spec in files:
+            extract_payload(raw_dir / spec.file, staging / idx_name(spec.file), spec, dataset.compression)
+    total = sum(spec.payload_size for spec in files)
+    return f"extracted {len(files)} IDX files ({total:,} bytes) -> {idx_dir}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("raw_dir", type=Path)
     parser.add_argument("idx_dir", type=Path)
     args: argparse.Namespace = parser.parse_args(argv)
-    return run_stage("extract", lambda params: extract(params, args.raw_dir, args.idx_dir), args.params)
+    return run_stage(
+        f"extract@{args.dataset}", lambda params: extract(params, args.dataset, args.raw_dir, args.idx_dir), args.params
+    )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import shutil
@@ -14,11 +15,20 @@ from typing import Any, BinaryIO, cast
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.errors import PipelineError
+
 CHUNK_SIZE = 1 << 20
+
+
+SCRATCH_SUFFIXES = (".tmp", ".old")
 
 
 def _temp_sibling(final: Path, suffix: str) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
+    linked = symlinked_part(final)
+    if linked is not None:
+        # Writing through a link would put bytes wherever it points, perhaps outside data/.
+        raise PipelineError(f"{linked}: is a symbolic link; refusing to write {final} through it")
     scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=suffix, dir=final.parent))
     scratch.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; a published folder gets the usual mode
     return scratch
@@ -30,6 +40,32 @@ def _umask() -> int:
     return current
 
 
+def symlinked_part(path: Path) -> Path | None:
+    """The first part of ``path`` below the working directory that is a symbolic link."""
+    relative = path
+    if path.is_absolute():
+        try:
+            relative = path.relative_to(Path.cwd())
+        except ValueError:
+            return None
+    current = Path()
+    for part in relative.parts:
+        current /= part
+        if current.is_symlink():
+            return current
+    return None
+
+
+def remove_stale_scratch(final: Path) -> None:
+    """Remove the scratch folders a killed run left beside ``final`` (``.<name>.*.tmp|.old``).
+    Only the stage that writes ``final`` ever makes them, so none can belong to a live run."""
+    if not final.parent.is_dir():
+        return
+    for leftover in final.parent.glob(f".{glob.escape(final.name)}.*"):
+        if leftover.suffix in SCRATCH_SUFFIXES and leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 @contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it onto ``final`` only on success.
@@ -37,6 +73,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
     A crash or an exception leaves ``final`` as it was (absent or the previous good file),
     never half-written.
     """
+    remove_stale_scratch(final)
     scratch = _temp_sibling(final, ".tmp")
     temp = scratch / final.name
     try:
@@ -49,6 +86,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
 @contextmanager
 def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield an empty temporary directory that replaces ``final`` only on success."""
+    remove_stale_scratch(final)
     scratch = _temp_sibling(final, ".tmp")
     try:
         yield scratch

@@ -7,7 +7,9 @@ dimension, then exactly prod(dims) items big-endian, and nothing after them.
 from __future__ import annotations
 
 import math
+import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +35,9 @@ DTYPES: dict[int, np.dtype[np.generic]] = {
 _CODES = {dtype.newbyteorder("="): code for code, dtype in DTYPES.items()}
 
 
-def parse_idx(data: bytes, source: str) -> npt.NDArray[np.generic]:
-    """Decode an IDX byte string; raise IdxFormatError naming ``source`` on any deviation."""
+def _parse_header(data: bytes, source: str, payload_length: int) -> tuple[tuple[int, ...], np.dtype[np.generic]]:
+    """Check an IDX header (``data`` holds at least the header) against the payload length
+    that follows it; return the dimensions and the big-endian dtype."""
     if len(data) < HEADER_SIZE:
         raise IdxFormatError(f"{source}: expected a {HEADER_SIZE}-byte IDX header, found {len(data)} bytes")
     if data[:2] != MAGIC_PREFIX:
@@ -54,19 +57,74 @@ def parse_idx(data: bytes, source: str) -> npt.NDArray[np.generic]:
         # numpy cannot even describe such a shape, empty or not (found by the fuzz test).
         raise IdxFormatError(f"{source}: dimensions {'x'.join(map(str, dims))} describe more than 2**48 bytes")
     expected = math.prod(dims) * dtype.itemsize
-    found = len(data) - payload_start
-    if found != expected:
+    if payload_length != expected:
         shape = "x".join(map(str, dims))
-        problem = "trailing bytes" if found > expected else "truncated payload"
+        problem = "trailing bytes" if payload_length > expected else "truncated payload"
         raise IdxFormatError(
-            f"{source}: {problem}: header {shape} of {dtype.name} needs {expected} payload bytes, found {found}"
+            f"{source}: {problem}: header {shape} of {dtype.name} needs {expected} payload bytes, found {payload_length}"
         )
+    return dims, dtype
+
+
+def parse_idx(data: bytes, source: str) -> npt.NDArray[np.generic]:
+    """Decode an IDX byte string; raise IdxFormatError naming ``source`` on any deviation."""
+    ndim = data[3] if len(data) >= HEADER_SIZE else 0
+    payload_start = HEADER_SIZE + DIM_SIZE * ndim
+    dims, dtype = _parse_header(data, source, len(data) - payload_start)
     array = np.frombuffer(data, dtype=dtype, count=math.prod(dims), offset=payload_start)
     return array.reshape(dims).astype(dtype.newbyteorder("="), copy=False)
 
 
 def read_idx(path: Path) -> npt.NDArray[np.generic]:
     return parse_idx(path.read_bytes(), str(path))
+
+
+#: Suffixes the published files carry on top of the IDX name (see pipeline.archive.OPENERS).
+COMPRESSED_SUFFIXES = (".gz", ".xz")
+
+
+def idx_name(file_name: str) -> str:
+    """The IDX payload's file name for a published file: ``x-idx3-ubyte.gz`` -> ``x-idx3-ubyte``."""
+    for suffix in COMPRESSED_SUFFIXES:
+        if file_name.endswith(suffix):
+            return file_name.removesuffix(suffix)
+    return file_name + ".idx"
+
+
+@dataclass(frozen=True)
+class IdxHeader:
+    dtype: np.dtype[np.generic]
+    dims: tuple[int, ...]
+    data_offset: int
+
+    @property
+    def row_bytes(self) -> int:
+        return math.prod(self.dims[1:]) * self.dtype.itemsize
+
+
+def read_idx_header(path: Path) -> IdxHeader:
+    """Parse and check the header of the IDX file at ``path`` against its size, reading only
+    the header: the payload is then read a slice at a time (:func:`read_idx_rows`)."""
+    size = path.stat().st_size
+    with path.open("rb") as stream:
+        head = stream.read(HEADER_SIZE + DIM_SIZE * MAX_DIMS)
+    ndim = head[3] if len(head) >= HEADER_SIZE else 0
+    header_size = HEADER_SIZE + DIM_SIZE * ndim
+    # parse_idx on the header alone, told how long the payload is, applies every check.
+    dims, dtype = _parse_header(head[:header_size], str(path), size - header_size)
+    return IdxHeader(dtype=dtype, dims=dims, data_offset=header_size)
+
+
+def read_idx_rows(path: Path, header: IdxHeader, start: int, stop: int) -> npt.NDArray[np.generic]:
+    """Rows [start, stop) of the first axis, native byte order."""
+    with path.open("rb") as stream:
+        data = os.pread(
+            stream.fileno(), (stop - start) * header.row_bytes, header.data_offset + start * header.row_bytes
+        )
+    if len(data) != (stop - start) * header.row_bytes:
+        raise IdxFormatError(f"{path}: file ends inside row {start + len(data) // max(header.row_bytes, 1)}")
+    array = np.frombuffer(data, dtype=header.dtype).reshape((stop - start, *header.dims[1:]))
+    return array.astype(header.dtype.newbyteorder("="), copy=False)
 
 
 def encode_idx(array: npt.NDArray[np.generic]) -> bytes:

@@ -10,14 +10,19 @@ from pathlib import Path
 
 from pipeline.config import Params, load_params
 from pipeline.errors import PipelineError
-from pipeline.fsio import write_sha256sums
+from pipeline.decoded import DecodedSplit, open_decoded
+from pipeline.fsio import atomic_dir, write_sha256sums
 
 log = logging.getLogger("pipeline")
 
 
-def stage_parser(description: str) -> argparse.ArgumentParser:
+def stage_parser(description: str, *, per_dataset: bool = True) -> argparse.ArgumentParser:
+    """The arguments every stage takes: the params file and, for per-dataset stages, the
+    dataset (a key of ``datasets`` in params.yaml)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="validated params file")
+    if per_dataset:
+        parser.add_argument("--dataset", required=True, help="name of the dataset in params.yaml (datasets.<name>)")
     return parser
 
 
@@ -53,19 +58,27 @@ def _configure_logging(name: str) -> None:
     log.propagate = False
 
 
-def run_export(format_name: str, export: Callable[[Params, Path, Path], str], argv: list[str] | None, doc: str) -> int:
-    """The shell of every export stage: ``decoded.npz`` in, one output (file or folder) out,
-    and with ``--sums`` a sha256sum-style file covering every file of that output."""
+def run_export(
+    format_name: str,
+    export: Callable[[Params, str, list[DecodedSplit], Path], str],
+    argv: list[str] | None,
+    doc: str,
+) -> int:
+    """The shell of every export stage: the decoded folder in, one folder out
+    (``data/<dataset>/export/<format>/``, replaced as a whole only on success) and, with
+    ``--sums``, a sha256sum-style file covering every file of that folder."""
     parser = stage_parser(doc)
-    parser.add_argument("decoded", type=Path, help="decoded.npz written by the decode stage")
-    parser.add_argument("output", type=Path, help="the export file or folder to write")
+    parser.add_argument("decoded", type=Path, help="decoded/ folder written by the decode stage")
+    parser.add_argument("output", type=Path, help="the export folder to write")
     parser.add_argument("--sums", type=Path, help="write sha256 lines of the output here")
     args: argparse.Namespace = parser.parse_args(argv)
 
     def work(params: Params) -> str:
-        summary = export(params, args.decoded, args.output)
+        splits = open_decoded(args.decoded, params.dataset(args.dataset))
+        with atomic_dir(args.output) as staging:
+            summary = export(params, args.dataset, splits, staging)
         if args.sums:
             write_sha256sums(args.output, args.sums)
         return summary
 
-    return run_stage(f"export@{format_name}", work, args.params)
+    return run_stage(f"export@{args.dataset}-{format_name}", work, args.params)

@@ -1,8 +1,9 @@
-"""verify stage: prove each archive holds the canonical bytes and record the evidence.
+"""verify stage: prove each published file holds the canonical bytes and record the evidence.
 
-Writes ``checksums.json``: for every archive its expected and measured size, md5, sha256 and
-payload sha256, and which check accepted it ("archive", or "payload" for a recompressed copy
-when ``verify.archive: payload``). Any mismatch fails the stage and writes nothing.
+Writes ``checksums.json``: for every file its expected and measured size, md5, sha256 and
+payload digests, and which check accepted it ("archive", or "payload" for a recompressed copy
+when ``verify.archive: payload``). A digest no source publishes is recorded as null and not
+checked. Any mismatch fails the stage and writes nothing.
 """
 
 from __future__ import annotations
@@ -13,38 +14,43 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.archive import check_archive
-from pipeline.config import ArchiveSpec, Params
+from pipeline.config import Compression, FileSpec, Params
 from pipeline.fsio import write_bytes_atomic
 from pipeline.stage import run_stage, stage_parser
 
+RECORD_VERSION = 2
 
-def archive_record(path: Path, spec: ArchiveSpec, params: Params) -> dict[str, Any]:
-    verdict = check_archive(path, spec, params.verify.archive, full=True)
+
+def archive_record(path: Path, spec: FileSpec, params: Params, compression: Compression) -> dict[str, Any]:
+    verdict = check_archive(path, spec, params.verify.archive, compression, full=True)
+    payload = verdict.payload
     return {
         "file": spec.file,
+        "member": spec.member,
         "passed": verdict.passed,
         "expected": {
             "size": spec.size,
             "md5": spec.md5,
             "sha256": spec.sha256,
+            "payload_size": spec.payload_size,
+            "payload_md5": spec.payload_md5,
             "payload_sha256": spec.payload_sha256,
         },
         "actual": {
             "size": verdict.digests.size,
             "md5": verdict.digests.md5,
             "sha256": verdict.digests.sha256,
-            "payload_sha256": verdict.payload_sha256,
+            "payload_size": payload.size if payload else None,
+            "payload_md5": payload.md5 if payload else None,
+            "payload_sha256": payload.sha256 if payload else None,
         },
     }
 
 
-def verify(params: Params, raw_dir: Path, record_path: Path) -> str:
-    records = [archive_record(raw_dir / spec.file, spec, params) for spec in params.dataset.archives()]
-    document = {
-        "dataset": params.dataset.name,
-        "mode": params.verify.archive.value,
-        "archives": records,
-    }
+def verify(params: Params, name: str, raw_dir: Path, record_path: Path) -> str:
+    dataset = params.dataset(name)
+    records = [archive_record(raw_dir / spec.file, spec, params, dataset.compression) for spec in dataset.files()]
+    document = {"version": RECORD_VERSION, "dataset": name, "mode": params.verify.archive.value, "archives": records}
     write_bytes_atomic(record_path, (json.dumps(document, indent=2) + "\n").encode())
     passed = ", ".join(f"{r['file']} ({r['passed']})" for r in records)
     return f"verified {passed} -> {record_path}"
@@ -55,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("raw_dir", type=Path)
     parser.add_argument("record", type=Path, help="checksums.json to write")
     args: argparse.Namespace = parser.parse_args(argv)
-    return run_stage("verify", lambda params: verify(params, args.raw_dir, args.record), args.params)
+    return run_stage(
+        f"verify@{args.dataset}", lambda params: verify(params, args.dataset, args.raw_dir, args.record), args.params
+    )
 
 
 if __name__ == "__main__":

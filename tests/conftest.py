@@ -42,6 +42,7 @@ def gzip_bytes(payload: bytes) -> bytes:
 
 
 def archive_spec(name: str, archive: bytes, payload: bytes) -> dict[str, Any]:
+    """The FileSpec of a generated archive, with every digest (as MNIST's config has)."""
     return {
         "file": name,
         "size": len(archive),
@@ -68,6 +69,7 @@ def make_tiny_dataset(sizes: dict[str, int], seed: int = 7) -> TinyDataset:
             name = FILE_NAMES[(split, kind)]
             archives[name] = gzip_bytes(payload)
             spec[split][kind] = archive_spec(name, archives[name], payload)
+        spec[split]["count"] = count
     return TinyDataset(archives=archives, arrays=arrays, splits_spec=spec)
 
 
@@ -81,11 +83,19 @@ def committed_params() -> dict[str, Any]:
     return loaded
 
 
-def params_for(tiny: TinyDataset, mirrors: list[str], **sections: dict[str, Any]) -> dict[str, Any]:
-    """The committed params with the tiny dataset, the given mirrors and quick download limits."""
+def tiny_dataset_entry(tiny: TinyDataset, mirrors: list[str], **facts: Any) -> dict[str, Any]:
+    """A ``datasets.<name>`` entry for the tiny archives: MNIST's facts, the tiny splits."""
+    entry = copy.deepcopy(committed_params()["datasets"]["mnist"])
+    entry.update(title="Tiny MNIST-shaped fixture", splits=copy.deepcopy(tiny.splits_spec), mirrors=mirrors)
+    entry.update(facts)
+    return entry
+
+
+def params_for(tiny: TinyDataset, mirrors: list[str], name: str = "mnist", **sections: dict[str, Any]) -> dict[str, Any]:
+    """The committed params with the tiny dataset (as ``datasets.<name>``), the given mirrors,
+    quick download limits, and ``sections`` ("export.csv" -> values) updated."""
     params = copy.deepcopy(committed_params())
-    params["dataset"]["splits"] = copy.deepcopy(tiny.splits_spec)
-    params["dataset"]["mirrors"] = mirrors
+    params["datasets"] = {name: tiny_dataset_entry(tiny, mirrors)}
     params["download"].update(timeout=1.0, retries=1, backoff=0.05)
     for path, values in sections.items():
         node = params
@@ -93,6 +103,15 @@ def params_for(tiny: TinyDataset, mirrors: list[str], **sections: dict[str, Any]
             node = node[part]
         node.update(values)
     return params
+
+
+def write_decoded_dir(directory: Path, tiny: TinyDataset) -> Path:
+    """A decoded/ folder holding the tiny arrays, as the decode stage writes it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, (images, labels) in tiny.arrays.items():
+        np.save(directory / f"{split}_images.npy", images)
+        np.save(directory / f"{split}_labels.npy", labels)
+    return directory
 
 
 def write_params(directory: Path, params: dict[str, Any]) -> Path:
@@ -108,11 +127,14 @@ def mirror(tiny: TinyDataset) -> Iterator[FaultServer]:
         yield server
 
 
-def add_tiny_dataset_config(repo: Path, tiny: TinyDataset, name: str = "tiny") -> None:
-    """conf/dataset/<name>.yaml describing the tiny archives, committed, selectable by -S dataset=<name>."""
-    dataset = copy.deepcopy(committed_params()["dataset"])
-    dataset.update(name=name, title="Tiny MNIST-shaped fixture", splits=tiny.splits_spec, mirrors=["unused"])
-    (repo / "conf" / "dataset" / f"{name}.yaml").write_text(yaml.safe_dump(dataset, sort_keys=False))
+def add_tiny_dataset_config(repo: Path, tiny: TinyDataset, name: str = "tiny", mirrors: list[str] | None = None) -> None:
+    """conf/dataset/<name>.yaml describing the tiny archives, committed, selectable by -S dataset=<name>:
+    what a team writes to add a dataset of the family, with no code change."""
+    entry = tiny_dataset_entry(tiny, mirrors or ["unused"])
+    for inherited in ("compression", "container", "transposed", "labels", "export"):
+        entry.pop(inherited)  # from /base/dataset, as a new dataset file would
+    text = f"# @package datasets.{name}\ndefaults:\n  - /base/dataset@_here_\n  - _self_\n"
+    (repo / "conf" / "dataset" / f"{name}.yaml").write_text(text + yaml.safe_dump(entry, sort_keys=False))
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-q", "-m", f"dataset {name}")
 

@@ -1,9 +1,11 @@
-"""conf/ is the one source: params.yaml must equal its composition, and bad params are
-rejected before any work with the key, what was expected and what was found."""
+"""conf/ is the one source: params.yaml must equal its composition, every dataset of the family
+composes and validates, and bad params are rejected before any work with the key, what was
+expected and what was found."""
 
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +13,14 @@ import pytest
 import yaml
 from hydra.errors import MissingConfigException
 
-from pipeline import download
-from pipeline.config import load_params, params_from_dict
+from pipeline import check
+from pipeline.config import MAX_WORKERS, load_params, params_from_dict
 from pipeline.errors import ConfigError
 from pipeline.params import compose_params
 from tests.conftest import committed_params, write_params
-from tests.faultserver import FaultServer, serve
 from tests.repos import PROJECT_ROOT
+
+FAMILY = sorted(path.stem for path in (PROJECT_ROOT / "conf" / "dataset").glob("*.yaml"))
 
 
 def composed(tmp_path: Path, *overrides: str) -> dict[str, Any]:
@@ -35,19 +38,58 @@ def test_committed_params_equal_the_composition_of_conf(tmp_path: Path) -> None:
 
 def test_committed_params_are_valid() -> None:
     params = load_params(PROJECT_ROOT / "params.yaml")
+    assert list(params.datasets) == ["mnist"]
     assert list(params.export.formats) == ["npz", "csv", "png"]
-    assert params.dataset.mirrors[0].startswith("https://ossci-datasets.s3.amazonaws.com/")
-    assert params.dataset.mirrors[-1].startswith("http://yann.lecun.com/")
+    assert params.dataset("mnist").mirrors[0].startswith("https://ossci-datasets.s3.amazonaws.com/")
+
+
+def test_family_is_complete() -> None:
+    expected = {"mnist", "fashion_mnist", "kmnist", "qmnist", "qmnist_subsets", "qmnist_nist"}
+    expected |= {f"emnist_{split}" for split in ("byclass", "bymerge", "balanced", "letters", "digits", "mnist")}
+    assert set(FAMILY) == expected
+
+
+@pytest.mark.parametrize("name", FAMILY)
+def test_every_dataset_composes_and_validates(tmp_path: Path, name: str) -> None:
+    raw = composed(tmp_path, f"dataset={name}", "formats=[npz,csv,png,parquet]")
+    params = params_from_dict(raw, source=name)
+    dataset = params.dataset(name)
+    for split in dataset.splits.values():
+        for spec in (split.images, split.labels):
+            assert spec.md5 or spec.sha256, f"{name}: {spec.file} has no published digest"
+            # IDX payload sizes follow from the counts: header + rows (a slice reads part of a file).
+            if spec is split.images and split.rows is None:
+                assert spec.payload_size == 16 + split.count * 28 * 28
+    if dataset.container is not None:
+        assert all(spec.member and spec.member.startswith("gzip/") for spec in dataset.files())
+
+
+def test_emnist_shares_its_zip_and_turns_images_upright(tmp_path: Path) -> None:
+    raw = composed(tmp_path, "dataset=[emnist_letters,emnist_byclass]")
+    params = params_from_dict(raw)
+    letters, byclass = params.dataset("emnist_letters"), params.dataset("emnist_byclass")
+    assert letters.container == byclass.container and letters.container is not None
+    assert letters.container.size == 561_753_746
+    assert letters.transposed and byclass.transposed
+    assert letters.labels.offset == 1 and len(letters.classes) == 26 and letters.classes[0] == "A/a"
+    assert [split.count for split in letters.splits.values()] == [124_800, 20_800]
+    assert len(byclass.classes) == 62 and byclass.labels.offset == 0
+
+
+def test_several_datasets_in_one_composition(tmp_path: Path) -> None:
+    raw = composed(tmp_path, "dataset=[mnist,fashion_mnist]")
+    assert list(raw["datasets"]) == ["mnist", "fashion_mnist"]
+    assert raw["datasets"]["fashion_mnist"]["classes"][0] == "T-shirt/top"
 
 
 def test_format_group_selects_exports(tmp_path: Path) -> None:
     params = composed(tmp_path, "formats=[npz,parquet]")
-    assert params["export"]["formats"] == {"npz": {"out": "mnist.npz"}, "parquet": {"out": "parquet"}}
+    assert params["export"]["formats"] == {"npz": {}, "parquet": {}}
     assert params["export"]["trees"] == {}
 
 
 def test_unknown_dataset_names_the_available_ones(tmp_path: Path) -> None:
-    with pytest.raises(MissingConfigException, match="mnist"):
+    with pytest.raises(MissingConfigException, match="fashion_mnist"):
         composed(tmp_path, "dataset=nosuch")
 
 
@@ -64,57 +106,95 @@ def with_change(path: str, value: Any) -> dict[str, Any]:
     return params
 
 
+MNIST = "datasets.mnist"
+BAD_VALUES = [
+    ("export.npz.validation_size", "abc", "export.npz.validation_size: Value 'abc' of type 'str' could not be converted"),
+    ("export.csv.validation_size", -5, "export.csv.validation_size: expected >= 0, found -5"),
+    ("export.npz.validation_size", 60000, "export.npz.validation_size: expected fewer than the 60000 training images"),
+    ("export.npz.scale", "huge", "export.npz.scale: Invalid value 'huge', expected one of [none, unit, centered"),
+    ("export.npz.scale", "unit", "export.npz.scale: 'unit' needs export.npz.dtype float32"),
+    ("export.workers", 300, f"export.workers: expected 1 to {MAX_WORKERS} (4 x cores), found 300"),
+    ("export.workers", 0, "export.workers: expected 1 to"),
+    ("export.formats", {"npz": {}, "tiff": {}}, "export.formats: unknown format 'tiff'; allowed: csv, npz, parquet, png"),
+    ("export.formats", {"npz": {}}, "export.trees: a tree needs its archive format selected"),
+    (f"{MNIST}.mirrors.0", "ftp://example.org/mnist/", f"{MNIST}.mirrors.0: unsupported scheme 'ftp'"),
+    (f"{MNIST}.mirrors.0", "http://[::1/", f"{MNIST}.mirrors.0: not a valid URL"),
+    (f"{MNIST}.mirrors.0", "http://:80/x", f"{MNIST}.mirrors.0: expected a host name"),
+    (f"{MNIST}.mirrors.0", "http://user:hunter2@example.org/", f"{MNIST}.mirrors.0: credentials in a mirror URL"),
+    (f"{MNIST}.mirrors.0", "http://example.org/\nx", f"{MNIST}.mirrors.0: expected one line of printable"),
+    (f"{MNIST}.splits.train.images.file", "../../x", f"{MNIST}.splits.train.images.file: expected a plain file name"),
+    (f"{MNIST}.splits.train.images.file", "/etc/passwd", "expected a plain file name, found '/etc/passwd'"),
+    (f"{MNIST}.splits.train.images.file", "a\x00b", "expected a plain file name"),
+    (f"{MNIST}.splits.train.images.file", "..", "expected a plain file name"),
+    (f"{MNIST}.splits.test.labels.sha256", "abc", f"{MNIST}.splits.test.labels.sha256: expected 64 lower-case hex"),
+    (f"{MNIST}.splits.test.labels.md5", None, None),  # sha256 remains: still valid
+    (f"{MNIST}.splits.test.count", 0, f"{MNIST}.splits.test.count: expected images > 0, found 0"),
+    (f"{MNIST}.classes", [], f"{MNIST}.classes: expected 1 to 256 class names, found 0"),
+    (f"{MNIST}.classes.3", "three\nforged,row", f"{MNIST}.classes.3: expected 1 to 64 printable characters"),
+    (f"{MNIST}.image_shape", [28, 0], f"{MNIST}.image_shape: expected [rows, cols] of 1 to 4096"),
+    (f"{MNIST}.labels.offset", -1, f"{MNIST}.labels.offset: expected 0 to 256"),
+    ("download.timeout", 0, "download.timeout: expected seconds in (0, 3600], found 0.0"),
+    ("download.timeout", math.nan, "download.timeout: expected seconds in (0, 3600], found nan"),
+    ("download.timeout", math.inf, "download.timeout: expected seconds in (0, 3600], found inf"),
+    ("download.backoff", -1, "download.backoff: expected seconds in"),
+    ("download.retries", 1000, "download.retries: expected 0 to 10, found 1000"),
+    ("download.retries", "many", "download.retries: Value 'many' of type 'str' could not be converted to Integer"),
+    ("download.min_rate", 0, "download.min_rate: expected bytes per second"),
+    ("download.user_agent", "x\r\nX-Evil: 1", "download.user_agent: expected 1 to 256 printable ASCII characters"),
+    ("download.user_agent", "caf\u00e9", "download.user_agent: expected 1 to 256 printable ASCII"),
+    ("report.samples_per_class", 0, "report.samples_per_class: expected 1 to 100, found 0"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "message"), BAD_VALUES, ids=[f"{p}={v!r}"[:60] for p, v, _ in BAD_VALUES])
+def test_bad_value_is_rejected_naming_key(path: str, value: Any, message: str | None) -> None:
+    params = with_change(path, value)
+    if message is None:
+        params_from_dict(params)
+        return
+    with pytest.raises(ConfigError) as caught:
+        params_from_dict(params, source="params.yaml")
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value).strip()
+    assert "hunter2" not in str(caught.value)
+
+
 @pytest.mark.parametrize(
-    ("path", "value", "message"),
+    ("name", "message"),
     [
-        (
-            "export.npz.validation_size",
-            "abc",
-            "export.npz.validation_size: Value 'abc' of type 'str' could not be converted to Integer",
-        ),
-        ("export.csv.validation_size", -5, "export.csv.validation_size: expected >= 0, found -5"),
-        (
-            "export.npz.scale",
-            "huge",
-            "export.npz.scale: Invalid value 'huge', expected one of [none, unit, centered, standardize]",
-        ),
-        ("export.npz.scale", "unit", "export.npz.scale: 'unit' needs export.npz.dtype float32"),
-        ("dataset.mirrors.0", "ftp://example.org/mnist/", "dataset.mirrors.0: unsupported scheme 'ftp'"),
-        (
-            "dataset.splits.train.images.file",
-            "../../x",
-            "dataset.splits.train.images.file: expected a plain file name, found '../../x'",
-        ),
-        (
-            "dataset.splits.test.labels.sha256",
-            "abc",
-            "dataset.splits.test.labels.sha256: expected 64 lower-case hex digits",
-        ),
-        ("download.timeout", 0, "download.timeout: expected seconds > 0, found 0.0"),
-        ("download.retries", "many", "download.retries: Value 'many' of type 'str' could not be converted to Integer"),
-        (
-            "export.formats",
-            {"npz": {"out": "mnist.npz"}, "tiff": {"out": "tiff"}},
-            "export.formats: unknown format 'tiff'; allowed: csv, npz, parquet, png",
-        ),
-        (
-            "export.formats",
-            {"npz": {"out": "../../escape.npz"}},
-            "export.formats.npz.out: expected a path inside the export folder",
-        ),
-        ("dataset.name", "../etc", "dataset.name: expected a lower-case name usable as a folder"),
+        ("../../escaped", "datasets.../../escaped: expected a dataset name matching"),
+        ("Mnist", "expected a dataset name matching"),
+        ("a-b", "expected a dataset name matching"),
     ],
 )
-def test_bad_value_is_rejected_naming_key(path: str, value: Any, message: str) -> None:
-    with pytest.raises(ConfigError) as caught:
-        params_from_dict(with_change(path, value), source="params.yaml")
-    assert message in str(caught.value)
+def test_dataset_names_become_folders_only_when_plain(name: str, message: str) -> None:
+    params = copy.deepcopy(committed_params())
+    params["datasets"] = {name: params["datasets"]["mnist"]}
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        params_from_dict(params)
+
+
+@pytest.mark.parametrize("split", ["../../../../../ESCAPED", "/tmp/abs", "val", "te st", ""])
+def test_split_names_become_file_names_only_when_plain(split: str) -> None:
+    params = copy.deepcopy(committed_params())
+    splits = params["datasets"]["mnist"]["splits"]
+    splits[split] = splits.pop("test")
+    with pytest.raises(ConfigError, match="datasets.mnist.splits"):
+        params_from_dict(params)
+
+
+def test_per_dataset_export_override_is_validated() -> None:
+    params = with_change(f"{MNIST}.export", {"csv": {"header": "sometimes"}})
+    with pytest.raises(ConfigError, match=r"datasets\.mnist\.export\.csv\.header"):
+        params_from_dict(params)
+    params = with_change(f"{MNIST}.export", {"csv": {"header": False}})
+    loaded = params_from_dict(params)
+    assert loaded.export_for("mnist").csv.header is False and loaded.export.csv.header is True
 
 
 def test_unknown_key_is_rejected() -> None:
-    params = with_change("export.csv.heder", False)
     with pytest.raises(ConfigError, match=r"export\.csv\.heder: Key 'heder' not in 'CsvOptions'"):
-        params_from_dict(params)
+        params_from_dict(with_change("export.csv.heder", False))
 
 
 def test_missing_key_is_rejected() -> None:
@@ -124,19 +204,29 @@ def test_missing_key_is_rejected() -> None:
         params_from_dict(params)
 
 
-def test_stage_rejects_bad_params_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with serve(FaultServer()) as server:
-        params = with_change("export.npz.validation_size", "abc")
-        params["dataset"]["mirrors"] = [server.url]
-        code = download.main(["--params", str(write_params(tmp_path, params)), str(tmp_path / "raw")])
-        assert server.requests == []
-    assert code == 1
-    (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("download: error: ") and "export.npz.validation_size" in line
-    assert not (tmp_path / "raw").exists()
+def test_check_stage_writes_its_marker_only_for_valid_params(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    marker = tmp_path / "params.checked"
+    good = write_params(tmp_path / "good", committed_params())
+    assert check.main(["--params", str(good), str(marker)]) == 0
+    assert marker.read_bytes() == check.CHECKED
+    marker.unlink()
+    bad = write_params(tmp_path / "bad", with_change("export.npz.validation_size", -5))
+    assert check.main(["--params", str(bad), str(marker)]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()[-1:]
+    assert line.startswith("check: error: ") and "export.npz.validation_size: expected >= 0, found -5" in line
+    assert not marker.exists()
 
 
-def test_missing_params_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = download.main(["--params", str(tmp_path / "nope.yaml"), str(tmp_path / "raw")])
+def test_payload_mode_needs_published_payload_digests(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    raw = composed(tmp_path, "dataset=emnist_letters", "verify.archive=payload")
+    code = check.main(["--params", str(write_params(tmp_path / "p", raw)), str(tmp_path / "marker")])
     assert code == 1
-    assert "nope.yaml: not found" in capsys.readouterr().err
+    assert "verify.archive: 'payload' needs a published payload digest" in capsys.readouterr().err
+
+
+def test_missing_params_file_names_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert check.main(["--params", str(tmp_path / "nope.yaml"), str(tmp_path / "marker")]) == 1
+    err = capsys.readouterr().err
+    assert "nope.yaml: not found (run `make params`" in err and "Traceback" not in err
