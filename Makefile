@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Stages are run by DVC as `python -m pipeline.<stage>`: the venv's python must come first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: .venv repro test lint types unit params lock bench clean
+.PHONY: .venv repro test test-fast lint types unit params lock bench bench-scale clean
 
 .venv: $(STAMP)
 
@@ -18,17 +18,24 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 # Air-gapped: `make repro MIRROR=../shared/mirror/mnist` (a folder, or a file:// or http(s) URL)
-# puts that mirror in place of the public ones through a Hydra override.
+# puts that mirror in place of the public ones through a Hydra override; DATASET picks another
+# dataset of conf/dataset/ (`make repro DATASET=fashion_mnist MIRROR=../shared/mirror/fashion_mnist`).
 MIRROR ?=
+DATASET ?=
 
 repro: $(STAMP)
-ifeq ($(MIRROR),)
+ifeq ($(MIRROR)$(DATASET),)
 	$(BIN)/dvc repro
 else
-	$(BIN)/dvc exp run -S 'dataset.mirrors=[$(MIRROR)]'
+	$(BIN)/dvc exp run -S 'dataset=$(or $(DATASET),mnist)' \
+	  $(if $(MIRROR),-S 'datasets.$(or $(DATASET),mnist).mirrors=[$(MIRROR)]')
 endif
 
 test: lint types unit
+
+# The quick loop while developing: everything but the DVC end-to-end and real-archive tests.
+test-fast: lint types
+	$(BIN)/pytest -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -52,8 +59,17 @@ lock:
 	 .lock-venv/bin/pip freeze --exclude-editable) > requirements.lock
 	rm -rf .lock-venv
 
+# Benchmarks (results also in benchmarks/results/latest.md): `make bench BENCH_ARGS='--scale 10 --emnist'`;
+# --quick tries it on small sizes. `make bench-scale` runs only the scale and floor part.
+BENCH_ARGS ?=
+
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_pipeline.py
+	$(BIN)/pip install --quiet --disable-pip-version-check -r benchmarks/requirements.txt
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
+
+bench-scale: $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r benchmarks/requirements.txt
+	$(BIN)/python benchmarks/bench_scale.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,192 +1,130 @@
-"""Benchmark of the pipeline on the real MNIST archives served over loopback.
+"""What DVC and sharing cost, on the real MNIST archives served as a folder mirror.
 
-Prints, side by side in one run:
-- each stage run bare (``python -m pipeline.<stage>``, no DVC): seconds and peak memory;
-- the cold ``dvc exp run`` (download to every default export) against the sum of the bare work;
-- no-op ``dvc status`` and ``dvc repro``;
-- for each remote kind (local directory, S3 on a loopback moto server, SSH on a loopback
-  OpenSSH server where one can run): ``dvc push``, then in a fresh clone ``dvc pull`` and the
-  ``dvc repro`` that completes the workspace;
-- the naive ways (a PIL save loop writing 70,000 PNG files, pandas ``to_csv``) against our
-  export stages, as ratios.
+In one run:
+- every stage bare (``python -m pipeline.<stage>``, no DVC), in a fresh copy of the project,
+  with ``datasets.mnist.mirrors`` pointing at the mirror folder: seconds and peak memory;
+- the cold ``dvc exp run`` of the same stages (download to every default export) in another
+  fresh git + DVC copy (tests/repos.make_repo), against the sum of the bare work;
+- no-op ``dvc status`` and ``dvc repro`` (median of three);
+- for each remote kind (local folder, S3 on a loopback moto server, SSH on a loopback OpenSSH
+  server where one can run): ``dvc push``, then in a fresh clone ``dvc pull`` and the
+  ``dvc repro`` that completes the workspace (``--no-remotes`` skips them);
+- pandas ``to_csv`` against export@csv.
 
-Usage: ``make bench`` (or ``python benchmarks/bench_pipeline.py [--mirror DIR] [--keep]``).
-Needs ../shared/mirror/mnist (or --mirror). Results also go to benchmarks/results/latest.json.
+Goals (issue 10): cold ``dvc exp run`` at most 1.25x the bare work; no-op ``dvc status`` at most 0.6 s.
+
+Usage: ``make bench`` (this and bench_scale.py) or ``python benchmarks/bench_pipeline.py
+[--mirror DIR] [--no-remotes] [--keep]``. Results also go to benchmarks/results/pipeline.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-import os
 import shutil
-import subprocess
+import statistics
 import sys
 import tempfile
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT_ROOT))
-from tests.remotes import configure_remote, s3_server, ssh_server, sshd_available  # noqa: E402  (shared with the tests)
-from tests.repos import make_repo, tool_env  # noqa: E402
+if str(PROJECT_ROOT) not in sys.path:
+    sys.path.insert(0, str(PROJECT_ROOT))
+from benchmarks.machine import machine_section  # noqa: E402  (run as a script, too)
+from benchmarks.measure import Measurement, measure  # noqa: E402
+from benchmarks.stages import StageRun, pipeline_stages, run_stages  # noqa: E402
+from benchmarks.tables import goals_section, markdown_table, megabytes, ratio, seconds, verdict  # noqa: E402
+from tests.remotes import configure_remote, s3_server, ssh_server, sshd_available  # noqa: E402
+from tests.repos import make_repo, run, tool_env  # noqa: E402
 
 DEFAULT_MIRROR = PROJECT_ROOT.parent / "shared" / "mirror" / "mnist"
-RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "latest.json"
-
-#: Runs a module as __main__ and reports the peak RSS of itself and its children (PNG workers).
-PEAK_WRAPPER = """
-import resource, runpy, sys
-module, sys.argv = sys.argv[1], [sys.argv[1], *sys.argv[2:]]
-try:
-    runpy.run_module(module, run_name="__main__", alter_sys=True)
-except SystemExit as exit_:
-    code = exit_.code
-else:
-    code = 0
-peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-print(f"PEAK_KIB={peak}", file=sys.stderr)
-sys.exit(code)
-"""
-
-BARE_STAGES: list[tuple[str, list[str]]] = [
-    ("download", ["data/mnist/raw"]),
-    ("verify", ["data/mnist/raw", "data/mnist/checksums.json"]),
-    ("extract", ["data/mnist/raw", "data/mnist/idx"]),
-    ("decode", ["data/mnist/idx", "data/mnist/decoded.npz", "data/mnist/stats.json"]),
-    ("export_npz", ["data/mnist/decoded.npz", "data/mnist/export/mnist.npz"]),
-    ("export_csv", ["data/mnist/decoded.npz", "data/mnist/export/csv"]),
-    ("export_png", ["data/mnist/decoded.npz", "data/mnist/export/png.zip"]),
-    ("unpack", ["data/mnist/export/png.zip", "data/mnist/export/png"]),
-    (
-        "report",
-        ["data/mnist/decoded.npz", "data/mnist/stats.json", "data/mnist/checksums.json", "data/mnist/export"],
-    ),
-]
+RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"
+DATASET = "mnist"
+COLD_RATIO_GOAL = 1.25
+STATUS_GOAL_SECONDS = 0.6
+NO_OP_REPEATS = 3
+STATUS = f"no-op dvc status (median of {NO_OP_REPEATS})"
+REPRO = f"no-op dvc repro (median of {NO_OP_REPEATS})"
 
 
-def timed(
-    cwd: Path, *command: str, env: dict[str, str] | None = None
-) -> tuple[float, subprocess.CompletedProcess[str]]:
-    started = time.perf_counter()
-    full_env = tool_env() | (env or {})
-    result = subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return elapsed, result
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-@contextmanager
-def loopback_mirror(directory: Path) -> Iterator[str]:
-    handler = functools.partial(QuietHandler, directory=str(directory))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+@dataclass
+class DvcResult:
+    """Seconds of each DVC operation, by name; failures by name."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def record(self, name: str, measured: Measurement) -> bool:
+        if measured.ok:
+            self.seconds[name] = measured.seconds
+        else:
+            self.failures[name] = measured.failure()
+        return measured.ok
 
 
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
+def bare_run(root: Path, mirror: Path) -> tuple[Path, list[StageRun], list[str]]:
+    """Every stage of the default pipeline as a plain process in a fresh copy of the project."""
+    workdir = make_repo(root / "bare")
+    params: dict[str, Any] = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["datasets"][DATASET]["mirrors"] = [str(mirror)]
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    formats = list(params["export"]["formats"])
+    log(f"bare run of every stage ({', '.join(formats)})")
+    return workdir, run_stages(workdir, pipeline_stages(DATASET, formats)), list(params["datasets"][DATASET]["splits"])
 
 
-def bare_run(workdir: Path, mirror_url: str) -> list[dict[str, Any]]:
-    """Each stage as a plain process, in order, on a params.yaml pointing at the mirror."""
-    params = (PROJECT_ROOT / "params.yaml").read_text()
-    first_mirror = params.split("mirrors:\n", 1)[1].splitlines()[0]
-    (workdir / "params.yaml").write_text(params.replace(first_mirror, f"  - {mirror_url}", 1))
-    (workdir / "data/mnist/export").mkdir(parents=True)
-    rows = []
-    for stage, arguments in BARE_STAGES:
-        seconds, result = timed(workdir, sys.executable, "-c", PEAK_WRAPPER, f"pipeline.{stage}", *arguments)
-        peak_kib = int(result.stderr.rsplit("PEAK_KIB=", 1)[1].split()[0])
-        rows.append({"stage": stage, "seconds": round(seconds, 2), "peak_mb": round(peak_kib / 1024, 1)})
-    return rows
+def dvc(repo: Path, *arguments: str, env: dict[str, str] | None = None) -> Measurement:
+    return measure(["dvc", *arguments], repo, env=tool_env() | (env or {}))
 
 
-NAIVE_PNG = """
-import sys, numpy as np
-from pathlib import Path
-from PIL import Image
-with np.load(sys.argv[1]) as npz:
-    for split in ("train", "test"):
-        images, labels = npz[f"{split}_images"], npz[f"{split}_labels"]
-        for index, (image, label) in enumerate(zip(images, labels)):
-            folder = Path(sys.argv[2]) / split / str(label)
-            folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(image).save(folder / f"{index:05d}.png")
-"""
-
-NAIVE_CSV = """
-import sys, numpy as np, pandas as pd
-from pathlib import Path
-Path(sys.argv[2]).mkdir(parents=True)
-with np.load(sys.argv[1]) as npz:
-    for split in ("train", "test"):
-        images, labels = npz[f"{split}_images"], npz[f"{split}_labels"]
-        frame = pd.DataFrame(images.reshape(len(images), -1), columns=[f"pixel{i}" for i in range(784)])
-        frame.insert(0, "label", labels)
-        frame.to_csv(Path(sys.argv[2]) / f"{split}.csv", index=False)
-"""
-
-
-def naive_run(workdir: Path, bare: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    seconds = {row["stage"]: row["seconds"] for row in bare}
-    png_seconds, _ = timed(workdir, sys.executable, "-c", NAIVE_PNG, "data/mnist/decoded.npz", "naive/png")
-    csv_seconds, _ = timed(workdir, sys.executable, "-c", NAIVE_CSV, "data/mnist/decoded.npz", "naive/csv")
-    same_csv = (workdir / "naive/csv/train.csv").read_bytes() == (
-        workdir / "data/mnist/export/csv/train.csv"
-    ).read_bytes()
-    ours_png = seconds["export_png"] + seconds["unpack"]
-    return [
-        {
-            "work": "70,000 PNG files in an ImageFolder tree",
-            "naive": "PIL save loop",
-            "naive_s": round(png_seconds, 2),
-            "ours": "export@png + unpack@png",
-            "ours_s": round(ours_png, 2),
-            "speedup": round(png_seconds / ours_png, 2),
-        },
-        {
-            "work": "CSV of train + test (same bytes: %s)" % ("yes" if same_csv else "NO"),
-            "naive": "pandas to_csv",
-            "naive_s": round(csv_seconds, 2),
-            "ours": "export@csv",
-            "ours_s": seconds["export_csv"],
-            "speedup": round(csv_seconds / seconds["export_csv"], 2),
-        },
-    ]
-
-
-def dvc_run(root: Path, mirror_url: str) -> dict[str, float]:
+def dvc_run(root: Path, mirror: Path, remotes: bool) -> DvcResult:
+    result = DvcResult()
     repo = make_repo(root / "repo")
-    figures: dict[str, float] = {}
-    figures["cold exp run"], _ = timed(repo, "dvc", "exp", "run", "-S", f"dataset.mirrors=[{mirror_url}]")
-    timed(repo, "git", "add", "-A")
-    timed(repo, "git", "commit", "-qm", "pipeline ran")
-    figures["no-op dvc status"], _ = timed(repo, "dvc", "status")
-    figures["no-op dvc repro"], _ = timed(repo, "dvc", "repro")
-    figures |= remote_round_trip(repo, root, "local", str(root / "store"))
+    log("cold dvc exp run")
+    cold = dvc(repo, "exp", "run", "-S", f"datasets.{DATASET}.mirrors=[{mirror}]")
+    if not result.record("cold exp run", cold):
+        return result
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "pipeline ran")
+    for name, arguments in ((STATUS, ("status",)), (REPRO, ("repro",))):
+        repeats = [dvc(repo, *arguments) for _ in range(NO_OP_REPEATS)]
+        failed = [m for m in repeats if not m.ok]
+        if failed:
+            result.failures[name] = failed[0].failure()
+            continue
+        result.seconds[name] = statistics.median(m.seconds for m in repeats)
+        if name == STATUS and "up to date" not in repeats[-1].stdout:
+            result.notes.append(f"`dvc status` after the run was not clean: {repeats[-1].stdout.strip()[:300]}")
+    if remotes:
+        remote_round_trips(repo, root, result)
+    return result
+
+
+def remote_round_trips(repo: Path, root: Path, result: DvcResult) -> None:
+    log("remote: local folder")
+    remote_round_trip(repo, root, "local", str(root / "store"), result)
+    log("remote: S3 (moto)")
     with s3_server(root) as endpoint:
         endpoint.create_bucket("bench")
         options = {"endpointurl": endpoint.url}
-        figures |= remote_round_trip(repo, root, "s3", "s3://bench/mnist", options, env=endpoint.environment())
-    if sshd_available() is None:
+        remote_round_trip(repo, root, "s3", "s3://bench/mnist", result, options, env=endpoint.environment())
+    why_not = sshd_available()
+    if why_not is None:
+        log("remote: SSH (OpenSSH)")
         with ssh_server(root / "ssh") as ssh:
             url = f"ssh://{ssh.user}@{ssh.host}:{ssh.port}{root / 'ssh-store'}"
-            figures |= remote_round_trip(repo, root, "ssh", url, local={"keyfile": str(ssh.key_file)})
-    return {key: round(value, 2) for key, value in figures.items()}
+            remote_round_trip(repo, root, "ssh", url, result, local={"keyfile": str(ssh.key_file)})
+    else:
+        result.notes.append(f"SSH remote not measured: {why_not}")
 
 
 def remote_round_trip(
@@ -194,70 +132,173 @@ def remote_round_trip(
     root: Path,
     name: str,
     url: str,
+    result: DvcResult,
     options: dict[str, str] | None = None,
     local: dict[str, str] | None = None,
     env: dict[str, str] | None = None,
-) -> dict[str, float]:
+) -> None:
     """Push to a remote, then in a fresh clone pull and run what is left (unpacking the tree)."""
     clone = root / f"clone-{name}"
-    timed(root, "git", "clone", "-q", str(repo), str(clone))
+    run(root, "git", "clone", "-q", str(repo), str(clone))
     for where in (repo, clone):
         configure_remote(where, name, url, options or {}, local or {})
-    push, _ = timed(repo, "dvc", "push", "-r", name, env=env)
-    pull, _ = timed(clone, "dvc", "pull", "-r", name, env=env)
-    repro, result = timed(clone, "dvc", "repro")
-    _, status = timed(clone, "dvc", "status")
-    if "up to date" not in status.stdout or result.stdout.count("Running stage") != 1:
-        raise SystemExit(f"{name}: fresh clone not complete after pull + one stage:\n{result.stdout}{status.stdout}")
-    return {
-        f"{name} remote: dvc push": push,
-        f"{name} remote: dvc pull in a fresh clone": pull,
-        f"{name} remote: dvc repro after pull (unpack@png)": repro,
+    steps = (
+        (f"{name} remote: dvc push", repo, ("push", "-r", name)),
+        (f"{name} remote: dvc pull in a fresh clone", clone, ("pull", "-r", name)),
+        (f"{name} remote: dvc repro after the pull", clone, ("repro",)),
+    )
+    for label, where, arguments in steps:
+        measured = dvc(where, *arguments, env=env)
+        if not result.record(label, measured):
+            return
+        if arguments == ("repro",):
+            ran = [line.split("'")[1] for line in measured.stdout.splitlines() if line.startswith("Running stage '")]
+            result.notes.append(f"{name}: after the pull, `dvc repro` ran {', '.join(ran) or 'nothing'}")
+    status = dvc(clone, "status")
+    if "up to date" not in status.stdout:
+        result.notes.append(f"{name}: fresh clone not up to date after pull + repro: {status.stdout.strip()[:300]}")
+
+
+def naive_csv(workdir: Path, splits: list[str], export_csv: Measurement | None) -> list[str] | None:
+    """pandas ``to_csv`` against export@csv: one table row, or None when export@csv failed."""
+    if export_csv is None or not export_csv.ok:
+        return None
+    log("naive: pandas to_csv")
+    decoded = workdir / "data" / DATASET / "decoded"
+    out = workdir / "naive-csv"
+    script = Path(__file__).resolve().parent / "naive_csv.py"
+    measured = measure([sys.executable, str(script), str(decoded), str(out), *splits], workdir, env=tool_env())
+    if not measured.ok:
+        return ["CSV of every split", "pandas `to_csv`", f"failed: {measured.failure()}", "export@csv", "", ""]
+    ours_dir = workdir / "data" / DATASET / "export" / "csv"
+    same = all((out / f"{split}.csv").read_bytes() == (ours_dir / f"{split}.csv").read_bytes() for split in splits)
+    return [
+        f"CSV of every split (same bytes: {'yes' if same else 'NO'})",
+        "pandas `to_csv`",
+        seconds(measured.seconds),
+        "export@csv",
+        seconds(export_csv.seconds),
+        f"{measured.seconds / export_csv.seconds:.1f}x",
+    ]
+
+
+@dataclass
+class PipelineReport:
+    markdown: str
+    goals: list[list[str]]
+    data: dict[str, Any]
+
+
+def run_pipeline(mirror: Path, remotes: bool, keep: bool) -> PipelineReport:
+    root = Path(tempfile.mkdtemp(prefix="mnist-bench-dvc-"))
+    try:
+        workdir, bare, splits = bare_run(root, mirror)
+        for stage_run in bare:
+            if stage_run.measurement is not None:
+                log(f"  {stage_run.stage.label}: {stage_run.measurement.seconds:.2f} s")
+        export_csv = next((r.measurement for r in bare if r.stage.label == "export@csv"), None)
+        csv_row = naive_csv(workdir, splits, export_csv)
+        shutil.rmtree(workdir, ignore_errors=True)
+        dvc_result = dvc_run(root, mirror, remotes)
+    finally:
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+    return build_report(bare, dvc_result, csv_row)
+
+
+def build_report(bare: list[StageRun], dvc_result: DvcResult, csv_row: list[str] | None) -> PipelineReport:
+    complete = all(r.ok for r in bare)
+    bare_total = sum(r.measurement.seconds for r in bare if r.measurement is not None and r.ok) if complete else None
+    stage_rows = []
+    for stage_run in bare:
+        measured = stage_run.measurement
+        if measured is None:
+            stage_rows.append([stage_run.stage.label, "not run", "—", "—"])
+        elif not measured.ok:
+            stage_rows.append([stage_run.stage.label, f"failed: {measured.failure()}", "—", "—"])
+        else:
+            stage_rows.append(
+                [
+                    stage_run.stage.label,
+                    seconds(measured.seconds),
+                    megabytes(measured.peak_mb),
+                    megabytes(measured.tree_peak_mb),
+                ]
+            )
+    stage_rows.append(["**sum of the bare work**", f"**{seconds(bare_total)}**", "", ""])
+    cold = dvc_result.seconds.get("cold exp run")
+    cold_ratio = None if cold is None or bare_total is None else cold / bare_total
+    dvc_rows = []
+    for name, value in dvc_result.seconds.items():
+        extra = f" ({ratio(cold_ratio)} the bare work)" if name == "cold exp run" else ""
+        dvc_rows.append([name, seconds(value) + extra])
+    dvc_rows += [[name, f"failed: {why}"] for name, why in dvc_result.failures.items()]
+    status = dvc_result.seconds.get(STATUS)
+    goals = [
+        [
+            "cold `dvc exp run` / bare work (MNIST, folder mirror)",
+            f"≤ {COLD_RATIO_GOAL}x",
+            ratio(cold_ratio),
+            verdict(None if cold_ratio is None else cold_ratio <= COLD_RATIO_GOAL),
+        ],
+        [
+            "no-op `dvc status`",
+            f"≤ {STATUS_GOAL_SECONDS} s",
+            f"{seconds(status)} s",
+            verdict(None if status is None else status <= STATUS_GOAL_SECONDS),
+        ],
+    ]
+    sections = [
+        "## DVC: every stage bare, then under DVC (real MNIST, folder mirror)",
+        markdown_table(["stage, run bare (no DVC)", "seconds", "peak MB", "all procs MB"], stage_rows),
+        markdown_table(["with DVC", "seconds"], dvc_rows),
+    ]
+    if dvc_result.notes:
+        sections.append("\n".join(f"- {note}" for note in dvc_result.notes))
+    if csv_row is not None:
+        sections.append(
+            markdown_table(["the same work", "naive way", "seconds", "this pipeline", "seconds", "speed-up"], [csv_row])
+        )
+    data = {
+        "bare": [
+            {
+                "stage": r.stage.label,
+                "seconds": None if r.measurement is None else round(r.measurement.seconds, 3),
+                "peak_mb": None if r.measurement is None else round(r.measurement.peak_mb, 1),
+                "ok": r.ok,
+            }
+            for r in bare
+        ],
+        "bare_total_s": bare_total,
+        "dvc": dvc_result.seconds,
+        "dvc_failures": dvc_result.failures,
+        "notes": dvc_result.notes,
+        "goals": goals,
     }
+    return PipelineReport("\n\n".join(sections), goals, data)
+
+
+def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mirror", type=Path, default=DEFAULT_MIRROR, help="folder holding the MNIST archives")
+    parser.add_argument("--no-remotes", action="store_true", help="skip the push/pull round trips")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mirror", type=Path, default=DEFAULT_MIRROR)
+    add_pipeline_arguments(parser)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
     args = parser.parse_args()
     if not args.mirror.is_dir():
         print(f"bench: error: no MNIST mirror at {args.mirror}", file=sys.stderr)
         return 1
-    root = Path(tempfile.mkdtemp(prefix="mnist-bench-"))
-    try:
-        with loopback_mirror(args.mirror) as url:
-            bare_dir = make_repo(root / "bare")
-            bare = bare_run(bare_dir, url)
-            naive = naive_run(bare_dir, bare)
-            dvc = dvc_run(root, url)
-    finally:
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
-    bare_total = round(sum(row["seconds"] for row in bare), 2)
-    report = {"bare": bare, "bare_total_s": bare_total, "dvc": dvc, "naive": naive, "cpus": os.cpu_count()}
-    report["cold_over_bare"] = round(dvc["cold exp run"] / bare_total, 2)
-    print_report(report)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    machine_md = machine_section(Path(tempfile.gettempdir()))
+    report = run_pipeline(args.mirror.resolve(), not args.no_remotes, args.keep)
+    text = "\n\n".join(["# DVC benchmark", machine_md, report.markdown, goals_section(report.goals)])
+    print(text)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / "pipeline.md").write_text(text + "\n")
+    (RESULTS_DIR / "pipeline.json").write_text(json.dumps(report.data, indent=1) + "\n")
     return 0
-
-
-def print_report(report: dict[str, Any]) -> None:
-    print("| stage (bare, no DVC) | seconds | peak MB |\n|---|---:|---:|")
-    for row in report["bare"]:
-        print(f"| {row['stage']} | {row['seconds']:.2f} | {row['peak_mb']:.0f} |")
-    print(f"| **sum** | **{report['bare_total_s']:.2f}** | |\n")
-    print("| DVC operation | seconds |\n|---|---:|")
-    for key, value in report["dvc"].items():
-        print(f"| {key} | {value:.2f} |")
-    print(f"| cold exp run / bare sum | {report['cold_over_bare']:.2f}x |\n")
-    print("| work | naive | s | ours | s | speed-up |\n|---|---|---:|---|---:|---:|")
-    for row in report["naive"]:
-        print(
-            f"| {row['work']} | {row['naive']} | {row['naive_s']:.2f} | {row['ours']} | {row['ours_s']:.2f} "
-            f"| {row['speedup']:.1f}x |"
-        )
 
 
 if __name__ == "__main__":

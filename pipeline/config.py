@@ -457,7 +457,8 @@ def _download_problems(download: DownloadConfig) -> Problems:
         problems.append(
             (
                 "download.user_agent",
-                f"expected 1 to {MAX_HEADER_VALUE} printable ASCII characters on one line, found {download.user_agent!r}",
+                f"expected 1 to {MAX_HEADER_VALUE} printable ASCII characters on one line, "
+                f"found {download.user_agent!r}",
             )
         )
     return problems
@@ -476,7 +477,8 @@ def _export_problems(export: ExportConfig, params: Params, dataset_name: str) ->
             problems.append(
                 (
                     "export.trees",
-                    f"a tree needs its archive format selected, found tree {name!r} with formats {list(export.formats)}",
+                    f"a tree needs its archive format selected, "
+                    f"found tree {name!r} with formats {list(export.formats)}",
                 )
             )
     splits = params.dataset(dataset_name).splits
@@ -523,7 +525,8 @@ def mirror_problem(mirror: str) -> str | None:
     if len(parts.scheme) <= 1:  # no scheme, or a Windows drive letter: a local folder
         return None
     if parts.scheme not in MIRROR_SCHEMES:
-        return f"unsupported scheme {parts.scheme!r} in {redact(mirror)!r}; allowed: {', '.join(MIRROR_SCHEMES)} or a local folder"
+        allowed = ", ".join(MIRROR_SCHEMES)
+        return f"unsupported scheme {parts.scheme!r} in {redact(mirror)!r}; allowed: {allowed} or a local folder"
     if parts.username is not None or parts.password is not None:
         return (
             f"credentials in a mirror URL would be written to params.yaml and dvc.lock: {redact(mirror)!r}; "

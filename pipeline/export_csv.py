@@ -1,101 +1,144 @@
-"""export@csv stage: one CSV per split (train.csv, test.csv, val.csv when split), one row per
-image in dataset order. Default: Kaggle header ``label,pixel0,...,pixel783``, integers 0-255.
+"""export@<dataset>-csv stage: one CSV per split (``<split>.csv``, or ``.csv.gz``; ``val`` right
+after ``train`` when ``validation_size`` is set), one row per image in dataset order. Default:
+Kaggle's header ``label,pixel0,...,pixel783``, the label counting from 0, pixels as integers 0-255.
 
-Rows are formatted with lookup tables: every cell is one of 256 pixel strings or a label
-string, so a chunk of rows becomes bytes with two numpy operations instead of 55 million
-Python ``str`` calls (see benchmarks/).
+With ``extended_labels`` and a dataset whose labels are a table (QMNIST), every table column but
+the class label (which the ``label`` column already holds) follows the label, named as in the
+dataset's ``labels.columns``: ``label,nist_series,writer_id,...,pixel0,...``, or at the end of the
+row with ``label_position: last``. For datasets with plain labels the option does nothing.
+
+Rows are formatted with a token table: every cell is one of 256 pixel strings, a label string or
+(label tables) one of the values of the chunk, so a chunk of rows becomes bytes with two numpy
+operations instead of millions of Python ``str`` calls. Splits are read a batch at a time.
 """
 
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from pipeline.config import CsvOptions, CsvScale, LabelPosition, Params
-from pipeline.decoded import SplitArrays, read_decoded
-from pipeline.fsio import atomic_dir
-from pipeline.images import with_validation
+from pipeline.decoded import Batch, DecodedSplit, ExportSplit
+from pipeline.images import extra_label_columns, split_batches, with_validation
 from pipeline.stage import run_export
 
+#: Rows formatted at once: the token lookup makes (rows, cells, token width) bytes, ~15 MB here.
 ROWS_PER_CHUNK = 2000
-# Offsets into the token table: pixel tokens, label tokens; adding _ROW_END to either selects
-# the same token ending in a newline instead of a comma.
-_PIXEL, _LABEL, _ROW_END = 0, 256, 512
+#: Token table rows: pixel tokens, then label tokens, then the chunk's extra values; adding the
+#: table's ``row_end`` to a code selects the same token ending in a newline instead of a comma.
+_PIXEL, _LABEL, _EXTRA = 0, 256, 512
+Codes = npt.NDArray[np.int64]
+T = TypeVar("T")
+
+PIXEL_TOKENS: dict[CsvScale, Callable[[int], list[str]]] = {
+    CsvScale.none: lambda _decimals: [str(value) for value in range(256)],
+    CsvScale.unit: lambda decimals: [f"{value / 255:.{decimals}f}" for value in range(256)],
+}
 
 
-def pixel_tokens(scale: CsvScale, decimals: int) -> list[str]:
-    if scale is CsvScale.unit:
-        return [f"{value / 255:.{decimals}f}" for value in range(256)]
-    return [str(value) for value in range(256)]
+def token_table(pixels: list[str], labels: list[str], extras: list[str]) -> npt.NDArray[np.uint8]:
+    """Rows of NUL-padded ASCII: pixel+',' | label+',' | extra+',', then the same ending in '\\n'."""
+    values = [*pixels, *labels, *[""] * (_EXTRA - _LABEL - len(labels)), *extras]
+    cells = [value + "," for value in values] + [value + "\n" for value in values]
+    table = np.array(cells, dtype=np.bytes_)
+    return table.view(np.uint8).reshape(len(cells), table.itemsize)
 
 
-def token_table(pixels: list[str], labels: list[str]) -> npt.NDArray[np.uint8]:
-    """Rows of NUL-padded ASCII: pixel+',' | label+',' | pixel+'\\n' | label+'\\n'."""
-    cells = [p + "," for p in pixels] + [lab + "," for lab in labels] + [""] * (256 - len(labels))
-    cells += [p + "\n" for p in pixels] + [lab + "\n" for lab in labels] + [""] * (256 - len(labels))
-    width = max(len(cell) for cell in cells)
-    table = np.zeros((len(cells), width), dtype=np.uint8)
-    for row, cell in enumerate(cells):
-        table[row, : len(cell)] = np.frombuffer(cell.encode("ascii"), dtype=np.uint8)
-    return table
+#: Which of (label group, pixel group) comes first in a row.
+GROUP_ORDER: dict[LabelPosition, tuple[int, int]] = {LabelPosition.first: (0, 1), LabelPosition.last: (1, 0)}
 
 
-def row_codes(split: SplitArrays, label_position: LabelPosition) -> npt.NDArray[np.uint16]:
-    """(n, 1 + pixels) codes into the token table, in column order."""
-    pixels = split.images.reshape(len(split), -1).astype(np.uint16) + _PIXEL
-    labels = split.labels.astype(np.uint16)[:, None] + _LABEL
-    codes = np.hstack([labels, pixels] if label_position is LabelPosition.first else [pixels, labels])
-    codes[:, -1] += _ROW_END  # the last cell of a row ends with a newline, not a comma
-    return codes
+def in_column_order(label: T, pixels: T, label_position: LabelPosition) -> list[T]:
+    groups = (label, pixels)
+    return [groups[index] for index in GROUP_ORDER[label_position]]
 
 
-def csv_chunks(split: SplitArrays, table: npt.NDArray[np.uint8], label_position: LabelPosition) -> Iterator[bytes]:
-    for start in range(0, len(split), ROWS_PER_CHUNK):
-        part = SplitArrays(
-            images=split.images[start : start + ROWS_PER_CHUNK],
-            labels=split.labels[start : start + ROWS_PER_CHUNK],
-        )
-        cells = table[row_codes(part, label_position)]
-        yield cells[cells != 0].tobytes()
+def csv_chunk(
+    batch: Batch, pixels: list[str], labels: list[str], extra_columns: list[int], label_position: LabelPosition
+) -> bytes:
+    """The CSV lines of ``batch``: the label (then the extra columns) and the pixels, in column order."""
+    extras: list[str] = []
+    label_codes: Codes = batch.labels.astype(np.int64)[:, None] + _LABEL
+    if extra_columns and batch.table is not None:
+        values, inverse = np.unique(batch.table[:, extra_columns], return_inverse=True)
+        extras = [str(value) for value in values.tolist()]
+        label_codes = np.hstack([label_codes, inverse.reshape(len(batch), -1) + _EXTRA])
+    pixel_codes: Codes = batch.images.reshape(len(batch), -1).astype(np.int64) + _PIXEL
+    codes = np.hstack(in_column_order(label_codes, pixel_codes, label_position))
+    codes[:, -1] += _EXTRA + len(extras)  # the last cell of a row ends with a newline, not a comma
+    cells = token_table(pixels, labels, extras)[codes]
+    text: npt.NDArray[np.uint8] = cells[cells != 0]  # the NUL padding of short tokens dropped
+    return text.tobytes()
 
 
-def header_line(num_pixels: int, label_position: LabelPosition) -> bytes:
-    columns = [f"pixel{i}" for i in range(num_pixels)]
-    columns = ["label", *columns] if label_position is LabelPosition.first else [*columns, "label"]
+def header_line(num_pixels: int, extra_names: list[str], label_position: LabelPosition) -> bytes:
+    label = ["label", *extra_names]
+    pixel_names = [f"pixel{i}" for i in range(num_pixels)]
+    columns = [name for group in in_column_order(label, pixel_names, label_position) for name in group]
     return (",".join(columns) + "\n").encode("ascii")
 
 
-def write_csv(out: BinaryIO, split: SplitArrays, options: CsvOptions, classes: list[str]) -> None:
-    if options.header:
-        out.write(header_line(int(np.prod(split.images.shape[1:])), options.label_position))
-    table = token_table(pixel_tokens(options.scale, options.decimals), [str(i) for i in range(len(classes))])
-    for chunk in csv_chunks(split, table, options.label_position):
-        out.write(chunk)
+def csv_chunks(split: ExportSplit, options: CsvOptions, num_classes: int, extra_columns: list[int]) -> Iterator[bytes]:
+    """The bytes of the split's rows, a chunk of ``ROWS_PER_CHUNK`` rows at a time."""
+    pixels = PIXEL_TOKENS[options.scale](options.decimals)
+    labels = [str(label) for label in range(num_classes)]
+    for batch in split_batches(split):
+        for start in range(0, len(batch), ROWS_PER_CHUNK):
+            rows = slice(start, start + ROWS_PER_CHUNK)
+            chunk = Batch(
+                images=batch.images[rows],
+                labels=batch.labels[rows],
+                table=None if batch.table is None else batch.table[rows],
+            )
+            yield csv_chunk(chunk, pixels, labels, extra_columns, options.label_position)
 
 
-def export_csv(params: Params, decoded_path: Path, csv_dir: Path) -> str:
-    options = params.export.csv
-    splits = read_decoded(decoded_path)
-    ordered = with_validation(
+class Writable(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+@contextmanager
+def _plain(raw: BinaryIO) -> Iterator[Writable]:
+    yield raw
+
+
+@contextmanager
+def _gzipped(raw: BinaryIO) -> Iterator[Writable]:
+    # filename="" and mtime=0 keep the gzip header free of names and times.
+    with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped:
+        yield zipped
+
+
+#: File suffix and stream wrapper per ``export.csv.gzip``.
+CONTAINERS: dict[bool, tuple[str, Callable[[BinaryIO], AbstractContextManager[Writable]]]] = {
+    False: (".csv", _plain),
+    True: (".csv.gz", _gzipped),
+}
+
+
+def export_csv(params: Params, dataset_name: str, splits: list[DecodedSplit], out_dir: Path) -> str:
+    options = params.export_for(dataset_name).csv
+    dataset = params.dataset(dataset_name)
+    rows, cols = dataset.image_shape
+    exported = with_validation(
         splits, options.validation_size, options.validation_split, options.seed, "export.csv.validation_size"
     )
-    suffix = ".csv.gz" if options.gzip else ".csv"
-    with atomic_dir(csv_dir) as staging:
-        for name, split in ordered.items():
-            with (staging / f"{name}{suffix}").open("wb") as raw:
-                if options.gzip:
-                    # filename="" and mtime=0 keep the gzip header free of names and times.
-                    with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped:
-                        write_csv(zipped, split, options, params.dataset.classes)  # type: ignore[arg-type]
-                else:
-                    write_csv(raw, split, options, params.dataset.classes)
-    rows = ", ".join(f"{name}{suffix} {len(split):,} rows" for name, split in ordered.items())
-    return f"{rows} -> {csv_dir}"
+    reserved = {"label", *(f"pixel{i}" for i in range(rows * cols))}
+    extra = extra_label_columns(dataset, options.extended_labels, reserved, "export.csv.extended_labels")
+    suffix, container = CONTAINERS[options.gzip]
+    for split in exported:
+        with (out_dir / f"{split.name}{suffix}").open("wb") as raw, container(raw) as out:
+            if options.header:
+                out.write(header_line(rows * cols, [name for _, name in extra], options.label_position))
+            for chunk in csv_chunks(split, options, len(dataset.classes), [index for index, _ in extra]):
+                out.write(chunk)
+    return ", ".join(f"{split.name}{suffix} {len(split):,} rows" for split in exported)
 
 
 def main(argv: list[str] | None = None) -> int:

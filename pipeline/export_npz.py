@@ -1,48 +1,81 @@
-"""export@npz stage: a Keras-style ``mnist.npz`` (x_train, y_train, x_test, y_test; uint8, (n, 28, 28))
-by default, reshaped by ``export.npz``: validation split (x_val, y_val), float32 scaling,
-flattening, one-hot labels, compression."""
+"""export@<dataset>-npz stage: ``<dataset>.npz`` in Keras' layout (x_train, y_train, x_test,
+y_test; uint8, images (n, rows, cols)) by default, reshaped by ``export.npz``: a validation split
+(x_val, y_val, right after train), float32 scaling, flattening, one-hot labels, compression.
+
+With ``extended_labels`` and a dataset whose labels are a table (QMNIST), each split also gets
+``y_<split>_table``: the whole decoded table, (n, columns) int32, columns in the order of the
+dataset's ``labels.columns``; for datasets with plain labels the option does nothing.
+
+The file is written a batch of rows at a time (``pipeline.npzstream``), and is byte-identical
+to ``np.savez_compressed`` (or ``np.savez``) of the same arrays held whole.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.config import ArrayDtype, NpzOptions, Params, Scale
-from pipeline.decoded import SplitArrays, read_decoded
-from pipeline.fsio import write_npz
-from pipeline.images import one_hot, scale_images, unit_moments, with_validation
+from pipeline.config import ArrayDtype, DatasetSpec, NpzOptions, Params, Scale
+from pipeline.decoded import DecodedSplit, ExportSplit
+from pipeline.images import one_hot, scale_images, split_rows, train_unit_moments, with_validation
+from pipeline.npzstream import NpzArray, write_npz_stream
 from pipeline.stage import run_export
 
+LABEL_DTYPES: dict[ArrayDtype, type[np.generic]] = {ArrayDtype.uint8: np.uint8, ArrayDtype.float32: np.float32}
 
-def npz_arrays(
-    splits: dict[str, SplitArrays], options: NpzOptions, num_classes: int
-) -> dict[str, npt.NDArray[np.generic]]:
-    """The arrays of the npz export, keyed x_<split> / y_<split>, train first."""
-    ordered = with_validation(
-        splits, options.validation_size, options.validation_split, options.seed, "export.npz.validation_size"
-    )
-    mean, std = unit_moments(ordered["train"].images) if options.scale is Scale.standardize else (0.0, 1.0)
-    label_dtype = np.float32 if options.dtype is ArrayDtype.float32 else np.uint8
-    arrays: dict[str, npt.NDArray[np.generic]] = {}
-    for name, split in ordered.items():
-        images: npt.NDArray[np.generic] = split.images
+
+def _images(split: ExportSplit, options: NpzOptions, mean: float, std: float) -> Iterator[npt.NDArray[Any]]:
+    for images in split_rows(split, split.source.images):
+        out: npt.NDArray[Any] = images
         if options.dtype is ArrayDtype.float32:
-            images = scale_images(split.images, options.scale, mean, std)
-        if options.flatten:
-            images = images.reshape(len(images), -1)
-        arrays[f"x_{name}"] = images
-        arrays[f"y_{name}"] = one_hot(split.labels, num_classes, label_dtype) if options.one_hot else split.labels
+            out = scale_images(images, options.scale, mean, std)
+        yield out.reshape(len(out), -1) if options.flatten else out
+
+
+def _labels(split: ExportSplit, options: NpzOptions, num_classes: int) -> Iterator[npt.NDArray[Any]]:
+    for labels in split_rows(split, split.source.labels):
+        yield one_hot(labels, num_classes, LABEL_DTYPES[options.dtype]) if options.one_hot else labels
+
+
+def npz_arrays(splits: list[ExportSplit], options: NpzOptions, dataset: DatasetSpec) -> list[NpzArray]:
+    """The arrays of the npz, keyed x_<split>, y_<split> (and y_<split>_table), train first;
+    each reads its rows from the decoded files only when written."""
+    standardize = options.scale is Scale.standardize
+    mean, std = train_unit_moments(splits, "export.npz.scale") if standardize else (0.0, 1.0)
+    num_classes = len(dataset.classes)
+    rows, cols = dataset.image_shape
+    image_dtype = np.dtype(np.float32 if options.dtype is ArrayDtype.float32 else np.uint8)
+    image_shape = (rows * cols,) if options.flatten else (rows, cols)
+    label_dtype = np.dtype(LABEL_DTYPES[options.dtype] if options.one_hot else np.uint8)
+    label_shape = (num_classes,) if options.one_hot else ()
+    arrays = []
+    for split in splits:
+        n = len(split)
+        arrays.append(NpzArray(f"x_{split.name}", image_dtype, (n, *image_shape), _images(split, options, mean, std)))
+        arrays.append(NpzArray(f"y_{split.name}", label_dtype, (n, *label_shape), _labels(split, options, num_classes)))
+        table = split.source.table
+        if options.extended_labels and table is not None:
+            arrays.append(
+                NpzArray(f"y_{split.name}_table", table.dtype, (n, *table.shape[1:]), split_rows(split, table))
+            )
     return arrays
 
 
-def export_npz(params: Params, decoded_path: Path, npz_path: Path) -> str:
-    options = params.export.npz
-    arrays = npz_arrays(read_decoded(decoded_path), options, len(params.dataset.classes))
-    write_npz(npz_path, arrays, compressed=options.compressed)
-    shapes = ", ".join(f"{key} {array.shape}" for key, array in arrays.items())
-    return f"{shapes} -> {npz_path}"
+def export_npz(params: Params, dataset_name: str, splits: list[DecodedSplit], out_dir: Path) -> str:
+    options = params.export_for(dataset_name).npz
+    exported = with_validation(
+        splits, options.validation_size, options.validation_split, options.seed, "export.npz.validation_size"
+    )
+    arrays = npz_arrays(exported, options, params.dataset(dataset_name))
+    npz_path = out_dir / f"{dataset_name}.npz"
+    with npz_path.open("wb") as out:
+        write_npz_stream(out, arrays, compressed=options.compressed)
+    shapes = ", ".join(f"{array.key} {array.shape} {array.dtype}" for array in arrays)
+    return f"{npz_path.name}: {shapes}"
 
 
 def main(argv: list[str] | None = None) -> int:

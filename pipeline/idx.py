@@ -61,7 +61,8 @@ def _parse_header(data: bytes, source: str, payload_length: int) -> tuple[tuple[
         shape = "x".join(map(str, dims))
         problem = "trailing bytes" if payload_length > expected else "truncated payload"
         raise IdxFormatError(
-            f"{source}: {problem}: header {shape} of {dtype.name} needs {expected} payload bytes, found {payload_length}"
+            f"{source}: {problem}: header {shape} of {dtype.name} needs {expected} payload bytes, "
+            f"found {payload_length}"
         )
     return dims, dtype
 

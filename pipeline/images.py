@@ -1,87 +1,224 @@
-"""Image transforms shared by the exports: validation carving, scaling, one-hot, PNG encoding."""
+"""What the exports share: validation carving (by row index, no copy), float scaling, one-hot
+labels, the extra label columns of label tables, class folder names, and PNG encoding spread
+over worker processes a range of rows at a time.
+
+Everything here works on one batch of rows; nothing holds a whole split.
+"""
 
 from __future__ import annotations
 
-import io
-from concurrent.futures import ProcessPoolExecutor
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image
 
-from pipeline.config import Scale, SplitMethod
-from pipeline.decoded import Images, SplitArrays, pixel_moments
+from pipeline import decoded
+from pipeline.config import DatasetSpec, LabelLayout, PngLayout, Scale, SplitMethod
+from pipeline.decoded import DecodedSplit, ExportSplit, Images, Labels, NpyFile, batch_ranges, moments
 from pipeline.errors import ConfigError
+from pipeline.png import encode_gray_pngs
 
 Floats = npt.NDArray[np.float32]
-#: Images per task handed to a worker: large enough to amortise pickling, small enough to
-#: keep every worker busy and memory flat.
+Rows = npt.NDArray[np.intp]
+#: Images per task handed to a PNG worker: large enough to amortise the task's overhead, small
+#: enough to keep every worker busy and the encoded bytes waiting in memory small.
 PNG_BATCH = 2000
+#: Encoding tasks submitted ahead of the one being written: bounds the PNGs held in memory
+#: (8 x 2,000 small PNGs is a few MB) while keeping the workers fed.
+PNG_TASKS_AHEAD = 8
+#: Pixels counted per bincount call.
+HISTOGRAM_SLICE = 1 << 20
 VALIDATION_SPLIT = "val"
+TRAIN_SPLIT = "train"
+
+
+def _first_rows(count: int, size: int, _seed: int) -> Rows:
+    return np.arange(size, dtype=np.intp)
+
+
+def _shuffled_rows(count: int, size: int, seed: int) -> Rows:
+    # Sorted, so that the validation images keep their original order.
+    return np.sort(np.random.default_rng(seed).permutation(count)[:size]).astype(np.intp)
+
+
+#: Which training rows become the validation split: the first ones (the classic TensorFlow
+#: reader's 5,000) or a sample drawn with the seed.
+VALIDATION_ROWS: dict[SplitMethod, Callable[[int, int, int], Rows]] = {
+    SplitMethod.first: _first_rows,
+    SplitMethod.shuffle: _shuffled_rows,
+}
 
 
 def with_validation(
-    splits: dict[str, SplitArrays], size: int, method: SplitMethod, seed: int, key: str
-) -> dict[str, SplitArrays]:
-    """``splits`` with ``size`` images moved from train into a ``val`` split placed after it.
+    splits: list[DecodedSplit], size: int, method: SplitMethod, seed: int, key: str
+) -> list[ExportSplit]:
+    """The splits as an export writes them: ``train`` first, then (``size`` > 0) a ``val``
+    split of ``size`` training rows, which ``train`` no longer holds, then the other splits in
+    config order. Train first whatever the order of params.yaml, as Keras' file has it.
 
-    ``method`` first takes the first ``size`` images (the classic TensorFlow reader);
-    shuffle takes a sample drawn with ``seed``. Both parts keep the original order, so the
-    result depends on the parameters only.
+    Both parts keep the original order, so the result depends on the parameters only. Only row
+    indices are computed: the images stay in the decoded files until a batch is read.
     """
+    train = next((split for split in splits if split.name == TRAIN_SPLIT), None)
+    others = [ExportSplit(name=split.name, source=split) for split in splits if split is not train]
+    if train is None:
+        if size:
+            raise ConfigError(f"{key}: expected 0: this dataset has no {TRAIN_SPLIT!r} split, found {size}")
+        return others
     if size == 0:
-        return splits
-    train = splits["train"]
+        return [ExportSplit(name=TRAIN_SPLIT, source=train), *others]
     if size >= len(train):
         raise ConfigError(f"{key}: expected fewer than the {len(train)} training images, found {size}")
-    if method is SplitMethod.first:
-        chosen = np.arange(size)
-    else:
-        chosen = np.sort(np.random.default_rng(seed).permutation(len(train))[:size])
+    chosen = VALIDATION_ROWS[method](len(train), size, seed)
     keep = np.ones(len(train), dtype=bool)
     keep[chosen] = False
-    carved = {
-        "train": SplitArrays(images=train.images[keep], labels=train.labels[keep]),
-        VALIDATION_SPLIT: SplitArrays(images=train.images[chosen], labels=train.labels[chosen]),
-    }
-    return carved | {name: split for name, split in splits.items() if name != "train"}
+    carved = [
+        ExportSplit(name=TRAIN_SPLIT, source=train, rows=np.flatnonzero(keep).astype(np.intp)),
+        ExportSplit(name=VALIDATION_SPLIT, source=train, rows=chosen),
+    ]
+    return carved + others
+
+
+def split_rows(split: ExportSplit, array: NpyFile) -> Iterator[npt.NDArray[Any]]:
+    """The rows of ``array`` (one file of ``split.source``) that belong to ``split``, in order,
+    read a window of ``decoded.BATCH_ROWS`` source rows at a time. Lets an export read one file
+    per pass (the npz writes images and labels as separate members)."""
+    for start, stop in batch_ranges(len(array), decoded.BATCH_ROWS):
+        window = array.read(start, stop)
+        if split.rows is None:
+            yield window
+            continue
+        low, high = np.searchsorted(split.rows, (start, stop))
+        if low < high:
+            yield window[split.rows[low:high] - start]
+
+
+def split_batches(split: ExportSplit) -> Iterator[decoded.Batch]:
+    """``split.batches()`` with the batch size read when called (tests shrink it to prove that
+    the bytes do not depend on it)."""
+    return split.batches(decoded.BATCH_ROWS)
+
+
+def train_unit_moments(splits: list[ExportSplit], key: str) -> tuple[float, float]:
+    """Mean and std of the training images scaled to [0, 1], exact (from a histogram)."""
+    train = next((split for split in splits if split.name == TRAIN_SPLIT), None)
+    if train is None:
+        raise ConfigError(f"{key}: standardize uses the {TRAIN_SPLIT!r} split's mean and std; this dataset has none")
+    histogram = np.zeros(256, dtype=np.float64)
+    for images in split_rows(train, train.source.images):
+        flat = images.reshape(-1)
+        # bincount widens its input to int64: in slices, that copy stays at 8 MiB.
+        for start in range(0, len(flat), HISTOGRAM_SLICE):
+            histogram += np.bincount(flat[start : start + HISTOGRAM_SLICE], minlength=256)
+    mean, std = moments(histogram)
+    return mean / 255, std / 255
+
+
+def _unit(images: Images) -> Floats:
+    return images.astype(np.float32) / np.float32(255)
+
+
+#: uint8 pixels -> float32. ``none`` gives [0, 1] as ``unit`` does: a float32 export has always
+#: been scaled, and changing it would change published bytes.
+SCALES: dict[Scale, Callable[[Images, float, float], Floats]] = {
+    Scale.none: lambda images, _mean, _std: _unit(images),
+    Scale.unit: lambda images, _mean, _std: _unit(images),
+    Scale.centered: lambda images, _mean, _std: _unit(images) - np.float32(0.5),
+    Scale.standardize: lambda images, mean, std: (_unit(images) - np.float32(mean)) / np.float32(std),
+}
 
 
 def scale_images(images: Images, scale: Scale, mean: float, std: float) -> Floats:
     """uint8 pixels -> float32: unit [0, 1], centered [-0.5, 0.5], or standardized (x/255 - mean) / std."""
-    unit = images.astype(np.float32) / np.float32(255)
-    if scale is Scale.centered:
-        return unit - np.float32(0.5)
-    if scale is Scale.standardize:
-        return (unit - np.float32(mean)) / np.float32(std)
-    return unit
+    return SCALES[scale](images, mean, std)
 
 
-def unit_moments(images: Images) -> tuple[float, float]:
-    """Mean and std of ``images`` scaled to [0, 1]."""
-    mean, std = pixel_moments(images)
-    return mean / 255, std / 255
-
-
-def one_hot(labels: npt.NDArray[np.uint8], num_classes: int, dtype: type[np.generic]) -> npt.NDArray[np.generic]:
+def one_hot(labels: Labels, num_classes: int, dtype: type[np.generic]) -> npt.NDArray[Any]:
     return np.eye(num_classes, dtype=dtype)[labels]
 
 
-def encode_png(image: Images) -> bytes:
-    """One 8-bit grayscale PNG; Pillow writes only IHDR/IDAT/IEND, so the bytes are stable."""
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
+def extra_label_columns(dataset: DatasetSpec, enabled: bool, reserved: set[str], key: str) -> list[tuple[int, str]]:
+    """(index, name) of the label-table columns an export adds beside its label: every column
+    but the class label itself, which the export's ``label`` column already holds (counting
+    from 0). None when ``enabled`` is off or the dataset's labels are not a table.
+
+    A name the export uses for its own columns (``reserved``) is refused, naming ``key``.
+    """
+    if not enabled or dataset.labels.layout is not LabelLayout.idx_table:
+        return []
+    columns = [(index, name) for index, name in enumerate(dataset.labels.columns) if index != dataset.labels.column]
+    for _, name in columns:
+        if name in reserved:
+            raise ConfigError(
+                f"{key}: the label table column {name!r} would repeat a column the export writes itself; "
+                "rename it in the dataset's labels.columns"
+            )
+    return columns
 
 
-def _encode_batch(images: Images) -> list[bytes]:
-    return [encode_png(image) for image in images]
+def class_folder_names(num_classes: int) -> list[str]:
+    """Folder name of each label: zero-padded to the width of the largest, so that sorting the
+    names as strings (what torchvision's ImageFolder does) gives back the label order:
+    ``0``-``9`` for 10 classes, ``00``-``61`` for 62."""
+    width = len(str(num_classes - 1))
+    return [f"{label:0{width}d}" for label in range(num_classes)]
 
 
-def encode_pngs(images: Images, workers: int) -> list[bytes]:
-    """PNG bytes of every image, in order; identical whatever ``workers`` is."""
-    batches = [images[start : start + PNG_BATCH] for start in range(0, len(images), PNG_BATCH)]
-    if workers == 1 or len(batches) < 2:
-        return [png for batch in batches for png in _encode_batch(batch)]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return [png for encoded in pool.map(_encode_batch, batches) for png in encoded]
+#: Member name per layout, from (split, label, class folder, index padded).
+MEMBER_NAMES: dict[PngLayout, Callable[[str, int, str, str], str]] = {
+    PngLayout.imagefolder: lambda split, _label, folder, index: f"{split}/{folder}/{index}.png",
+    PngLayout.flat: lambda split, label, _folder, index: f"{split}/{label}_{index}.png",
+}
+
+
+def member_name(split: str, label: int, index: int, width: int, layout: PngLayout, folders: list[str]) -> str:
+    return MEMBER_NAMES[layout](split, label, folders[label], f"{index:0{width}d}")
+
+
+def index_width(splits: list[DecodedSplit]) -> int:
+    """Digits of the largest image index, shared by every split so that names sort the same way."""
+    return len(str(max(len(split) for split in splits) - 1))
+
+
+def encode_rows(images: NpyFile, start: int, stop: int, invert: bool) -> list[bytes]:
+    """PNG bytes of rows [start, stop) of ``images``. What a worker runs: it is handed a file and
+    a range, never the pixels, so no split is ever pickled."""
+    pixels = images.read(start, stop)
+    return encode_gray_pngs(np.invert(pixels) if invert else pixels)
+
+
+@contextmanager
+def png_workers(workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """A pool of ``workers`` processes, or None to encode in this process."""
+    if workers == 1:
+        yield None
+        return
+    # Spawned, not forked: forking a process that runs threads (pyarrow's pools) can deadlock.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool
+
+
+def encoded_ranges(
+    images: NpyFile, pool: ProcessPoolExecutor | None, invert: bool = False
+) -> Iterator[tuple[int, int, list[bytes]]]:
+    """(start, stop, PNG bytes) of every ``PNG_BATCH`` rows of ``images``, in order; the bytes
+    are the same whatever the pool, and at most ``PNG_TASKS_AHEAD`` ranges wait in memory."""
+    ranges = batch_ranges(len(images), PNG_BATCH)
+    if pool is None:
+        for start, stop in ranges:
+            yield start, stop, encode_rows(images, start, stop, invert)
+        return
+    pending: deque[tuple[int, int, Future[list[bytes]]]] = deque()
+    for start, stop in ranges:
+        pending.append((start, stop, pool.submit(encode_rows, images, start, stop, invert)))
+        if len(pending) > PNG_TASKS_AHEAD:
+            first, last, done = pending.popleft()
+            yield first, last, done.result()
+    while pending:
+        first, last, done = pending.popleft()
+        yield first, last, done.result()

@@ -114,9 +114,7 @@ def card_front_matter(name: str, dataset: DatasetSpec, stats: dict[str, dict[str
     return "---\n" + yaml.safe_dump(info, sort_keys=False, allow_unicode=True) + "---\n"
 
 
-def dataset_card(
-    name: str, params: Params, stats: dict[str, dict[str, Any]], checksums: list[dict[str, Any]]
-) -> str:
+def dataset_card(name: str, params: Params, stats: dict[str, dict[str, Any]], checksums: list[dict[str, Any]]) -> str:
     ds = params.dataset(name)
     formats = list(params.export_for(name).formats)
     lines = [
@@ -205,7 +203,9 @@ def _png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def report(params: Params, name: str, decoded_dir: Path, stats_path: Path, checksums_path: Path, export_dir: Path) -> str:
+def report(
+    params: Params, name: str, decoded_dir: Path, stats_path: Path, checksums_path: Path, export_dir: Path
+) -> str:
     dataset = params.dataset(name)
     splits = open_decoded(decoded_dir, dataset)
     stats = read_stats(stats_path, dataset)

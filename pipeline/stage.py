@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.config import Params, load_params
-from pipeline.errors import PipelineError
 from pipeline.decoded import DecodedSplit, open_decoded
+from pipeline.errors import PipelineError
 from pipeline.fsio import atomic_dir, write_sha256sums
 
 log = logging.getLogger("pipeline")

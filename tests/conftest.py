@@ -85,13 +85,15 @@ def committed_params() -> dict[str, Any]:
 
 def tiny_dataset_entry(tiny: TinyDataset, mirrors: list[str], **facts: Any) -> dict[str, Any]:
     """A ``datasets.<name>`` entry for the tiny archives: MNIST's facts, the tiny splits."""
-    entry = copy.deepcopy(committed_params()["datasets"]["mnist"])
+    entry: dict[str, Any] = copy.deepcopy(committed_params()["datasets"]["mnist"])
     entry.update(title="Tiny MNIST-shaped fixture", splits=copy.deepcopy(tiny.splits_spec), mirrors=mirrors)
     entry.update(facts)
     return entry
 
 
-def params_for(tiny: TinyDataset, mirrors: list[str], name: str = "mnist", **sections: dict[str, Any]) -> dict[str, Any]:
+def params_for(
+    tiny: TinyDataset, mirrors: list[str], name: str = "mnist", **sections: dict[str, Any]
+) -> dict[str, Any]:
     """The committed params with the tiny dataset (as ``datasets.<name>``), the given mirrors,
     quick download limits, and ``sections`` ("export.csv" -> values) updated."""
     params = copy.deepcopy(committed_params())
@@ -127,7 +129,9 @@ def mirror(tiny: TinyDataset) -> Iterator[FaultServer]:
         yield server
 
 
-def add_tiny_dataset_config(repo: Path, tiny: TinyDataset, name: str = "tiny", mirrors: list[str] | None = None) -> None:
+def add_tiny_dataset_config(
+    repo: Path, tiny: TinyDataset, name: str = "tiny", mirrors: list[str] | None = None
+) -> None:
     """conf/dataset/<name>.yaml describing the tiny archives, committed, selectable by -S dataset=<name>:
     what a team writes to add a dataset of the family, with no code change."""
     entry = tiny_dataset_entry(tiny, mirrors or ["unused"])

@@ -108,14 +108,22 @@ def with_change(path: str, value: Any) -> dict[str, Any]:
 
 MNIST = "datasets.mnist"
 BAD_VALUES = [
-    ("export.npz.validation_size", "abc", "export.npz.validation_size: Value 'abc' of type 'str' could not be converted"),
+    (
+        "export.npz.validation_size",
+        "abc",
+        "export.npz.validation_size: Value 'abc' of type 'str' could not be converted",
+    ),
     ("export.csv.validation_size", -5, "export.csv.validation_size: expected >= 0, found -5"),
     ("export.npz.validation_size", 60000, "export.npz.validation_size: expected fewer than the 60000 training images"),
     ("export.npz.scale", "huge", "export.npz.scale: Invalid value 'huge', expected one of [none, unit, centered"),
     ("export.npz.scale", "unit", "export.npz.scale: 'unit' needs export.npz.dtype float32"),
     ("export.workers", 300, f"export.workers: expected 1 to {MAX_WORKERS} (4 x cores), found 300"),
     ("export.workers", 0, "export.workers: expected 1 to"),
-    ("export.formats", {"npz": {}, "tiff": {}}, "export.formats: unknown format 'tiff'; allowed: csv, npz, parquet, png"),
+    (
+        "export.formats",
+        {"npz": {}, "tiff": {}},
+        "export.formats: unknown format 'tiff'; allowed: csv, npz, parquet, png",
+    ),
     ("export.formats", {"npz": {}}, "export.trees: a tree needs its archive format selected"),
     (f"{MNIST}.mirrors.0", "ftp://example.org/mnist/", f"{MNIST}.mirrors.0: unsupported scheme 'ftp'"),
     (f"{MNIST}.mirrors.0", "http://[::1/", f"{MNIST}.mirrors.0: not a valid URL"),
@@ -179,7 +187,7 @@ def test_split_names_become_file_names_only_when_plain(split: str) -> None:
     params = copy.deepcopy(committed_params())
     splits = params["datasets"]["mnist"]["splits"]
     splits[split] = splits.pop("test")
-    with pytest.raises(ConfigError, match="datasets.mnist.splits"):
+    with pytest.raises(ConfigError, match=r"datasets\.mnist\.splits"):
         params_from_dict(params)
 
 

@@ -1,29 +1,135 @@
-"""download stage against a real loopback server: fallback, retries, resume, failures."""
+"""download stage against a real loopback server: fallback, retries, resume, and the hostile
+cases of issue 8 (odd headers, slow drips, dead mirrors, redirects, credentials, messages).
+
+Every failure test checks the same contract: the stage falls back to the next mirror or exits 1
+with one line naming the file or URL, never a traceback; nothing is written outside the data
+folder; no secret reaches a log line or a file.
+"""
 
 from __future__ import annotations
 
+import copy
 import gzip
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from pipeline import download
-from tests.conftest import TinyDataset, gzip_bytes, params_for, write_params
+from pipeline.config import params_from_dict
+from pipeline.http import loggable_url, parse_content_range, parse_count
+from tests.conftest import TinyDataset, gzip_bytes
 from tests.faultserver import Fault, FaultServer, serve
 from tests.repos import tool_env
 
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
+DATASET = "tiny"
+SECRET = "s3cr3t-pa55w0rd"
+
+#: Every section params.yaml has besides ``datasets``, with quick download limits for tests.
+BASE_PARAMS: dict[str, Any] = {
+    "export": {
+        "formats": {"npz": {}, "csv": {}, "png": {}},
+        "trees": {"png": {}},
+        "workers": 1,
+        "npz": {
+            "compressed": True,
+            "validation_size": 0,
+            "validation_split": "first",
+            "seed": 0,
+            "dtype": "uint8",
+            "scale": "none",
+            "flatten": False,
+            "one_hot": False,
+            "extended_labels": False,
+        },
+        "csv": {
+            "header": True,
+            "label_position": "first",
+            "scale": "none",
+            "decimals": 4,
+            "gzip": False,
+            "validation_size": 0,
+            "validation_split": "first",
+            "seed": 0,
+            "extended_labels": False,
+        },
+        "png": {"layout": "imagefolder", "invert": False},
+        "parquet": {"compression": "snappy", "row_group_size": 10000, "pixels": False, "extended_labels": False},
+    },
+    "download": {
+        "timeout": 1.0,
+        "retries": 1,
+        "backoff": 0.05,
+        "min_rate": 20000,
+        "user_agent": "mnist-pipeline/0.2 (+dvc; python-urllib)",
+    },
+    "verify": {"archive": "strict"},
+    "report": {"samples_per_class": 10},
+}
 
 
-def run_download(tmp_path: Path, params: dict[str, object]) -> tuple[int, Path]:
-    raw = tmp_path / "data" / "raw"
-    code = download.main(["--params", str(write_params(tmp_path, params)), str(raw)])
+def dataset_entry(splits: dict[str, Any], mirrors: list[str], **changes: Any) -> dict[str, Any]:
+    """A dataset of the family as conf/dataset/<name>.yaml describes one."""
+    entry: dict[str, Any] = {
+        "title": "Tiny MNIST-shaped fixture",
+        "homepage": "https://example.invalid/",
+        "license": "CC0",
+        "citation": "none",
+        "image_shape": [28, 28],
+        "classes": [str(digit) for digit in range(10)],
+        "mirrors": mirrors,
+        "splits": copy.deepcopy(splits),
+        "compression": "gzip",
+        "container": None,
+        "transposed": False,
+        "labels": {"layout": "idx_vector", "columns": [], "column": 0, "offset": 0},
+        "export": {},
+    }
+    entry.update(changes)
+    return entry
+
+
+def tiny_splits(tiny: TinyDataset) -> dict[str, Any]:
+    return {
+        split: {"count": len(tiny.arrays[split][1]), **copy.deepcopy(files)}
+        for split, files in tiny.splits_spec.items()
+    }
+
+
+def build_params(datasets: dict[str, dict[str, Any]], **sections: dict[str, Any]) -> dict[str, Any]:
+    """A full params dict, validated by the same schema the stage uses."""
+    params = copy.deepcopy(BASE_PARAMS)
+    params["datasets"] = copy.deepcopy(datasets)
+    for name, values in sections.items():
+        params[name].update(values)
+    params_from_dict(copy.deepcopy(params), source="test params")
+    return params
+
+
+def params_for(tiny: TinyDataset, mirrors: list[str], **sections: dict[str, Any]) -> dict[str, Any]:
+    return build_params({DATASET: dataset_entry(tiny_splits(tiny), mirrors)}, **sections)
+
+
+def write_params(directory: Path, params: dict[str, Any]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def run_download(tmp_path: Path, params: dict[str, Any], name: str = DATASET) -> tuple[int, Path]:
+    raw = tmp_path / "data" / name / "raw"
+    code = download.main(["--params", str(write_params(tmp_path, params)), "--dataset", name, str(raw)])
     return code, raw
 
 
@@ -33,12 +139,40 @@ def assert_canonical(raw: Path, tiny: TinyDataset) -> None:
         assert hashlib.sha256((raw / name).read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
 
 
-def test_downloads_every_archive_with_user_agent(tmp_path: Path, tiny: TinyDataset, mirror: FaultServer) -> None:
+def assert_clean(tmp_path: Path, err: str, secrets: tuple[str, ...] = ()) -> None:
+    """No traceback, no empty message, nothing outside data/, no secret in a log line or a file."""
+    assert "Traceback" not in err
+    for line in err.splitlines():
+        assert line.startswith("download: ") and line.removeprefix("download: ").strip(), line
+    assert {p.name for p in tmp_path.iterdir()} <= {"params.yaml", "data"}
+    for secret in secrets:
+        assert secret not in err
+        for path in (tmp_path / "data").rglob("*"):
+            assert not path.is_file() or secret.encode() not in path.read_bytes(), path
+
+
+def error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.fixture(autouse=True)
+def no_user_netrc(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The developer's ~/.netrc must not change what the tests see."""
+    monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+    monkeypatch.delenv("NETRC", raising=False)
+
+
+def test_downloads_every_archive_with_user_agent(
+    tmp_path: Path, tiny: TinyDataset, mirror: FaultServer, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, raw = run_download(tmp_path, params_for(tiny, [mirror.url]))
     assert code == 0
     assert_canonical(raw, tiny)
-    assert {r.user_agent for r in mirror.requests} == {"mnist-pipeline/0.1 (+dvc; python-urllib)"}
-    assert not (tmp_path / "data" / ".partial").exists()
+    assert {r.user_agent for r in mirror.requests} == {BASE_PARAMS["download"]["user_agent"]}
+    assert not (tmp_path / "data" / DATASET / ".partial").exists()
+    assert_clean(tmp_path, capsys.readouterr().err)
 
 
 @pytest.mark.parametrize(
@@ -53,11 +187,7 @@ def test_downloads_every_archive_with_user_agent(tmp_path: Path, tiny: TinyDatas
     ids=lambda f: f"{f.kind}-{f.status}",
 )
 def test_bad_first_mirror_falls_back_to_second(
-    tmp_path: Path,
-    tiny: TinyDataset,
-    fault: Fault,
-    caplog: pytest.LogCaptureFixture,
-    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, tiny: TinyDataset, fault: Fault, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with (
         serve(FaultServer(files=dict(tiny.archives), faults={TRAIN_IMAGES: fault})) as bad,
@@ -67,7 +197,9 @@ def test_bad_first_mirror_falls_back_to_second(
     assert code == 0
     assert_canonical(raw, tiny)
     assert len(good.hits(TRAIN_IMAGES)) == 1
-    assert f"skipping mirror {bad.url}{TRAIN_IMAGES}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"skipping mirror {bad.url}{TRAIN_IMAGES}" in err
+    assert_clean(tmp_path, err)
 
 
 def test_wrong_bytes_are_rejected_and_next_mirror_used(
@@ -124,10 +256,15 @@ def test_reset_mid_stream_is_retried(tmp_path: Path, tiny: TinyDataset) -> None:
     assert_canonical(raw, tiny)
 
 
-def test_server_ignoring_range_restarts_from_zero(tmp_path: Path, tiny: TinyDataset) -> None:
-    partial = tmp_path / "data" / ".partial" / TRAIN_IMAGES
+def write_partial(tmp_path: Path, data: bytes) -> Path:
+    partial = tmp_path / "data" / DATASET / ".partial" / TRAIN_IMAGES
     partial.parent.mkdir(parents=True)
-    partial.write_bytes(tiny.archives[TRAIN_IMAGES][:100])
+    partial.write_bytes(data)
+    return partial
+
+
+def test_server_ignoring_range_restarts_from_zero(tmp_path: Path, tiny: TinyDataset) -> None:
+    write_partial(tmp_path, tiny.archives[TRAIN_IMAGES][:100])
     with serve(FaultServer(files=dict(tiny.archives), faults={TRAIN_IMAGES: Fault("ignore_range")})) as server:
         code, raw = run_download(tmp_path, params_for(tiny, [server.url]))
     assert code == 0
@@ -135,23 +272,103 @@ def test_server_ignoring_range_restarts_from_zero(tmp_path: Path, tiny: TinyData
     assert server.hits(TRAIN_IMAGES)[0].range_header == "bytes=100-"
 
 
+def test_refused_resume_restarts_from_zero(tmp_path: Path, tiny: TinyDataset) -> None:
+    write_partial(tmp_path, tiny.archives[TRAIN_IMAGES][:100])
+    fault = Fault("status", status=416, times=1)
+    with serve(FaultServer(files=dict(tiny.archives), faults={TRAIN_IMAGES: fault})) as server:
+        code, raw = run_download(tmp_path, params_for(tiny, [server.url]))
+    assert code == 0
+    assert_canonical(raw, tiny)
+    assert [r.range_header for r in server.hits(TRAIN_IMAGES)] == ["bytes=100-", None]
+
+
+@pytest.mark.parametrize(
+    "content_range",
+    [b"bytes 0-99/100", b"bytes \xb9-\xb2/\xb3", b"bytes 100-50/10", b"garbage", b"bytes 101-200/*"],
+    ids=["other-start", "superscripts", "inverted", "garbage", "off-by-one"],
+)
+def test_wrong_content_range_on_resume_restarts_from_zero(
+    tmp_path: Path, tiny: TinyDataset, content_range: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tiny.archives[TRAIN_IMAGES]
+    write_partial(tmp_path, data[:100])
+    fault = Fault("headers", status=206, headers={"Content-Range": content_range}, times=1)
+    with serve(FaultServer(files=dict(tiny.archives), faults={TRAIN_IMAGES: fault})) as server:
+        code, raw = run_download(tmp_path, params_for(tiny, [server.url]))
+    assert code == 0
+    assert_canonical(raw, tiny)
+    first, second = server.hits(TRAIN_IMAGES)
+    assert (first.range_header, second.range_header) == ("bytes=100-", None)
+    err = capsys.readouterr().err
+    assert "restarting from byte 0" in err
+    assert_clean(tmp_path, err)
+
+
+@pytest.mark.parametrize(
+    ("status", "headers"),
+    [
+        (503, {"Retry-After": b"\xb9"}),  # latin-1 superscript one: isdigit() but not int()
+        (503, {"Retry-After": "\u0661".encode()}),  # Arabic-Indic one, as UTF-8
+        (503, {"Retry-After": b"9" * 5000}),  # past int()'s digit limit
+        (503, {"Retry-After": b"-1"}),
+        (200, {"Content-Length": b"\xb2"}),
+        (200, {"Content-Length": b"-5"}),
+        (200, {"Content-Length": b"99999999999999999999999999999999"}),
+        (200, {"Content-Length": b"9" * 5000}),
+        (200, {"Content-Length": b"abc"}),
+        (200, {"Content-Length": b"1_0"}),
+    ],
+    ids=[
+        "retry-after-superscript",
+        "retry-after-arabic",
+        "retry-after-5000-digits",
+        "retry-after-negative",
+        "length-superscript",
+        "length-negative",
+        "length-huge",
+        "length-5000-digits",
+        "length-garbage",
+        "length-underscore",
+    ],
+)
+def test_odd_header_values_never_crash_the_stage(
+    tmp_path: Path, tiny: TinyDataset, status: int, headers: dict[str, bytes], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fault = Fault("headers", status=status, headers=headers, times=1)
+    with (
+        serve(FaultServer(files=dict(tiny.archives), faults={TRAIN_IMAGES: fault})) as odd,
+        serve(FaultServer(files=dict(tiny.archives))) as good,
+    ):
+        code, raw = run_download(tmp_path, params_for(tiny, [odd.url, good.url]))
+    assert code == 0
+    assert_canonical(raw, tiny)
+    assert_clean(tmp_path, capsys.readouterr().err)
+
+
+def test_header_parsers_accept_only_ascii_digits() -> None:
+    assert parse_count(" 42\t") == 42
+    for value in ("\u00b2", "\u0661", "-1", "+1", "1_0", "1e3", "9" * 19, "", None):
+        assert parse_count(value) is None, value
+    found = parse_content_range("bytes 0-9/10")
+    assert found is not None and (found.start, found.end, found.total) == (0, 9, 10)
+    for bad in ("bytes 5-4/10", "bytes 0-10/10", "bytes ¹-²/³", "bytes=0-9/10", "bytes 0-9"):
+        assert parse_content_range(bad) is None, bad
+
+
 def test_corrupt_partial_from_earlier_run_is_discarded(tmp_path: Path, tiny: TinyDataset, mirror: FaultServer) -> None:
-    partial = tmp_path / "data" / ".partial" / TRAIN_IMAGES
-    partial.parent.mkdir(parents=True)
-    partial.write_bytes(b"\x1f\x8b" + b"garbage" * 10)
+    write_partial(tmp_path, b"\x1f\x8b" + b"garbage" * 10)
     code, raw = run_download(tmp_path, params_for(tiny, [mirror.url]))
     assert code == 0
     assert_canonical(raw, tiny)
 
 
 def test_stall_longer_than_timeout_moves_on(tmp_path: Path, tiny: TinyDataset) -> None:
-    params = params_for(tiny, [], download={"timeout": 0.3, "retries": 0})
     stall = Fault("stall", seconds=2.0)
     with (
         serve(FaultServer(files=dict(tiny.archives), faults={TRAIN_IMAGES: stall})) as slow,
         serve(FaultServer(files=dict(tiny.archives))) as good,
     ):
-        params["dataset"]["mirrors"] = [slow.url, good.url]
+        params = params_for(tiny, [slow.url, good.url], download={"timeout": 0.3, "retries": 0})
         started = time.monotonic()
         code, raw = run_download(tmp_path, params)
     assert code == 0
@@ -159,11 +376,111 @@ def test_stall_longer_than_timeout_moves_on(tmp_path: Path, tiny: TinyDataset) -
     assert_canonical(raw, tiny)
 
 
+@pytest.mark.slow
+def test_stalled_mirror_is_given_up_once_per_run_not_per_file(
+    tmp_path: Path, tiny: TinyDataset, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """4 files, the first mirror stalls on each, timeout 1 s, one retry: its budget is spent
+    on the first file (2 attempts, about 2 s); the other 3 files skip it without a request."""
+    stalls = {name: Fault("stall", seconds=3.0) for name in tiny.archives}
+    with (
+        serve(FaultServer(files=dict(tiny.archives), faults=stalls)) as stalled,
+        serve(FaultServer(files=dict(tiny.archives))) as good,
+    ):
+        params = params_for(tiny, [stalled.url, good.url], download={"timeout": 1.0, "retries": 1})
+        started = time.monotonic()
+        code, raw = run_download(tmp_path, params)
+        elapsed = time.monotonic() - started
+    assert code == 0
+    assert_canonical(raw, tiny)
+    assert len(stalled.requests) == 2, [r.path for r in stalled.requests]
+    assert elapsed < 4.0  # per file it would be 4 x 2 s
+    err = capsys.readouterr().err
+    assert err.count("gave up on this mirror earlier in this run") == len(tiny.archives) - 1
+    assert_clean(tmp_path, err)
+
+
+def closed_port_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def test_refused_mirror_is_given_up_for_the_run_at_once(
+    tmp_path: Path, tiny: TinyDataset, mirror: FaultServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    refused = closed_port_url()
+    code, raw = run_download(tmp_path, params_for(tiny, [refused, mirror.url], download={"backoff": 5.0}))
+    assert code == 0  # with a 5 s backoff, any retry of the refused mirror would show in the time
+    assert_canonical(raw, tiny)
+    err = capsys.readouterr().err
+    assert f"skipping mirror {refused}{TRAIN_IMAGES}: [Errno 111] Connection refused (not tried again" in err
+    assert err.count("gave up on this mirror earlier in this run") == len(tiny.archives) - 1
+    assert "retrying" not in err
+    assert_clean(tmp_path, err)
+
+
+@pytest.mark.slow
+def test_slow_drip_is_abandoned_at_the_deadline(
+    tmp_path: Path, tiny: TinyDataset, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One byte every 0.4 s never trips the 1 s read timeout; the file's deadline
+    (timeout + size / min_rate) does, and the next mirror delivers."""
+    size = len(tiny.archives[TRAIN_IMAGES])
+    min_rate = size  # deadline: 1 s + 1 s
+    with (
+        serve(FaultServer(files=dict(tiny.archives), faults={TRAIN_IMAGES: Fault("drip", seconds=0.4)})) as drip,
+        serve(FaultServer(files=dict(tiny.archives))) as good,
+    ):
+        params = params_for(tiny, [drip.url, good.url], download={"timeout": 1.0, "min_rate": min_rate})
+        started = time.monotonic()
+        code, raw = run_download(tmp_path, params)
+        elapsed = time.monotonic() - started
+    assert code == 0
+    assert_canonical(raw, tiny)
+    assert 2.0 <= elapsed < 4.5
+    err = capsys.readouterr().err
+    assert f"skipping mirror {drip.url}{TRAIN_IMAGES}: body not complete within the 2.0 s allowed" in err
+    assert_clean(tmp_path, err)
+
+
 def test_slow_but_correct_mirror_is_accepted(tmp_path: Path, tiny: TinyDataset) -> None:
     with serve(FaultServer(files=dict(tiny.archives), faults={TRAIN_IMAGES: Fault("slow", seconds=0.5)})) as server:
         code, raw = run_download(tmp_path, params_for(tiny, [server.url], download={"timeout": 0.3}))
     assert code == 0
     assert_canonical(raw, tiny)
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["ftp://127.0.0.1/mnist/train.gz", "file:///etc/passwd", "ftp://user:hunter2@127.0.0.1/x?sig=tok3n"],
+    ids=["ftp", "file", "ftp-with-secrets"],
+)
+def test_redirect_off_http_is_refused(
+    tmp_path: Path, tiny: TinyDataset, location: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fault = Fault("redirect", location=location)
+    with (
+        serve(FaultServer(files=dict(tiny.archives), faults={TRAIN_IMAGES: fault})) as bad,
+        serve(FaultServer(files=dict(tiny.archives))) as good,
+    ):
+        code, raw = run_download(tmp_path, params_for(tiny, [bad.url, good.url]))
+    assert code == 0
+    assert_canonical(raw, tiny)
+    err = capsys.readouterr().err
+    assert f"skipping mirror {bad.url}{TRAIN_IMAGES}: redirect to '{loggable_url(location)}' refused" in err
+    assert_clean(tmp_path, err, secrets=("hunter2", "tok3n"))
+
+
+def test_redirect_to_another_http_mirror_is_followed(tmp_path: Path, tiny: TinyDataset) -> None:
+    with serve(FaultServer(files=dict(tiny.archives))) as good:
+        fault = Fault("redirect", location=f"{good.url}{TRAIN_IMAGES}")
+        with serve(FaultServer(files=dict(tiny.archives), faults={TRAIN_IMAGES: fault})) as moved:
+            code, raw = run_download(tmp_path, params_for(tiny, [moved.url]))
+    assert code == 0
+    assert_canonical(raw, tiny)
+    assert len(good.hits(TRAIN_IMAGES)) == 1
 
 
 def test_every_mirror_failing_names_each_and_leaves_nothing(
@@ -177,18 +494,104 @@ def test_every_mirror_failing_names_each_and_leaves_nothing(
     ):
         code, raw = run_download(tmp_path, params_for(tiny, [one.url, two.url, "http://127.0.0.1:9/"]))
     assert code == 1
-    error_lines = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
-    assert len(error_lines) == 1
-    (line,) = error_lines
+    err = capsys.readouterr().err
+    line = error_line(err)
     assert f"[1] {one.url}{TRAIN_IMAGES}: HTTP 404" in line
     assert f"[2] {two.url}{TRAIN_IMAGES}: HTTP 500" in line
     assert "[3] http://127.0.0.1:9/" in line and "refused" in line.lower()
+    assert line.endswith(
+        "(offline? point at a local copy: make repro MIRROR=/path/to/folder, "
+        f"or -S 'datasets.{DATASET}.mirrors=[/path/to/folder]')"
+    )
     assert not (raw / TRAIN_IMAGES).exists()
-    assert not (tmp_path / "data" / ".partial").exists()
+    assert not (tmp_path / "data" / DATASET / ".partial").exists()
+    assert_clean(tmp_path, err)
+
+
+def test_tokens_in_mirror_query_never_logged(
+    tmp_path: Path, tiny: TinyDataset, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with serve(FaultServer(files={})) as empty:
+        code, _ = run_download(tmp_path, params_for(tiny, [f"{empty.url}mnist/?sig=tok3n-value"]))
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"{empty.url}mnist/{TRAIN_IMAGES}?***: HTTP 404" in error_line(err)
+    assert empty.requests[0].path == f"/mnist/{TRAIN_IMAGES}?sig=tok3n-value"
+    assert_clean(tmp_path, err, secrets=("tok3n",))
+
+
+def write_netrc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> Path:
+    path = tmp_path.parent / f"{tmp_path.name}-netrc"
+    path.write_text(text)
+    path.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(path))
+    return path
+
+
+@pytest.fixture
+def locked(tiny: TinyDataset) -> Iterator[FaultServer]:
+    with serve(FaultServer(files=dict(tiny.archives), credentials=("reader", SECRET))) as server:
+        yield server
+
+
+def test_netrc_credentials_are_sent_to_their_host(
+    tmp_path: Path,
+    tiny: TinyDataset,
+    locked: FaultServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    write_netrc(tmp_path, monkeypatch, f"machine 127.0.0.1 login reader password {SECRET}\n")
+    code, raw = run_download(tmp_path, params_for(tiny, [locked.url]))
+    assert code == 0
+    assert_canonical(raw, tiny)
+    assert locked.requests and all(r.authorized for r in locked.requests)  # sent up front: no 401 round trip
+    assert SECRET not in caplog.text
+    assert_clean(tmp_path, capsys.readouterr().err, secrets=(SECRET,))
+
+
+@pytest.mark.parametrize(
+    "netrc_text",
+    ["", "machine 127.0.0.1 login reader password wrong-one\n", "machine 127.0.0.2 login reader password x\n"],
+    ids=["no-entry", "wrong-password", "other-host"],
+)
+def test_missing_or_wrong_credentials_fail_in_one_line(
+    tmp_path: Path,
+    tiny: TinyDataset,
+    locked: FaultServer,
+    netrc_text: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    write_netrc(tmp_path, monkeypatch, netrc_text)
+    code, _ = run_download(tmp_path, params_for(tiny, [locked.url]))
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "HTTP 401" in error_line(err)
+    assert_clean(tmp_path, err, secrets=(SECRET, "wrong-one"))
+
+
+def test_broken_netrc_is_one_line_without_its_content(
+    tmp_path: Path,
+    tiny: TinyDataset,
+    locked: FaultServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Python's netrc module quotes the token it cannot place: here, the password.
+    path = write_netrc(tmp_path, monkeypatch, f"machine 127.0.0.1 login reader {SECRET}\n")
+    code, _ = run_download(tmp_path, params_for(tiny, [locked.url]))
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"netrc file {path}: line " in error_line(err)
+    assert "not valid netrc syntax" in error_line(err)
+    assert not locked.requests
+    assert_clean(tmp_path, err, secrets=(SECRET,))
 
 
 def test_file_url_and_plain_directory_mirrors(tmp_path: Path, tiny: TinyDataset) -> None:
-    local = tmp_path / "mirror"
+    local = tmp_path.parent / f"{tmp_path.name}-mirror"
     local.mkdir()
     for name, data in tiny.archives.items():
         (local / name).write_bytes(data)
@@ -239,19 +642,16 @@ def test_recompressed_archive_passes_only_in_payload_mode(
 
 def test_killed_download_resumes_on_next_run(tmp_path: Path, tiny: TinyDataset) -> None:
     """SIGKILL mid-transfer leaves only a partial file; the next run finishes with the right hash."""
-    big = dict(tiny.archives)
-    params = params_for(tiny, [])
-    with serve(FaultServer(files=big, faults={TRAIN_IMAGES: Fault("stall", seconds=4.0)})) as server:
-        params["dataset"]["mirrors"] = [server.url]
-        params["download"]["timeout"] = 30.0
+    with serve(FaultServer(files=dict(tiny.archives), faults={TRAIN_IMAGES: Fault("stall", seconds=4.0)})) as server:
+        params = params_for(tiny, [server.url], download={"timeout": 30.0})
         params_path = write_params(tmp_path, params)
-        raw = tmp_path / "data" / "raw"
+        raw = tmp_path / "data" / DATASET / "raw"
         child = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.download", "--params", str(params_path), str(raw)],
+            [sys.executable, "-m", "pipeline.download", "--params", str(params_path), "--dataset", DATASET, str(raw)],
             env=tool_env(),
             stderr=subprocess.DEVNULL,
         )
-        partial = tmp_path / "data" / ".partial" / TRAIN_IMAGES
+        partial = tmp_path / "data" / DATASET / ".partial" / TRAIN_IMAGES
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not (partial.exists() and partial.stat().st_size > 0):
             time.sleep(0.02)
@@ -259,18 +659,17 @@ def test_killed_download_resumes_on_next_run(tmp_path: Path, tiny: TinyDataset) 
         child.wait(timeout=10)
     assert partial.exists() and not (raw / TRAIN_IMAGES).exists()
     with serve(FaultServer(files=dict(tiny.archives))) as server:
-        params["dataset"]["mirrors"] = [server.url]
+        params = params_for(tiny, [server.url])
         code, raw = run_download(tmp_path, params)
-        assert server.hits(TRAIN_IMAGES)[0].range_header == f"bytes={partial_size(tiny)}-"
+        assert server.hits(TRAIN_IMAGES)[0].range_header == f"bytes={len(tiny.archives[TRAIN_IMAGES]) // 2}-"
     assert code == 0
     assert_canonical(raw, tiny)
-
-
-def partial_size(tiny: TinyDataset) -> int:
-    return len(tiny.archives[TRAIN_IMAGES]) // 2
 
 
 def test_mirror_url_forms() -> None:
     assert download.mirror_url("https://host/mnist", "a b.gz") == "https://host/mnist/a%20b.gz"
     assert download.mirror_url("https://host/mnist/", "a.gz") == "https://host/mnist/a.gz"
+    assert download.mirror_url("https://host/my data/", "a.gz") == "https://host/my%20data/a.gz"
+    assert download.mirror_url("https://host/b/?sig=x", "a.gz") == "https://host/b/a.gz?sig=x"
     assert download.mirror_url("/srv/mnist", "a.gz") == "file:///srv/mnist/a.gz"
+    assert loggable_url("https://host/b/a.gz?sig=x#frag") == "https://host/b/a.gz?***"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
+import lzma
 import zlib
 from pathlib import Path
 
@@ -21,7 +23,7 @@ def run_extract(tmp_path: Path, tiny: TinyDataset, train_images: bytes | None = 
         (raw / name).write_bytes(train_images if name == TRAIN_IMAGES and train_images is not None else data)
     idx_dir = tmp_path / "idx"
     params = write_params(tmp_path, params_for(tiny, ["unused"]))
-    return extract.main(["--params", str(params), str(raw), str(idx_dir)]), idx_dir
+    return extract.main(["--params", str(params), "--dataset", "mnist", str(raw), str(idx_dir)]), idx_dir
 
 
 def test_extracts_each_payload(tmp_path: Path, tiny: TinyDataset) -> None:
@@ -49,7 +51,7 @@ def bomb(payload_size: int) -> bytes:
         (corrupt_crc, "CRC check failed"),
         (lambda a: b"", "expected gzip magic 0x1f8b, found an empty file"),
         (lambda a: b"<!DOCTYPE html>", "expected gzip magic 0x1f8b, found bytes 0x3c21"),
-        (lambda a: gzip.compress(gzip.decompress(a)[:-10], mtime=0), "-byte payload, found"),
+        (lambda a: gzip.compress(gzip.decompress(a)[:-10], mtime=0), "expected payload bytes"),
     ],
     ids=["truncated", "crc", "empty", "html", "short-payload"],
 )
@@ -60,7 +62,7 @@ def test_bad_archive_fails_and_leaves_no_idx(
     code, idx_dir = run_extract(tmp_path, tiny, make(tiny.archives[TRAIN_IMAGES]))
     assert code == 1
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("extract: error: ") and TRAIN_IMAGES in line and message in line
+    assert line.startswith("extract@mnist: error: ") and TRAIN_IMAGES in line and message in line
     assert not idx_dir.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
@@ -72,3 +74,33 @@ def test_gzip_bomb_stops_at_expected_size(
     assert code == 1
     assert "payload exceeds the expected" in capsys.readouterr().err
     assert not idx_dir.exists()
+
+
+def test_same_size_relabelled_payload_is_caught_by_its_digest(
+    tmp_path: Path, tiny: TinyDataset, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A hand-edited archive in raw/ with the right payload size: the payload sha256 decides."""
+    payload = bytearray(gzip.decompress(tiny.archives[TRAIN_IMAGES]))
+    payload[-1] ^= 0xFF
+    code, idx_dir = run_extract(tmp_path, tiny, gzip.compress(bytes(payload), mtime=0))
+    assert code == 1
+    assert "payload: expected payload sha256" in capsys.readouterr().err
+    assert not idx_dir.exists()
+
+
+def test_xz_files_extract_through_the_openers_table(tmp_path: Path, tiny: TinyDataset) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    params = params_for(tiny, ["unused"])
+    entry = params["datasets"]["mnist"]
+    entry["compression"] = "xz"
+    for split in entry["splits"].values():
+        for kind in ("images", "labels"):
+            spec = split[kind]
+            data = lzma.compress(gzip.decompress(tiny.archives[spec["file"]]))
+            spec["file"] = spec["file"].removesuffix(".gz") + ".xz"
+            spec.update(size=len(data), md5=None, sha256=hashlib.sha256(data).hexdigest())
+            (raw / spec["file"]).write_bytes(data)
+    path = write_params(tmp_path, params)
+    assert extract.main(["--params", str(path), "--dataset", "mnist", str(raw), str(tmp_path / "idx")]) == 0
+    assert (tmp_path / "idx" / "train-images-idx3-ubyte").read_bytes() == gzip.decompress(tiny.archives[TRAIN_IMAGES])

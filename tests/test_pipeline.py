@@ -1,5 +1,7 @@
-"""The whole pipeline through real DVC in a real git repository, on tiny archives served
-over loopback: composition of overrides, caching, no-op re-runs and byte-reproducibility."""
+"""The whole pipeline through real DVC in a real git repository, on tiny archives served over
+loopback: a dataset added as one YAML file with no code change, several datasets side by side,
+overrides that re-run only what they affect, no-op and forced re-runs, and the promise that a
+rejected or dangerous override never costs an output."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import TinyDataset, add_tiny_dataset_config, archive_spec, sha256_tree
+from tests.conftest import TinyDataset, add_tiny_dataset_config, make_tiny_dataset, sha256_tree
 from tests.faultserver import FaultServer, serve
 from tests.repos import make_repo, run
 
@@ -25,49 +27,54 @@ def stages_run(output: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, tiny: TinyDataset) -> Iterator[tuple[Path, FaultServer]]:
-    """A repository whose pipeline ran once with `dvc exp run` against a loopback mirror."""
+    """A repository with a new dataset `tiny` (one YAML file) built once by `dvc exp run`."""
     repo = make_repo(tmp_path_factory.mktemp("pipeline") / "repo")
-    add_tiny_dataset_config(repo, tiny)
     with serve(FaultServer(files=dict(tiny.archives))) as server:
-        result = run(repo, "dvc", "exp", "run", "-S", "dataset=tiny", "-S", f"dataset.mirrors=[{server.url}]")
-        assert stages_run(result.stdout + result.stderr)[:4] == ["download", "verify", "extract", "decode"]
+        add_tiny_dataset_config(repo, tiny, mirrors=[server.url])
+        result = run(repo, "dvc", "exp", "run", "-S", "dataset=tiny")
+        ran = stages_run(result.stdout + result.stderr)
+        assert ran[:5] == ["check", "download@tiny", "verify@tiny", "extract@tiny", "decode@tiny"]
         run(repo, "git", "add", "-A")
         run(repo, "git", "commit", "-q", "-m", "pipeline ran")
         yield repo, server
 
 
-def test_exp_run_builds_every_default_output(built: tuple[Path, FaultServer], tiny: TinyDataset) -> None:
+def test_a_dataset_added_as_yaml_builds_every_default_output(
+    built: tuple[Path, FaultServer], tiny: TinyDataset
+) -> None:
     repo, _ = built
     data = repo / "data" / "tiny"
     for relative in (
         "raw/" + TRAIN_IMAGES,
         "checksums.json",
         "idx/train-images-idx3-ubyte",
-        "decoded.npz",
+        "decoded/train_images.npy",
         "stats.json",
-        "export/tiny.npz",
+        "export/npz/tiny.npz",
         "export/csv/train.csv",
         "export/csv.sha256",
-        "export/png.zip",
-        "export/png/manifest.csv",
-        "export/png/train/0",
+        "export/png/images.zip",
+        "export/images/manifest.csv",
+        "export/images/train/0",
         "export/samples.png",
+        "export/class_distribution.png",
         "export/README.md",
         "export/class_distribution.csv",
     ):
         assert (data / relative).exists(), relative
     record = json.loads((data / "checksums.json").read_text())
     assert {entry["file"]: entry["actual"]["sha256"] for entry in record["archives"]} == {
-        spec["file"]: spec["sha256"] for split in tiny.splits_spec.values() for spec in split.values()
+        spec["file"]: spec["sha256"]
+        for split in tiny.splits_spec.values()
+        for spec in (split["images"], split["labels"])
     }
-    assert "tiny" in (repo / "params.yaml").read_text()
+    assert run(repo, "git", "status", "--porcelain").stdout.strip() == ""  # nothing left for git to see
 
 
 def test_second_repro_does_nothing(built: tuple[Path, FaultServer]) -> None:
     repo, _ = built
     result = run(repo, "dvc", "repro")
     assert stages_run(result.stdout) == []
-    assert "up to date" in result.stdout
     assert run(repo, "dvc", "status").stdout.strip() == "Data and pipelines are up to date."
 
 
@@ -76,58 +83,90 @@ def test_forced_repro_changes_no_hash(built: tuple[Path, FaultServer]) -> None:
     lock_before = (repo / "dvc.lock").read_text()
     files_before = sha256_tree(repo / "data")
     result = run(repo, "dvc", "repro", "-f")
-    assert len(stages_run(result.stdout)) == 9
+    assert len(stages_run(result.stdout)) == 10
     assert (repo / "dvc.lock").read_text() == lock_before
     assert sha256_tree(repo / "data") == files_before
 
 
-def test_csv_override_reruns_only_the_csv_stage(built: tuple[Path, FaultServer]) -> None:
-    repo, server = built
-    mirror = f"dataset.mirrors=[{server.url}]"
-    result = run(repo, "dvc", "exp", "run", "-S", "dataset=tiny", "-S", mirror, "-S", "export.csv.header=false")
-    assert stages_run(result.stdout) == ["export@csv"]
-    assert (repo / "data/tiny/export/csv/train.csv").read_bytes()[:1].isdigit()
-    result = run(repo, "dvc", "exp", "run", "-S", "dataset=tiny", "-S", mirror)
-    # Back to the committed params: nothing is recomputed, DVC restores the earlier CSV.
-    assert stages_run(result.stdout) == []
-    assert (repo / "data/tiny/export/csv/train.csv").read_bytes().startswith(b"label,pixel0,")
-
-
-def test_format_group_adds_parquet_stage(built: tuple[Path, FaultServer]) -> None:
-    repo, server = built
-    overrides = ["-S", "dataset=tiny", "-S", f"dataset.mirrors=[{server.url}]", "-S", "formats=[npz,parquet]"]
-    result = run(repo, "dvc", "exp", "run", *overrides)
-    assert stages_run(result.stdout) == ["export@parquet", "report"]
-    assert (repo / "data/tiny/export/parquet/train.parquet").exists()
-    stages = run(repo, "dvc", "stage", "list").stdout
-    assert "export@parquet" in stages and "export@csv" not in stages and "unpack@png" not in stages
-    run(repo, "dvc", "exp", "run", "-S", "dataset=tiny", "-S", f"dataset.mirrors=[{server.url}]")
-
-
-def test_corrupt_archive_fails_repro_and_checkout_restores(built: tuple[Path, FaultServer], tiny: TinyDataset) -> None:
-    """A mirror serves a broken gzip whose checksums the config trusts: verify stops the run
-    with one line, no later output is written, and `dvc checkout` brings back the last good state."""
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("export.npz.validation_size=-5", "export.npz.validation_size: expected >= 0, found -5"),
+        ("export.npz.validation_size=100000", "expected fewer than the 60 training images"),
+        ("export.workers=300", "export.workers: expected 1 to"),
+        ("download.timeout=nan", "download.timeout: expected seconds"),
+        ("++datasets.tiny.splits.test.count=0", "datasets.tiny.splits.test.count: expected images > 0"),
+    ],
+)
+def test_a_rejected_override_costs_no_output(built: tuple[Path, FaultServer], override: str, message: str) -> None:
     repo, _ = built
     before = sha256_tree(repo / "data")
-    broken = tiny.archives[TRAIN_IMAGES][:-40]
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["dataset"]["splits"]["train"]["images"] |= archive_spec(TRAIN_IMAGES, broken, b"")
-    params["dataset"]["splits"]["train"]["images"]["payload_size"] = tiny.splits_spec["train"]["images"]["payload_size"]
-    params["dataset"]["splits"]["train"]["images"]["payload_sha256"] = tiny.splits_spec["train"]["images"][
-        "payload_sha256"
-    ]
-    with serve(FaultServer(files={**tiny.archives, TRAIN_IMAGES: broken})) as server:
-        params["dataset"]["mirrors"] = [server.url]
-        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        result = run(repo, "dvc", "repro", check=False)
-    assert result.returncode != 0
+    result = run(repo, "dvc", "exp", "run", "-S", "dataset=tiny", "-S", override, check=False)
     output = result.stdout + result.stderr
-    errors = [line for line in output.splitlines() if line.startswith("verify: error:")]
-    assert len(errors) == 1, output
-    assert TRAIN_IMAGES in errors[0] and "corrupt gzip stream" in errors[0]
-    assert "Traceback" not in output
-    assert not (repo / "data/tiny/checksums.json").exists()
-    run(repo, "git", "checkout", "--", "params.yaml", "dvc.lock")
-    run(repo, "dvc", "checkout", "--force")
-    assert run(repo, "dvc", "status").stdout.strip() == "Data and pipelines are up to date."
+    assert result.returncode != 0
+    assert message in output and "Traceback" not in output
+    assert any(line.startswith("check: error:") and message in line for line in output.splitlines())
     assert sha256_tree(repo / "data") == before
+    run(repo, "git", "checkout", "--", "params.yaml")
+
+
+def test_path_overrides_cannot_exist(built: tuple[Path, FaultServer]) -> None:
+    """Output paths follow from names: the override that once replaced export/ is refused by Hydra."""
+    repo, _ = built
+    before = sha256_tree(repo / "data")
+    result = run(repo, "dvc", "exp", "run", "-S", "dataset=tiny", "-S", "export.trees.png.out=.", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr
+    assert sha256_tree(repo / "data") == before
+    run(repo, "git", "checkout", "--", "params.yaml")
+
+
+def test_csv_override_reruns_only_that_export(built: tuple[Path, FaultServer]) -> None:
+    repo, _ = built
+    stale = repo / "data/tiny/export/.csv.killed.tmp"
+    stale.mkdir()
+    (stale / "train.csv").write_text("left by a killed run")
+    result = run(repo, "dvc", "exp", "run", "-S", "dataset=tiny", "-S", "export.csv.header=false")
+    assert [s for s in stages_run(result.stdout) if s != "check"] == ["export@tiny-csv"]
+    assert not stale.exists()  # a killed run's scratch is removed when the stage next runs
+    assert not (repo / "data/tiny/export/csv/train.csv").read_bytes().startswith(b"label")
+    run(repo, "git", "checkout", "--", "params.yaml")
+    run(repo, "dvc", "checkout", "-f")
+
+
+def test_second_dataset_reruns_nothing_of_the_first(built: tuple[Path, FaultServer], tmp_path: Path) -> None:
+    repo, _ = built
+    other = make_tiny_dataset({"train": 30, "test": 10}, seed=11)
+    with serve(FaultServer(files=dict(other.archives))) as other_server:
+        add_tiny_dataset_config(repo, other, name="other", mirrors=[other_server.url])
+        result = run(repo, "dvc", "exp", "run", "-S", "dataset=[tiny,other]")
+    ran = stages_run(result.stdout)
+    assert ran and all(stage == "check" or "@other" in stage for stage in ran), ran
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    assert "export@other-csv" in lock and "export@tiny-csv" in lock
+    # One dataset's own export options: only that dataset's stages re-run.
+    result = run(
+        repo, "dvc", "exp", "run", "-S", "dataset=[tiny,other]", "-S", "++datasets.other.export.csv.header=false"
+    )
+    ran = [stage for stage in stages_run(result.stdout) if stage != "check"]
+    assert ran and all("@other" in stage for stage in ran), ran
+    assert not (repo / "data/other/export/csv/train.csv").read_bytes().startswith(b"label")
+    assert (repo / "data/tiny/export/csv/train.csv").read_bytes().startswith(b"label")
+    run(repo, "git", "checkout", "--", "params.yaml", "dvc.lock")
+    run(repo, "git", "rm", "-q", "conf/dataset/other.yaml")
+    run(repo, "git", "commit", "-q", "-m", "drop other")
+
+
+def test_a_symlinked_export_folder_is_not_written_through(built: tuple[Path, FaultServer], tmp_path: Path) -> None:
+    repo, _ = built
+    export = repo / "data/tiny/export"
+    moved = tmp_path / "elsewhere"
+    export.rename(moved)
+    export.symlink_to(moved)
+    try:
+        result = run(repo, "python", "-m", "pipeline.export_csv", "--dataset", "tiny", "data/tiny/decoded",
+                     "data/tiny/export/csv", check=False)  # fmt: skip
+        assert result.returncode == 1
+        assert "is a symbolic link; refusing to write" in result.stderr and "Traceback" not in result.stderr
+    finally:
+        export.unlink()
+        moved.rename(export)

@@ -83,4 +83,6 @@ def test_stages_never_import_each_other() -> None:
     stage_modules = {module for _, module, _ in CASES}
     for module in stage_modules:
         others = imported_modules(module_path(module)) & (stage_modules - {module})
-        assert not others, f"{module} imports the stage module(s) {sorted(others)}: move what they share to a noun module"
+        assert not others, (
+            f"{module} imports the stage module(s) {sorted(others)}: move what they share to a noun module"
+        )

@@ -24,7 +24,9 @@ def stage_raw(tmp_path: Path, archives: dict[str, bytes]) -> Path:
 
 def run_verify(tmp_path: Path, params: dict[str, object], raw: Path) -> tuple[int, Path]:
     record = tmp_path / "checksums.json"
-    return verify.main(["--params", str(write_params(tmp_path, params)), str(raw), str(record)]), record
+    return verify.main(
+        ["--params", str(write_params(tmp_path, params)), "--dataset", "mnist", str(raw), str(record)]
+    ), record
 
 
 def test_records_expected_actual_and_verdict(tmp_path: Path, tiny: TinyDataset) -> None:
@@ -34,8 +36,10 @@ def test_records_expected_actual_and_verdict(tmp_path: Path, tiny: TinyDataset) 
     assert document["mode"] == "strict"
     for entry in document["archives"]:
         assert entry["passed"] == "archive"
-        assert entry["expected"] == entry["actual"] | {"payload_sha256": entry["expected"]["payload_sha256"]}
-        assert entry["actual"]["payload_sha256"] == entry["expected"]["payload_sha256"]
+        published = {key: value for key, value in entry["expected"].items() if value is not None}
+        assert published == {key: entry["actual"][key] for key in published}
+        # Digests no source publishes are recorded as measured, and not checked.
+        assert entry["expected"]["payload_md5"] is None and len(entry["actual"]["payload_md5"]) == 32
 
 
 def test_mismatch_fails_naming_file_expected_and_found(
@@ -68,4 +72,4 @@ def test_missing_archive_is_one_line(tmp_path: Path, tiny: TinyDataset, capsys: 
     code, _ = run_verify(tmp_path, params_for(tiny, ["unused"]), stage_raw(tmp_path, archives))
     assert code == 1
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("verify: error: ") and TRAIN_IMAGES in line and "No such file" in line
+    assert line.startswith("verify@mnist: error: ") and TRAIN_IMAGES in line and "No such file" in line

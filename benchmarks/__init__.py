@@ -1,0 +1,1 @@
+"""Benchmarks of the pipeline: scale (bench_scale), DVC and remotes (bench_pipeline), both (bench)."""

@@ -1,0 +1,109 @@
+"""A description of the machine a benchmark ran on, as (what, value) rows."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.tables import markdown_table
+
+GIB = 1 << 30
+
+
+def describe(work_dir: Path) -> list[tuple[str, str]]:
+    """CPU, cores, load, memory, the file system of ``work_dir``, and the tool versions."""
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    return [
+        ("CPU", _cpu_model()),
+        ("cores", f"{os.cpu_count()} (load average at start: {load})"),
+        ("RAM", _memory()),
+        ("disk", _file_system(work_dir)),
+        ("I/O pressure at start", _io_pressure()),
+        ("OS", f"{platform.system()} {platform.release()}"),
+        ("Python", sys.version.split()[0]),
+        ("numpy", np.__version__),
+        ("zlib", f"{zlib.ZLIB_RUNTIME_VERSION} (Python's), compiled against {zlib.ZLIB_VERSION}"),
+        ("Pillow", _version("pillow")),
+        ("pypng", _version("pypng")),
+        ("DVC", _version("dvc")),
+        ("gcc", _gcc()),
+    ]
+
+
+def machine_section(work_dir: Path) -> str:
+    """The description as a markdown section."""
+    rows = [[what, value] for what, value in describe(work_dir)]
+    return "## Machine\n\n" + markdown_table(["what", "value"], rows, numeric_from=2)
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _memory() -> str:
+    fields: dict[str, int] = {}
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields[key] = int(value.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        return "unknown"
+    return (
+        f"{fields.get('MemTotal', 0) / GIB:.1f} GiB ({fields.get('MemAvailable', 0) / GIB:.1f} GiB available at start)"
+    )
+
+
+def _file_system(path: Path) -> str:
+    """Type, device and free space of the mount holding ``path`` (longest mount-point prefix)."""
+    resolved = str(path.resolve())
+    best = ("", "unknown", "unknown", "")
+    try:
+        for line in Path("/proc/mounts").read_text().splitlines():
+            device, mount_point, fs_type, options, *_ = line.split()
+            inside = resolved == mount_point or resolved.startswith(mount_point.rstrip("/") + "/")
+            if inside and len(mount_point) >= len(best[0]):
+                best = (mount_point, fs_type, device, options)
+    except OSError:
+        pass
+    free = shutil.disk_usage(resolved).free / GIB
+    mount_point, fs_type, device, options = best
+    return f"{fs_type} on {device} at {mount_point} ({options}); {resolved}: {free:.0f} GiB free"
+
+
+def _io_pressure() -> str:
+    """Share of time some task waited for I/O over the last 10 and 60 s (Linux PSI)."""
+    try:
+        some = Path("/proc/pressure/io").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return "unknown"
+    fields = dict(part.split("=") for part in some[1:])
+    return f"{fields.get('avg10', '?')} % (10 s), {fields.get('avg60', '?')} % (60 s) of the time some task waited"
+
+
+def _gcc() -> str:
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        return "not installed"
+    result = subprocess.run([gcc, "--version"], capture_output=True, text=True, check=False)
+    return result.stdout.splitlines()[0] if result.stdout else "unknown"
