@@ -36,7 +36,7 @@ if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 from benchmarks.machine import machine_section  # noqa: E402  (run as a script, too)
 from benchmarks.measure import Measurement, measure  # noqa: E402
-from benchmarks.stages import StageRun, pipeline_stages, run_stages  # noqa: E402
+from benchmarks.stages import StageRun, describe_run, pipeline_stages, run_stages  # noqa: E402
 from benchmarks.tables import goals_section, markdown_table, megabytes, ratio, seconds, verdict  # noqa: E402
 from tests.remotes import configure_remote, s3_server, ssh_server, sshd_available  # noqa: E402
 from tests.repos import make_repo, run, tool_env  # noqa: E402
@@ -79,7 +79,8 @@ def bare_run(root: Path, mirror: Path) -> tuple[Path, list[StageRun], list[str]]
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     formats = list(params["export"]["formats"])
     log(f"bare run of every stage ({', '.join(formats)})")
-    return workdir, run_stages(workdir, pipeline_stages(DATASET, formats)), list(params["datasets"][DATASET]["splits"])
+    runs = run_stages(workdir, pipeline_stages(DATASET, formats), on_done=lambda run: log(describe_run(run)))
+    return workdir, runs, list(params["datasets"][DATASET]["splits"])
 
 
 def dvc(repo: Path, *arguments: str, env: dict[str, str] | None = None) -> Measurement:
@@ -193,9 +194,6 @@ def run_pipeline(mirror: Path, remotes: bool, keep: bool) -> PipelineReport:
     root = Path(tempfile.mkdtemp(prefix="mnist-bench-dvc-"))
     try:
         workdir, bare, splits = bare_run(root, mirror)
-        for stage_run in bare:
-            if stage_run.measurement is not None:
-                log(f"  {stage_run.stage.label}: {stage_run.measurement.seconds:.2f} s")
         export_csv = next((r.measurement for r in bare if r.stage.label == "export@csv"), None)
         csv_row = naive_csv(workdir, splits, export_csv)
         shutil.rmtree(workdir, ignore_errors=True)

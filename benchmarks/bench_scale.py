@@ -45,6 +45,7 @@ from benchmarks.measure import Measurement  # noqa: E402
 from benchmarks.stages import (  # noqa: E402
     ALL_FORMATS,
     StageRun,
+    describe_run,
     first_failure,
     pipeline_stages,
     prepare_workdir,
@@ -166,12 +167,7 @@ def run_size(size: synthetic.SyntheticSize, code: Path, root: Path) -> tuple[Siz
     log(f"{size.description}: {'generated' if generated else 'reused'} archives; running the stages")
     params = synthetic.params_with({size.name: entry}, list(ALL_FORMATS))
     workdir = prepare_workdir(root / size.name, code, params)
-    runs = []
-    for run in run_stages(workdir, pipeline_stages(size.name, ALL_FORMATS)):
-        runs.append(run)
-        if run.measurement is not None:
-            state = "ok" if run.measurement.ok else run.measurement.failure()
-            log(f"  {run.stage.label}: {run.measurement.seconds:.2f} s, {run.measurement.peak_mb:.0f} MB ({state})")
+    runs = run_stages(workdir, pipeline_stages(size.name, ALL_FORMATS), on_done=lambda run: log(describe_run(run)))
     return SizeResult(size, generated_seconds, runs), workdir, entry
 
 
@@ -226,46 +222,43 @@ def _png_sizes(encode: Measurement | None, zip_path: Path, images: int) -> str:
 
 
 def scale_table(results: list[SizeResult]) -> str:
+    """One row per stage; per size, seconds (µs per image) and peak MB (all processes)."""
     base = results[0]
     headers = ["stage"]
     for result in results:
-        name = result.size.description
-        headers += [f"{name} s", f"{name} µs/img", f"{name} peak MB", f"{name} all procs MB"]
-    headers += [f"cost {result.size.description} / {base.size.description}" for result in results[1:]]
+        headers += [f"{result.size.description}: s (µs/image)", f"{result.size.description}: peak MB (all procs)"]
+    headers += [f"cost/image {result.size.description} ÷ {base.size.description}" for result in results[1:]]
     rows = []
     for index, run in enumerate(base.runs):
-        label = run.stage.label
-        row = [label]
+        row = [run.stage.label]
         for result in results:
-            stage_run = result.runs[index] if index < len(result.runs) else None
-            row += _stage_cells(result, stage_run)
-        row += [ratio(_cost_ratio(result, base, label)) for result in results[1:]]
+            row += _stage_cells(result, result.runs[index] if index < len(result.runs) else None)
+        row += [ratio(_cost_ratio(result, base, run.stage.label)) for result in results[1:]]
         rows.append(row)
     total = ["**all stages**"]
     for result in results:
-        peaks = [run.measurement for run in result.runs if run.measurement is not None and run.measurement.ok]
+        measured = [run.measurement for run in result.runs if run.measurement is not None and run.measurement.ok]
+        peak = max((m.peak_mb for m in measured), default=None)
+        tree = max((m.tree_peak_mb for m in measured), default=None)
         total += [
-            seconds(result.total_seconds()),
-            _micro(result.cost_us(None)),
-            megabytes(max((m.peak_mb for m in peaks), default=None)),
-            megabytes(max((m.tree_peak_mb for m in peaks), default=None)),
+            f"**{seconds(result.total_seconds())}** ({_micro(result.cost_us(None))})",
+            f"{megabytes(peak)} ({megabytes(tree)})",
         ]
-    total += [ratio(_cost_ratio(result, base, None)) for result in results[1:]]
+    total += [f"**{ratio(_cost_ratio(result, base, None))}**" for result in results[1:]]
     rows.append(total)
     return markdown_table(headers, rows)
 
 
 def _stage_cells(result: SizeResult, run: StageRun | None) -> list[str]:
     if run is None or run.measurement is None:
-        return ["not run", "—", "—", "—"]
+        return ["not run", "—"]
     measured = run.measurement
     if not measured.ok:
-        return ["failed", "—", "—", "—"]
+        return ["failed", "—"]
+    cost = measured.seconds / result.size.images * MICRO
     return [
-        seconds(measured.seconds),
-        _micro(measured.seconds / result.size.images * MICRO),
-        megabytes(measured.peak_mb),
-        megabytes(measured.tree_peak_mb),
+        f"{seconds(measured.seconds)} ({_micro(cost)})",
+        f"{megabytes(measured.peak_mb)} ({megabytes(measured.tree_peak_mb)})",
     ]
 
 
@@ -417,8 +410,8 @@ def build_report(results: list[SizeResult], floor: FloorResult, smoke_failure: s
         "## Scale: every stage bare, per size",
         "Synthetic datasets of MNIST's layout: " + "; ".join(generated) + ". "
         "Stages run one after another as `python -m pipeline.<stage>`, all four export formats. "
-        "peak MB: the largest process of the stage (exact: its ru_maxrss); all procs MB: the stage and its workers "
-        "added up (sampled every 0.1 s). µs/img: seconds per image of the dataset.",
+        "peak MB: the largest process of the stage (exact: its ru_maxrss); in brackets, the stage and its "
+        "workers added up (sampled every 0.1 s). µs/image: the stage's seconds per image of the dataset.",
         scale_table(results),
         f"## PNG tree against its floor ({base.size.description})",
         floors_md,

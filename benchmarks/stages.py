@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,20 +110,32 @@ def run_stage(workdir: Path, stage: Stage, timeout: float = 3600.0) -> Measureme
     return measure([sys.executable, "-m", stage.module, *stage.arguments], workdir, env=tool_env(), timeout=timeout)
 
 
-def run_stages(workdir: Path, stages: Sequence[Stage], timeout: float = 3600.0) -> list[StageRun]:
-    """Each stage in order; a stage whose input stage failed is not run."""
+def run_stages(
+    workdir: Path,
+    stages: Sequence[Stage],
+    timeout: float = 3600.0,
+    on_done: Callable[[StageRun], None] | None = None,
+) -> list[StageRun]:
+    """Each stage in order (``on_done`` hears of each); a stage whose input stage failed is not run."""
     failed: set[str] = set()
     runs = []
     for stage in stages:
-        if failed.intersection(stage.needs):
-            runs.append(StageRun(stage, None))
-            failed.add(stage.label)
-            continue
-        result = run_stage(workdir, stage, timeout)
-        if not result.ok:
+        result = None if failed.intersection(stage.needs) else run_stage(workdir, stage, timeout)
+        if result is None or not result.ok:
             failed.add(stage.label)
         runs.append(StageRun(stage, result))
+        if on_done is not None:
+            on_done(runs[-1])
     return runs
+
+
+def describe_run(run: StageRun) -> str:
+    """``<stage>: <seconds> s, <MB> MB (ok | why it failed)``, for progress lines."""
+    if run.measurement is None:
+        return f"{run.stage.label}: not run (a stage it needs failed)"
+    measured = run.measurement
+    state = "ok" if measured.ok else measured.failure()
+    return f"{run.stage.label}: {measured.seconds:.2f} s, {measured.peak_mb:.0f} MB ({state})"
 
 
 def first_failure(runs: Sequence[StageRun]) -> str | None:

@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from pipeline.config import DatasetSpec, LabelLayout, LabelSpec, Params, SplitSpec
 from pipeline.decoded import (
-    BATCH_ROWS,
+    add_to_histogram,
     batch_ranges,
     images_path,
     labels_path,
@@ -103,12 +103,12 @@ def decode_split(name: str, split: SplitSpec, dataset: DatasetSpec, idx_dir: Pat
         if dataset.labels.layout is LabelLayout.idx_table:
             shape = (split.count, len(dataset.labels.columns))
             table_out = files.enter_context(npy_writer(table_path(decoded_dir, name), np.dtype(np.int32), shape))
-        for low, high in batch_ranges(stop - start, BATCH_ROWS):
+        for low, high in batch_ranges(stop - start):
             images = read_idx_rows(image_file, image_header, start + low, start + high)
             if dataset.transposed:
                 images = images.transpose(0, 2, 1)
             images_out.write(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
-            histogram += np.bincount(images.reshape(-1), minlength=256)
+            add_to_histogram(histogram, images)
             label_rows = read_idx_rows(label_file, label_header, start + low, start + high)
             labels = checked_labels(label_file, source.to_labels(label_rows, dataset.labels), dataset, start + low)
             labels_out.write(labels.astype(np.uint8).tobytes())

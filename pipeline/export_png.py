@@ -136,7 +136,8 @@ def write_png_zip(
 ) -> int:
     """Write every image and then the manifest to ``out``; the number of PNGs. Temporary files
     (directory entries, manifest rows) live unnamed in ``scratch_dir``."""
-    options = params.export_for(dataset_name).png
+    export = params.export_for(dataset_name)
+    options = export.png
     classes = params.dataset(dataset_name).classes
     folders = class_folder_names(len(classes))
     width = index_width(splits)
@@ -144,7 +145,7 @@ def write_png_zip(
     with (
         tempfile.TemporaryFile(dir=scratch_dir) as directory,
         tempfile.TemporaryFile(dir=scratch_dir) as manifest_file,
-        png_workers(params.export_for(dataset_name).workers) as pool,
+        png_workers(export.workers) as pool,
     ):
         manifest = io.TextIOWrapper(manifest_file, encoding="utf-8", newline="")
         rows = csv.writer(manifest, lineterminator="\n")

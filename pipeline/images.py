@@ -2,7 +2,7 @@
 labels, the extra label columns of label tables, class folder names, and PNG encoding spread
 over worker processes a range of rows at a time.
 
-Everything here works on one batch of rows; nothing holds a whole split.
+Everything here works a batch of rows at a time: no split's images are ever held whole.
 """
 
 from __future__ import annotations
@@ -120,16 +120,33 @@ def train_unit_moments(splits: list[ExportSplit], key: str) -> tuple[float, floa
 
 
 def _unit(images: Images) -> Floats:
-    return images.astype(np.float32) / np.float32(255)
+    unit = images.astype(np.float32)
+    unit /= np.float32(255)
+    return unit
 
 
-#: uint8 pixels -> float32. ``none`` gives [0, 1] as ``unit`` does: a float32 export has always
-#: been scaled, and changing it would change published bytes.
+def _centered(images: Images, _mean: float, _std: float) -> Floats:
+    centered = _unit(images)
+    centered -= np.float32(0.5)
+    return centered
+
+
+def _standardized(images: Images, mean: float, std: float) -> Floats:
+    standardized = _unit(images)
+    standardized -= np.float32(mean)
+    standardized /= np.float32(std)
+    return standardized
+
+
+#: uint8 pixels -> float32, in place after the one conversion (one float copy of a batch, not
+#: three; the same float32 operations in the same order, so the same bits). ``none`` gives
+#: [0, 1] as ``unit`` does: a float32 export has always been scaled, and changing it would
+#: change published bytes.
 SCALES: dict[Scale, Callable[[Images, float, float], Floats]] = {
     Scale.none: lambda images, _mean, _std: _unit(images),
     Scale.unit: lambda images, _mean, _std: _unit(images),
-    Scale.centered: lambda images, _mean, _std: _unit(images) - np.float32(0.5),
-    Scale.standardize: lambda images, mean, std: (_unit(images) - np.float32(mean)) / np.float32(std),
+    Scale.centered: _centered,
+    Scale.standardize: _standardized,
 }
 
 
@@ -145,7 +162,7 @@ def one_hot(labels: Labels, num_classes: int, dtype: type[np.generic]) -> npt.ND
 def extra_label_columns(dataset: DatasetSpec, enabled: bool, reserved: set[str], key: str) -> list[tuple[int, str]]:
     """(index, name) of the label-table columns an export adds beside its label: every column
     but the class label itself, which the export's ``label`` column already holds (counting
-    from 0). None when ``enabled`` is off or the dataset's labels are not a table.
+    from 0). Empty when ``enabled`` is off or the dataset's labels are not a table.
 
     A name the export uses for its own columns (``reserved``) is refused, naming ``key``.
     """

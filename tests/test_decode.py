@@ -89,7 +89,7 @@ def test_slices_give_the_bytes_of_one_pass(tmp_path: Path, tiny: TinyDataset, mo
     """The batch path is the whole-array path: a batch of 7 rows gives the same files."""
     code, decoded, stats = run_decode(tmp_path / "whole", tiny)
     assert code == 0
-    monkeypatch.setattr(decode, "BATCH_ROWS", 7)
+    monkeypatch.setattr(decoded_module, "BATCH_ROWS", 7)
     code, sliced, sliced_stats = run_decode(tmp_path / "sliced", tiny)
     assert code == 0
     for path in decoded.iterdir():

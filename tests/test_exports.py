@@ -428,7 +428,7 @@ def test_extended_column_named_like_an_export_column_is_refused(
     argv = ["--params", str(params_path), "--dataset", "mnist", str(table_decoded), str(out)]
     assert export_csv.main(argv) == 1
     err = capsys.readouterr().err
-    assert "export.csv.extended_labels" in err and "'pixel3'" in err and len(err.strip().splitlines()) == 1
+    assert "datasets.mnist.labels.columns.1" in err and "'pixel3'" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
 
 
@@ -734,4 +734,4 @@ def test_standardize_without_a_train_split_is_refused(
     params["datasets"]["mnist"]["splits"] = {"test": copy.deepcopy(params["datasets"]["mnist"]["splits"]["test"])}
     argv = ["--params", str(write_params(tmp_path, params)), "--dataset", "mnist", str(decoded), str(tmp_path / "npz")]
     assert export_npz.main(argv) == 1
-    assert "export.npz.scale: standardize uses the 'train' split" in capsys.readouterr().err
+    assert "export.npz.scale: 'standardize' needs the train split" in capsys.readouterr().err

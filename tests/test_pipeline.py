@@ -106,8 +106,13 @@ def test_a_rejected_override_costs_no_output(built: tuple[Path, FaultServer], ov
     assert result.returncode != 0
     assert message in output and "Traceback" not in output
     assert any(line.startswith("check: error:") and message in line for line in output.splitlines())
+    # Every output is in place and unchanged; only the check stage's own marker is gone
+    # (DVC removed it before running check), and the next run rebuilds it and nothing else.
+    marker = before.pop("params.checked")
     assert sha256_tree(repo / "data") == before
-    run(repo, "git", "checkout", "--", "params.yaml")
+    run(repo, "git", "checkout", "HEAD", "--", "params.yaml")
+    assert stages_run(run(repo, "dvc", "repro").stdout) == ["check"]
+    assert sha256_tree(repo / "data")["params.checked"] == marker
 
 
 def test_path_overrides_cannot_exist(built: tuple[Path, FaultServer]) -> None:
@@ -116,8 +121,9 @@ def test_path_overrides_cannot_exist(built: tuple[Path, FaultServer]) -> None:
     before = sha256_tree(repo / "data")
     result = run(repo, "dvc", "exp", "run", "-S", "dataset=tiny", "-S", "export.trees.png.out=.", check=False)
     assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr
+    assert "Could not override 'export.trees.png.out'" in result.stderr
     assert sha256_tree(repo / "data") == before
-    run(repo, "git", "checkout", "--", "params.yaml")
+    run(repo, "git", "checkout", "HEAD", "--", "params.yaml")
 
 
 def test_csv_override_reruns_only_that_export(built: tuple[Path, FaultServer]) -> None:
@@ -129,7 +135,7 @@ def test_csv_override_reruns_only_that_export(built: tuple[Path, FaultServer]) -
     assert [s for s in stages_run(result.stdout) if s != "check"] == ["export@tiny-csv"]
     assert not stale.exists()  # a killed run's scratch is removed when the stage next runs
     assert not (repo / "data/tiny/export/csv/train.csv").read_bytes().startswith(b"label")
-    run(repo, "git", "checkout", "--", "params.yaml")
+    run(repo, "git", "checkout", "HEAD", "--", "params.yaml")
     run(repo, "dvc", "checkout", "-f")
 
 
@@ -151,7 +157,7 @@ def test_second_dataset_reruns_nothing_of_the_first(built: tuple[Path, FaultServ
     assert ran and all("@other" in stage for stage in ran), ran
     assert not (repo / "data/other/export/csv/train.csv").read_bytes().startswith(b"label")
     assert (repo / "data/tiny/export/csv/train.csv").read_bytes().startswith(b"label")
-    run(repo, "git", "checkout", "--", "params.yaml", "dvc.lock")
+    run(repo, "git", "checkout", "HEAD", "--", "params.yaml", "dvc.lock")
     run(repo, "git", "rm", "-q", "conf/dataset/other.yaml")
     run(repo, "git", "commit", "-q", "-m", "drop other")
 

@@ -207,9 +207,7 @@ def peak_memory_of_unpack(tmp_path: Path, count: int) -> int:
 
 def test_peak_memory_does_not_grow_with_the_member_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Directory chunks of 16 KiB: both zips (116 KB and 1.2 MB of central directory) fill
-    # several, so what is left to differ is anything held per member. One allocation of about
-    # 1 MB may show up in either: the interpreter's table of interned strings resizing, as
-    # pathlib (in is_relative_inside) interns every name part it parses.
+    # several, so what is left to differ is anything held per member.
     monkeypatch.setattr(ziparchive, "DIRECTORY_CHUNK", 1 << 14)
     few = peak_memory_of_unpack(tmp_path, 2_000)
     many = peak_memory_of_unpack(tmp_path, 20_000)

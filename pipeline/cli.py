@@ -1,0 +1,68 @@
+"""The ``mnist-pipeline`` command: adopt the pipeline in a repository, compose params, unpack a tree.
+
+mnist-pipeline init [--dir DIR]   write stages, conf/, params.yaml and ignore entries here
+mnist-pipeline init --upgrade     after upgrading the package: refresh them (re-runs what changed)
+mnist-pipeline params [OVERRIDE]  compose conf/ into params.yaml, as `dvc exp run` does
+mnist-pipeline unpack ZIP DIR     turn an imported images.zip into its PNG tree
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from pipeline.adopt import CODE_FILE, apply, plan
+from pipeline.errors import PipelineError
+from pipeline.params import compose_params
+from pipeline.unpack import unpack_zip
+
+log = logging.getLogger("pipeline")
+
+
+def init(repo: Path, stages_dir: str, upgrade: bool) -> str:
+    planned = plan(repo, stages_dir, upgrade)
+    apply(planned)
+    params = repo / "params.yaml"
+    if not params.exists() or upgrade:
+        compose_params(params, [], repo / "conf")
+    changed = [str(item.path.relative_to(repo)) for item in planned if item.action != "same"]
+    hint = (
+        "then `dvc repro` (or `dvc exp run -S dataset=...`) and commit" if not upgrade else "commit, then `dvc repro`"
+    )
+    return f"wrote {', '.join(changed) or 'nothing new'}, params.yaml; {hint}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="mnist-pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    adopt = commands.add_parser("init", help="adopt the pipeline in this git + DVC repository")
+    adopt.add_argument("--dir", default=".", help="folder for the pipeline's dvc.yaml (default: the root one)")
+    adopt.add_argument("--upgrade", action="store_true", help=f"refresh the files {CODE_FILE} records after an upgrade")
+    params = commands.add_parser("params", help="compose conf/ into params.yaml")
+    params.add_argument("overrides", nargs="*")
+    unpacking = commands.add_parser("unpack", help="unpack an images.zip into its tree")
+    unpacking.add_argument("archive", type=Path)
+    unpacking.add_argument("tree", type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(format="mnist-pipeline: %(message)s", level=logging.INFO)
+    try:
+        if args.command == "init":
+            print(init(Path.cwd(), args.dir, args.upgrade))
+        elif args.command == "params":
+            if not Path("conf").is_dir():
+                raise PipelineError("conf/: not found here; adopt the pipeline first with `mnist-pipeline init`")
+            compose_params(Path("params.yaml"), args.overrides)
+        else:
+            print(f"{unpack_zip(args.archive, args.tree):,} files -> {args.tree}")
+    except PipelineError as exc:
+        print(f"mnist-pipeline: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
