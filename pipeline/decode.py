@@ -108,7 +108,7 @@ def decode_split(name: str, split: SplitSpec, dataset: DatasetSpec, idx_dir: Pat
             if dataset.transposed:
                 images = images.transpose(0, 2, 1)
             images_out.write(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
-            add_to_histogram(histogram, images)
+            add_to_histogram(histogram, images.astype(np.uint8, copy=False))
             label_rows = read_idx_rows(label_file, label_header, start + low, start + high)
             labels = checked_labels(label_file, source.to_labels(label_rows, dataset.labels), dataset, start + low)
             labels_out.write(labels.astype(np.uint8).tobytes())

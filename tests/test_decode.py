@@ -97,13 +97,13 @@ def test_slices_give_the_bytes_of_one_pass(tmp_path: Path, tiny: TinyDataset, mo
     assert sliced_stats.read_bytes() == stats.read_bytes()
 
 
-def family_params(tiny: TinyDataset, **facts: object) -> dict[str, object]:
+def family_params(tiny: TinyDataset, **facts: object) -> dict[str, Any]:
     params = params_for(tiny, ["unused"])
-    params["datasets"]["mnist"].update(facts)  # type: ignore[index]
+    params["datasets"]["mnist"].update(facts)
     return params
 
 
-def decode_with(tmp_path: Path, tiny: TinyDataset, params: dict[str, object], **replace: bytes) -> tuple[int, Path]:
+def decode_with(tmp_path: Path, tiny: TinyDataset, params: dict[str, Any], **replace: bytes) -> tuple[int, Path]:
     idx_dir = write_idx_dir(tmp_path, tiny, **replace)
     decoded = tmp_path / "decoded"
     path = write_params(tmp_path, params)
@@ -149,13 +149,13 @@ def test_label_tables_keep_every_column(tmp_path: Path, tiny: TinyDataset) -> No
     np.testing.assert_array_equal(np.load(decoded / "test_labels.npy"), tiny.arrays["test"][1])
     table = np.load(decoded / "test_label_table.npy")
     assert table.dtype == np.int32 and table.shape == (20, 3) and table[3, 1] == 21 and table[0, 2] == -1
-    split = decoded_module.open_decoded(decoded, load_params_dict(family_params(tiny, labels=layout)))[1]
-    assert split.table is not None and split.table.read(0, 2).shape == (2, 3)
+    test_split = decoded_module.open_decoded(decoded, load_params_dict(family_params(tiny, labels=layout)))[1]
+    assert test_split.table is not None and test_split.table.read(0, 2).shape == (2, 3)
 
 
 def test_rows_take_a_slice_of_shared_files(tmp_path: Path, tiny: TinyDataset) -> None:
     params = family_params(tiny)
-    splits = params["datasets"]["mnist"]["splits"]  # type: ignore[index]
+    splits = params["datasets"]["mnist"]["splits"]
     splits["test_tail"] = dict(splits["test"], count=5, rows=[15, 20])
     code, decoded = decode_with(tmp_path, tiny, params)
     assert code == 0
@@ -164,8 +164,8 @@ def test_rows_take_a_slice_of_shared_files(tmp_path: Path, tiny: TinyDataset) ->
     np.testing.assert_array_equal(np.load(decoded / "test_tail_labels.npy"), labels[15:20])
 
 
-def load_params_dict(raw: dict[str, object]) -> DatasetSpec:
-    return params_from_dict(raw).dataset("mnist")  # type: ignore[arg-type]
+def load_params_dict(raw: dict[str, Any]) -> DatasetSpec:
+    return params_from_dict(raw).dataset("mnist")
 
 
 @pytest.mark.parametrize(
