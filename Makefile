@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Stages are run by DVC as `python -m pipeline.<stage>`: the venv's python must come first.
+# Stages are run by DVC as `python -m mnist_pipeline.<stage>`: the venv's python must come first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: .venv repro test test-fast lint types unit params lock bench bench-scale clean
@@ -49,7 +49,7 @@ unit: $(STAMP)
 
 # Regenerate params.yaml from conf/ after editing conf/ (dvc exp run does it by itself).
 params: $(STAMP)
-	$(BIN)/python -m pipeline.params
+	$(BIN)/python -m mnist_pipeline.params
 
 # Re-resolve requirements.lock from pyproject.toml (needs the package registry).
 lock:

@@ -1,7 +1,7 @@
 """What DVC and sharing cost, on the real MNIST archives served as a folder mirror.
 
 In one run:
-- every stage bare (``python -m pipeline.<stage>``, no DVC), in a fresh copy of the project,
+- every stage bare (``python -m mnist_pipeline.<stage>``, no DVC), in a fresh copy of the project,
   with ``datasets.mnist.mirrors`` pointing at the mirror folder: seconds and peak memory;
 - the cold ``dvc exp run`` of the same stages (download to every default export) in another
   fresh git + DVC copy (tests/repos.make_repo), against the sum of the bare work;
@@ -14,7 +14,7 @@ In one run:
 Goals (issue 10): cold ``dvc exp run`` at most 1.25x the bare work; no-op ``dvc status`` at most 0.6 s.
 
 Usage: ``make bench`` (this and bench_scale.py) or ``python benchmarks/bench_pipeline.py
-[--mirror DIR] [--no-remotes] [--keep]``. Results also go to benchmarks/results/pipeline.md.
+[--mirror DIR] [--no-remotes] [--keep]``. Results also go to benchmarks/results/mnist_pipeline.md.
 """
 
 from __future__ import annotations
@@ -294,8 +294,8 @@ def main() -> int:
     text = "\n\n".join(["# DVC benchmark", machine_md, report.markdown, goals_section(report.goals)])
     print(text)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "pipeline.md").write_text(text + "\n")
-    (RESULTS_DIR / "pipeline.json").write_text(json.dumps(report.data, indent=1) + "\n")
+    (RESULTS_DIR / "mnist_pipeline.md").write_text(text + "\n")
+    (RESULTS_DIR / "mnist_pipeline.json").write_text(json.dumps(report.data, indent=1) + "\n")
     return 0
 
 

@@ -4,7 +4,7 @@ In one run:
 1. Synthetic datasets of the MNIST layout (``benchmarks/synthetic.py``) at 1x MNIST's size
    (60,000 + 10,000), at ``--scale`` N x (default 10: 600,000 + 100,000) and, with ``--emnist``,
    at EMNIST byclass's size (697,932 + 116,323, 62 classes, stored transposed), each served
-   as a folder mirror, each run through every stage bare (``python -m pipeline.<stage>``, all
+   as a folder mirror, each run through every stage bare (``python -m mnist_pipeline.<stage>``, all
    four export formats), measuring seconds, peak memory and the cost per image; the cost of a
    bigger size is compared with 1x's.
 2. On the 1x data, the floors of the PNG tree (C: encode 70,000 PNGs with one reused deflate
@@ -14,7 +14,7 @@ In one run:
 Goals (issue 10): cost per image at 10x at most 1.1x 1x's; peak memory at most 300 MB per stage
 at 10x; PNG tree at most 1.25x its floor, and at least 1.5x faster than the pypng converter.
 
-Every size runs one snapshot of ``pipeline/``, taken once a small smoke run passes every stage
+Every size runs one snapshot of ``mnist_pipeline/``, taken once a small smoke run passes every stage
 (``--wait M``: retry it for up to M minutes while stages are being edited).
 
 Usage: ``make bench-scale`` or ``python benchmarks/bench_scale.py [--scale N] [--emnist] [--quick]
@@ -137,7 +137,7 @@ def sizes_for(scale: float, emnist: bool, quick: bool) -> list[synthetic.Synthet
 
 
 def ready_code(root: Path, wait_minutes: float) -> tuple[Path, str | None]:
-    """A snapshot of pipeline/ that passes a smoke run of every stage (retried while stages are
+    """A snapshot of mnist_pipeline/ that passes a smoke run of every stage (retried while stages are
     being edited, up to ``wait_minutes``); the snapshot and the smoke run's failure, if any."""
     deadline = time.monotonic() + wait_minutes * 60
     size = synthetic.mnist_size(SMOKE_SCALE)
@@ -409,7 +409,7 @@ def build_report(results: list[SizeResult], floor: FloorResult, smoke_failure: s
     sections = [
         "## Scale: every stage bare, per size",
         "Synthetic datasets of MNIST's layout: " + "; ".join(generated) + ". "
-        "Stages run one after another as `python -m pipeline.<stage>`, all four export formats. "
+        "Stages run one after another as `python -m mnist_pipeline.<stage>`, all four export formats. "
         "peak MB: the largest process of the stage (exact: its ru_maxrss); in brackets, the stage and its "
         "workers added up (sampled every 0.1 s). µs/image: the stage's seconds per image of the dataset.",
         scale_table(results),

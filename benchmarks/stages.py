@@ -1,6 +1,6 @@
 """The pipeline's stages as plain processes (no DVC), the way dvc.yaml runs them, each measured.
 
-A run happens in a work folder holding ``params.yaml`` and a snapshot of ``pipeline/`` (so
+A run happens in a work folder holding ``params.yaml`` and a snapshot of ``mnist_pipeline/`` (so
 every size in one benchmark runs the same code, whatever is edited meanwhile); ``python -m``
 puts the work folder first on ``sys.path``, so the snapshot is what runs.
 """
@@ -50,7 +50,7 @@ def pipeline_stages(dataset: str, formats: Sequence[str]) -> list[Stage]:
     exports = [
         Stage(
             f"export@{fmt}",
-            f"pipeline.export_{fmt}",
+            f"mnist_pipeline.export_{fmt}",
             (*selected, f"{data}/decoded", f"{data}/export/{fmt}", "--sums", f"{data}/export/{fmt}.sha256"),
             ("decode",),
         )
@@ -60,7 +60,7 @@ def pipeline_stages(dataset: str, formats: Sequence[str]) -> list[Stage]:
         [
             Stage(
                 "unpack@png",
-                "pipeline.unpack",
+                "mnist_pipeline.unpack",
                 (*selected, f"{data}/export/png/images.zip", f"{data}/export/images"),
                 ("export@png",),
             )
@@ -69,13 +69,13 @@ def pipeline_stages(dataset: str, formats: Sequence[str]) -> list[Stage]:
         else []
     )
     return [
-        Stage("check", "pipeline.check", ("data/params.checked",)),
-        Stage("download", "pipeline.download", (*selected, f"{data}/raw"), ("check",)),
-        Stage("verify", "pipeline.verify", (*selected, f"{data}/raw", f"{data}/checksums.json"), ("download",)),
-        Stage("extract", "pipeline.extract", (*selected, f"{data}/raw", f"{data}/idx"), ("verify",)),
+        Stage("check", "mnist_pipeline.check", ("data/params.checked",)),
+        Stage("download", "mnist_pipeline.download", (*selected, f"{data}/raw"), ("check",)),
+        Stage("verify", "mnist_pipeline.verify", (*selected, f"{data}/raw", f"{data}/checksums.json"), ("download",)),
+        Stage("extract", "mnist_pipeline.extract", (*selected, f"{data}/raw", f"{data}/idx"), ("verify",)),
         Stage(
             "decode",
-            "pipeline.decode",
+            "mnist_pipeline.decode",
             (*selected, f"{data}/idx", f"{data}/decoded", f"{data}/stats.json"),
             ("extract",),
         ),
@@ -83,7 +83,7 @@ def pipeline_stages(dataset: str, formats: Sequence[str]) -> list[Stage]:
         *trees,
         Stage(
             "report",
-            "pipeline.report",
+            "mnist_pipeline.report",
             (*selected, f"{data}/decoded", f"{data}/stats.json", f"{data}/checksums.json", f"{data}/export"),
             ("decode", "verify", *(stage.label for stage in exports)),
         ),
@@ -91,7 +91,7 @@ def pipeline_stages(dataset: str, formats: Sequence[str]) -> list[Stage]:
 
 
 def snapshot_code(target: Path) -> Path:
-    """A copy of the project's ``pipeline/`` package as it is now, at ``target/pipeline``."""
+    """A copy of the project's ``mnist_pipeline/`` package as it is now, at ``target/pipeline``."""
     destination = target / "pipeline"
     shutil.copytree(PROJECT_ROOT / "pipeline", destination, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
     return destination

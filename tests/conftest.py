@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.idx import encode_idx
+from mnist_pipeline.idx import encode_idx
 from tests.faultserver import FaultServer, serve
 from tests.repos import PROJECT_ROOT, run
 

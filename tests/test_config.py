@@ -13,10 +13,10 @@ import pytest
 import yaml
 from hydra.errors import MissingConfigException
 
-from pipeline import check
-from pipeline.config import MAX_WORKERS, load_params, params_from_dict
-from pipeline.errors import ConfigError
-from pipeline.params import compose_params
+from mnist_pipeline import check
+from mnist_pipeline.config import MAX_WORKERS, load_params, params_from_dict
+from mnist_pipeline.errors import ConfigError
+from mnist_pipeline.params import compose_params
 from tests.conftest import committed_params, write_params
 from tests.repos import PROJECT_ROOT
 

@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline import decode
-from pipeline import decoded as decoded_module
-from pipeline.config import DatasetSpec, params_from_dict
-from pipeline.errors import DatasetError
-from pipeline.idx import encode_idx
+from mnist_pipeline import decode
+from mnist_pipeline import decoded as decoded_module
+from mnist_pipeline.config import DatasetSpec, params_from_dict
+from mnist_pipeline.errors import DatasetError
+from mnist_pipeline.idx import encode_idx
 from tests.conftest import TinyDataset, params_for, write_decoded_dir, write_params
 
 

@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline import download
-from pipeline.config import params_from_dict
-from pipeline.http import loggable_url, parse_content_range, parse_count
+from mnist_pipeline import download
+from mnist_pipeline.config import params_from_dict
+from mnist_pipeline.http import loggable_url, parse_content_range, parse_count
 from tests.conftest import TinyDataset, gzip_bytes
 from tests.faultserver import Fault, FaultServer, serve
 from tests.repos import tool_env
@@ -647,7 +647,16 @@ def test_killed_download_resumes_on_next_run(tmp_path: Path, tiny: TinyDataset) 
         params_path = write_params(tmp_path, params)
         raw = tmp_path / "data" / DATASET / "raw"
         child = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.download", "--params", str(params_path), "--dataset", DATASET, str(raw)],
+            [
+                sys.executable,
+                "-m",
+                "mnist_pipeline.download",
+                "--params",
+                str(params_path),
+                "--dataset",
+                DATASET,
+                str(raw),
+            ],
             env=tool_env(),
             stderr=subprocess.DEVNULL,
         )

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline.download import ZIP_TAIL_LENGTH
-from pipeline.idx import encode_idx
+from mnist_pipeline.download import ZIP_TAIL_LENGTH
+from mnist_pipeline.idx import encode_idx
 from tests.faultserver import Fault, FaultServer, serve
 from tests.test_download import (
     SECRET,

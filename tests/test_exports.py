@@ -24,10 +24,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipeline import decoded as decoded_module
-from pipeline import export_csv, export_npz, export_parquet, export_png, unpack
-from pipeline import images as images_module
-from pipeline.npzstream import NpzArray, write_npz_stream
+from mnist_pipeline import decoded as decoded_module
+from mnist_pipeline import export_csv, export_npz, export_parquet, export_png, unpack
+from mnist_pipeline import images as images_module
+from mnist_pipeline.npzstream import NpzArray, write_npz_stream
 from tests.conftest import TinyDataset, params_for, sha256_tree, write_decoded_dir, write_params
 
 TABLE_COLUMNS = ["label", "writer_id", "duplicate_of"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import extract
+from mnist_pipeline import extract
 from tests.conftest import TinyDataset, params_for, write_params
 
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"

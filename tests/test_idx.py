@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from pipeline.errors import IdxFormatError
-from pipeline.idx import DTYPES, encode_idx, parse_idx
+from mnist_pipeline.errors import IdxFormatError
+from mnist_pipeline.idx import DTYPES, encode_idx, parse_idx
 
 VALID = encode_idx(np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4))
 

@@ -169,7 +169,7 @@ def test_a_symlinked_export_folder_is_not_written_through(built: tuple[Path, Fau
     export.rename(moved)
     export.symlink_to(moved)
     try:
-        result = run(repo, "python", "-m", "pipeline.export_csv", "--dataset", "tiny", "data/tiny/decoded",
+        result = run(repo, "python", "-m", "mnist_pipeline.export_csv", "--dataset", "tiny", "data/tiny/decoded",
                      "data/tiny/export/csv", check=False)  # fmt: skip
         assert result.returncode == 1
         assert "is a symbolic link; refusing to write" in result.stderr and "Traceback" not in result.stderr

@@ -12,7 +12,7 @@ import numpy.typing as npt
 import pytest
 from PIL import Image
 
-from pipeline.png import PNG_SIGNATURE, encode_gray_png, encode_gray_pngs
+from mnist_pipeline.png import PNG_SIGNATURE, encode_gray_png, encode_gray_pngs
 
 Gray = npt.NDArray[np.uint8]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.reader import DataSet, read_data_sets
+from mnist_pipeline.reader import DataSet, read_data_sets
 from tests.conftest import TinyDataset
 
 

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline import decode, extract
-from pipeline.config import load_params
-from pipeline.idx import encode_idx, read_idx
-from pipeline.params import compose_params
+from mnist_pipeline import decode, extract
+from mnist_pipeline.config import load_params
+from mnist_pipeline.idx import encode_idx, read_idx
+from mnist_pipeline.params import compose_params
 from tests.conftest import write_params
 from tests.faultserver import FaultServer, serve
 from tests.repos import PROJECT_ROOT, make_repo, run

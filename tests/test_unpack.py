@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import unpack, ziparchive
-from pipeline.errors import ArchiveError
-from pipeline.unpack import unpack_zip
+from mnist_pipeline import unpack, ziparchive
+from mnist_pipeline.errors import ArchiveError
+from mnist_pipeline.unpack import unpack_zip
 from tests.conftest import TinyDataset, params_for, write_params
 from tests.test_ziparchive import Crafted, craft_zip, zip_of
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import verify
+from mnist_pipeline import verify
 from tests.conftest import TinyDataset, params_for, write_params
 
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"

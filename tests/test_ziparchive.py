@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import ziparchive
-from pipeline.errors import ArchiveError
-from pipeline.ziparchive import (
+from mnist_pipeline import ziparchive
+from mnist_pipeline.errors import ArchiveError
+from mnist_pipeline.ziparchive import (
     CentralDirectory,
     FileReadAt,
     ReadAt,

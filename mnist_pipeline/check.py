@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.archive import has_payload_digest
-from pipeline.config import ArchiveCheck, Params
-from pipeline.errors import ConfigError
-from pipeline.fsio import write_bytes_atomic
-from pipeline.stage import run_stage, stage_parser
+from mnist_pipeline.archive import has_payload_digest
+from mnist_pipeline.config import ArchiveCheck, Params
+from mnist_pipeline.errors import ConfigError
+from mnist_pipeline.fsio import write_bytes_atomic
+from mnist_pipeline.stage import run_stage, stage_parser
 
-CHECKED = b"params.yaml passed pipeline.check\n"
+CHECKED = b"params.yaml passed mnist_pipeline.check\n"
 
 
 def check(params: Params, marker: Path) -> str:

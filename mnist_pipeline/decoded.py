@@ -23,9 +23,9 @@ from typing import Any, BinaryIO
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.config import DatasetSpec, LabelLayout
-from pipeline.errors import DatasetError
-from pipeline.fsio import atomic_path
+from mnist_pipeline.config import DatasetSpec, LabelLayout
+from mnist_pipeline.errors import DatasetError
+from mnist_pipeline.fsio import atomic_path
 
 Images = npt.NDArray[np.uint8]
 Labels = npt.NDArray[np.uint8]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.errors import IdxFormatError
+from mnist_pipeline.errors import IdxFormatError
 
 MAGIC_PREFIX = b"\x00\x00"
 HEADER_SIZE = 4
@@ -80,7 +80,7 @@ def read_idx(path: Path) -> npt.NDArray[np.generic]:
     return parse_idx(path.read_bytes(), str(path))
 
 
-#: Suffixes the published files carry on top of the IDX name (see pipeline.archive.OPENERS).
+#: Suffixes the published files carry on top of the IDX name (see mnist_pipeline.archive.OPENERS).
 COMPRESSED_SUFFIXES = (".gz", ".xz")
 
 

@@ -1,6 +1,6 @@
-"""decode stage: IDX files -> the decoded folder (``pipeline.decoded``) and ``stats.json``.
+"""decode stage: IDX files -> the decoded folder (``mnist_pipeline.decoded``) and ``stats.json``.
 
-The reader is strict (see ``pipeline.idx``); on top of the format this checks what the dataset
+The reader is strict (see ``mnist_pipeline.idx``); on top of the format this checks what the dataset
 config promises: image shape, image and label counts, the label layout (a uint8 vector or an
 int32 table) and every label within the class range once the dataset's offset is applied.
 Transposed sources (EMNIST) are turned upright here, so every export sees upright images.
@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.config import DatasetSpec, LabelLayout, LabelSpec, Params, SplitSpec
-from pipeline.decoded import (
+from mnist_pipeline.config import DatasetSpec, LabelLayout, LabelSpec, Params, SplitSpec
+from mnist_pipeline.decoded import (
     add_to_histogram,
     batch_ranges,
     images_path,
@@ -30,10 +30,10 @@ from pipeline.decoded import (
     npy_writer,
     table_path,
 )
-from pipeline.errors import DatasetError
-from pipeline.fsio import atomic_dir, write_bytes_atomic
-from pipeline.idx import IdxHeader, idx_name, read_idx_header, read_idx_rows
-from pipeline.stage import run_stage, stage_parser
+from mnist_pipeline.errors import DatasetError
+from mnist_pipeline.fsio import atomic_dir, write_bytes_atomic
+from mnist_pipeline.idx import IdxHeader, idx_name, read_idx_header, read_idx_rows
+from mnist_pipeline.stage import run_stage, stage_parser
 
 
 @dataclass(frozen=True)

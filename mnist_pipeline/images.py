@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pipeline import decoded
-from pipeline.config import DatasetSpec, LabelLayout, PngLayout, Scale, SplitMethod
-from pipeline.decoded import DecodedSplit, ExportSplit, Images, Labels, NpyFile, batch_ranges, moments
-from pipeline.errors import ConfigError
-from pipeline.png import encode_gray_pngs
+from mnist_pipeline import decoded
+from mnist_pipeline.config import DatasetSpec, LabelLayout, PngLayout, Scale, SplitMethod
+from mnist_pipeline.decoded import DecodedSplit, ExportSplit, Images, Labels, NpyFile, batch_ranges, moments
+from mnist_pipeline.errors import ConfigError
+from mnist_pipeline.png import encode_gray_pngs
 
 Floats = npt.NDArray[np.float32]
 Rows = npt.NDArray[np.intp]

@@ -1,6 +1,6 @@
 """extract stage: decompress each verified file into its IDX payload, streamed and bounded.
 
-How a file is compressed is a table (``pipeline.archive.OPENERS``: gzip, xz, none). A payload
+How a file is compressed is a table (``mnist_pipeline.archive.OPENERS``: gzip, xz, none). A payload
 must have exactly its configured size (decompression stops as soon as it goes past it, so a
 bomb cannot fill the disk) and every payload digest the config publishes: a same-size IDX
 file relabelled by hand in ``raw/`` is caught here.
@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.archive import extract_payload
-from pipeline.config import Params
-from pipeline.fsio import atomic_dir
-from pipeline.idx import idx_name
-from pipeline.stage import run_stage, stage_parser
+from mnist_pipeline.archive import extract_payload
+from mnist_pipeline.config import Params
+from mnist_pipeline.fsio import atomic_dir
+from mnist_pipeline.idx import idx_name
+from mnist_pipeline.stage import run_stage, stage_parser
 
 
 def extract(params: Params, name: str, raw_dir: Path, idx_dir: Path) -> str:

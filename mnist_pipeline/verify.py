@@ -13,10 +13,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipeline.archive import check_archive
-from pipeline.config import Compression, FileSpec, Params
-from pipeline.fsio import write_bytes_atomic
-from pipeline.stage import run_stage, stage_parser
+from mnist_pipeline.archive import check_archive
+from mnist_pipeline.config import Compression, FileSpec, Params
+from mnist_pipeline.fsio import write_bytes_atomic
+from mnist_pipeline.stage import run_stage, stage_parser
 
 RECORD_VERSION = 2
 

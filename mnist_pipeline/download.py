@@ -33,11 +33,11 @@ from urllib.request import url2pathname
 
 from tqdm import tqdm
 
-from pipeline.archive import DIGESTS, ArchiveDigests, ArchiveVerdict, check_archive, magic_of, max_archive_size
-from pipeline.config import ArchiveCheck, Compression, ContainerSpec, DatasetSpec, FileSpec, Params
-from pipeline.errors import ArchiveError, ChecksumError, DownloadError
-from pipeline.fsio import CHUNK_SIZE
-from pipeline.http import (
+from mnist_pipeline.archive import DIGESTS, ArchiveDigests, ArchiveVerdict, check_archive, magic_of, max_archive_size
+from mnist_pipeline.config import ArchiveCheck, Compression, ContainerSpec, DatasetSpec, FileSpec, Params
+from mnist_pipeline.errors import ArchiveError, ChecksumError, DownloadError
+from mnist_pipeline.fsio import CHUNK_SIZE
+from mnist_pipeline.http import (
     FOLLOWED_SCHEMES,
     Deadline,
     HttpClient,
@@ -56,8 +56,8 @@ from pipeline.http import (
     read_chunk,
     shown,
 )
-from pipeline.stage import run_stage, stage_parser
-from pipeline.ziparchive import (
+from mnist_pipeline.stage import run_stage, stage_parser
+from mnist_pipeline.ziparchive import (
     MAX_EOCD_SEARCH,
     STORED,
     CentralDirectory,
@@ -70,7 +70,7 @@ from pipeline.ziparchive import (
     member_data_offset,
 )
 
-log = logging.getLogger("pipeline")
+log = logging.getLogger("mnist_pipeline")
 
 PARTIAL_DIR_NAME = ".partial"
 #: Beside the datasets' folders (``data/.downloads/``): whole containers, shared by every

@@ -23,11 +23,11 @@ import numpy as np
 import yaml
 from PIL import Image, ImageDraw
 
-from pipeline.config import DatasetSpec, Params
-from pipeline.decoded import DecodedSplit, ExportSplit, open_decoded
-from pipeline.errors import DatasetError
-from pipeline.fsio import write_bytes_atomic
-from pipeline.stage import run_stage, stage_parser
+from mnist_pipeline.config import DatasetSpec, Params
+from mnist_pipeline.decoded import DecodedSplit, ExportSplit, open_decoded
+from mnist_pipeline.errors import DatasetError
+from mnist_pipeline.fsio import write_bytes_atomic
+from mnist_pipeline.stage import run_stage, stage_parser
 
 ZOOM = 2
 LABEL_WIDTH = 40

@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urljoin, urlsplit
 
-from pipeline.config import redact
-from pipeline.errors import ArchiveError, ConfigError, DownloadError
-from pipeline.fsio import CHUNK_SIZE
+from mnist_pipeline.config import redact
+from mnist_pipeline.errors import ArchiveError, ConfigError, DownloadError
+from mnist_pipeline.fsio import CHUNK_SIZE
 
-log = logging.getLogger("pipeline")
+log = logging.getLogger("mnist_pipeline")
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 HTTP_UNAUTHORIZED = 401

@@ -4,7 +4,7 @@ The tree replaces the old one as a whole (built beside it, then renamed). DVC tr
 through the manifest inside it, which the zip carries as its last member.
 
 The zip is treated as hostile input (it may come from a remote or another repo): it is read
-with the strict streaming reader of ``pipeline.ziparchive`` (stored or deflated members only,
+with the strict streaming reader of ``mnist_pipeline.ziparchive`` (stored or deflated members only,
 no encryption, no links, names that stay inside the tree, sizes and CRCs checked), member by
 member, so memory does not grow with the member count. What it may unpack is bounded before
 each member is written: at most ``MAX_MEMBERS`` files and a total declared size of at most
@@ -20,11 +20,11 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from pipeline.config import Params
-from pipeline.errors import ArchiveError
-from pipeline.fsio import atomic_dir
-from pipeline.stage import run_stage, stage_parser
-from pipeline.ziparchive import (
+from mnist_pipeline.config import Params
+from mnist_pipeline.errors import ArchiveError
+from mnist_pipeline.fsio import atomic_dir
+from mnist_pipeline.stage import run_stage, stage_parser
+from mnist_pipeline.ziparchive import (
     CentralDirectory,
     FileReadAt,
     ReadAt,

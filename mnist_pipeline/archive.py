@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from pipeline.config import ArchiveCheck, Compression, FileSpec
-from pipeline.errors import ArchiveError, ChecksumError
-from pipeline.fsio import CHUNK_SIZE, atomic_path, digests_of_stream
+from mnist_pipeline.config import ArchiveCheck, Compression, FileSpec
+from mnist_pipeline.errors import ArchiveError, ChecksumError
+from mnist_pipeline.fsio import CHUNK_SIZE, atomic_path, digests_of_stream
 
 DIGESTS = ("md5", "sha256")
 #: compression -> (magic the file must start with, opener of its decompressed stream).

@@ -1,5 +1,5 @@
 """Reproducible MNIST-family pipeline: download -> verify -> extract -> decode -> export.
 
-Each stage is a module run as ``python -m pipeline.<stage>`` by ``dvc.yaml``; the library
+Each stage is a module run as ``python -m mnist_pipeline.<stage>`` by ``dvc.yaml``; the library
 functions it calls take explicit paths and values and can be used on their own.
 """

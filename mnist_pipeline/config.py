@@ -27,7 +27,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from pipeline.errors import ConfigError
+from mnist_pipeline.errors import ConfigError
 
 MIRROR_SCHEMES = ("http", "https", "file")
 #: Dataset and split names become folder names, file names and DVC stage names
@@ -50,7 +50,7 @@ class ArchiveCheck(enum.Enum):
 
 
 class Compression(enum.Enum):
-    """How each published file wraps its IDX payload (table of openers: pipeline.archive)."""
+    """How each published file wraps its IDX payload (table of openers: mnist_pipeline.archive)."""
 
     gzip = "gzip"
     xz = "xz"

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.errors import PipelineError
+from mnist_pipeline.errors import PipelineError
 
 PACKAGE = __name__.split(".")[0]
 DISTRIBUTION = "mnist-pipeline"
@@ -64,7 +64,7 @@ def version() -> str:
 
 
 def imported_modules(path: Path) -> set[str]:
-    """Names of the package modules that ``path`` imports (``pipeline.x``), at any nesting."""
+    """Names of the package modules that ``path`` imports (``mnist_pipeline.x``), at any nesting."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == PACKAGE:
@@ -106,7 +106,7 @@ def code_digest(module: str, root: Path | None = None) -> str:
 
 def stage_modules(stages: dict[str, Any]) -> dict[str, list[str]]:
     """Stage template name -> the modules its cmd runs (one per format for the export matrix)."""
-    from pipeline.config import KNOWN_FORMATS  # noqa: PLC0415 - config is heavy; only init needs it
+    from mnist_pipeline.config import KNOWN_FORMATS  # noqa: PLC0415 - config is heavy; only init needs it
 
     result = {}
     for name, stage in stages.items():

@@ -1,6 +1,6 @@
 """Write params.yaml from conf/ exactly as `dvc exp run` does (same composer, same dumper).
 
-Usage: ``python -m pipeline.params [OVERRIDE ...]`` (Hydra override grammar, like ``-S``).
+Usage: ``python -m mnist_pipeline.params [OVERRIDE ...]`` (Hydra override grammar, like ``-S``).
 Plain ``dvc repro`` reads the committed params.yaml and never composes, so after editing
 conf/ run ``make params`` (or ``dvc exp run``) and commit the result.
 """

@@ -13,12 +13,12 @@ import logging
 import sys
 from pathlib import Path
 
-from pipeline.adopt import CODE_FILE, apply, plan
-from pipeline.errors import PipelineError
-from pipeline.params import compose_params
-from pipeline.unpack import unpack_zip
+from mnist_pipeline.adopt import CODE_FILE, apply, plan
+from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.params import compose_params
+from mnist_pipeline.unpack import unpack_zip
 
-log = logging.getLogger("pipeline")
+log = logging.getLogger("mnist_pipeline")
 
 
 def init(repo: Path, stages_dir: str, upgrade: bool) -> str:

@@ -8,12 +8,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.config import Params, load_params
-from pipeline.decoded import DecodedSplit, open_decoded
-from pipeline.errors import PipelineError
-from pipeline.fsio import atomic_dir, write_sha256sums
+from mnist_pipeline.config import Params, load_params
+from mnist_pipeline.decoded import DecodedSplit, open_decoded
+from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.fsio import atomic_dir, write_sha256sums
 
-log = logging.getLogger("pipeline")
+log = logging.getLogger("mnist_pipeline")
 
 
 def stage_parser(description: str, *, per_dataset: bool = True) -> argparse.ArgumentParser:

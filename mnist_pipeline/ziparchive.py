@@ -27,8 +27,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
-from pipeline.config import is_relative_inside
-from pipeline.errors import ArchiveError
+from mnist_pipeline.config import is_relative_inside
+from mnist_pipeline.errors import ArchiveError
 
 STORED = 0
 DEFLATED = 8

@@ -23,10 +23,10 @@ from typing import BinaryIO, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.config import CsvOptions, CsvScale, LabelPosition, Params
-from pipeline.decoded import Batch, DecodedSplit, ExportSplit
-from pipeline.images import extra_label_columns, split_batches, with_validation
-from pipeline.stage import run_export
+from mnist_pipeline.config import CsvOptions, CsvScale, LabelPosition, Params
+from mnist_pipeline.decoded import Batch, DecodedSplit, ExportSplit
+from mnist_pipeline.images import extra_label_columns, split_batches, with_validation
+from mnist_pipeline.stage import run_export
 
 #: Rows formatted at once: the token lookup makes (rows, cells, token width) bytes, ~15 MB here.
 ROWS_PER_CHUNK = 2000

@@ -26,9 +26,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.config import DatasetSpec, Params, ParquetOptions, PngLayout
-from pipeline.decoded import DecodedSplit
-from pipeline.images import (
+from mnist_pipeline.config import DatasetSpec, Params, ParquetOptions, PngLayout
+from mnist_pipeline.decoded import DecodedSplit
+from mnist_pipeline.images import (
     class_folder_names,
     encoded_ranges,
     extra_label_columns,
@@ -36,7 +36,7 @@ from pipeline.images import (
     member_name,
     png_workers,
 )
-from pipeline.stage import run_export
+from mnist_pipeline.stage import run_export
 
 IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 OWN_COLUMNS = {"image", "label", "pixels"}

@@ -6,7 +6,7 @@ With ``extended_labels`` and a dataset whose labels are a table (QMNIST), each s
 ``y_<split>_table``: the whole decoded table, (n, columns) int32, columns in the order of the
 dataset's ``labels.columns``; for datasets with plain labels the option does nothing.
 
-The file is written a batch of rows at a time (``pipeline.npzstream``), and is byte-identical
+The file is written a batch of rows at a time (``mnist_pipeline.npzstream``), and is byte-identical
 to ``np.savez_compressed`` (or ``np.savez``) of the same arrays held whole.
 """
 
@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.config import ArrayDtype, DatasetSpec, NpzOptions, Params, Scale
-from pipeline.decoded import DecodedSplit, ExportSplit
-from pipeline.images import one_hot, scale_images, split_rows, train_unit_moments, with_validation
-from pipeline.npzstream import NpzArray, write_npz_stream
-from pipeline.stage import run_export
+from mnist_pipeline.config import ArrayDtype, DatasetSpec, NpzOptions, Params, Scale
+from mnist_pipeline.decoded import DecodedSplit, ExportSplit
+from mnist_pipeline.images import one_hot, scale_images, split_rows, train_unit_moments, with_validation
+from mnist_pipeline.npzstream import NpzArray, write_npz_stream
+from mnist_pipeline.stage import run_export
 
 LABEL_DTYPES: dict[ArrayDtype, type[np.generic]] = {ArrayDtype.uint8: np.uint8, ArrayDtype.float32: np.float32}
 

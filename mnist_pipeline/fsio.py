@@ -15,7 +15,7 @@ from typing import Any, BinaryIO, cast
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.errors import PipelineError
+from mnist_pipeline.errors import PipelineError
 
 CHUNK_SIZE = 1 << 20
 

@@ -2,7 +2,7 @@
 ``input_data.read_data_sets``: train / validation / test ``DataSet`` objects with ``images``,
 ``labels``, ``num_examples`` and ``next_batch``.
 
-    from pipeline.reader import read_data_sets
+    from mnist_pipeline.reader import read_data_sets
     mnist = read_data_sets("data/mnist/export/mnist.npz", one_hot=True)
     images, labels = mnist.train.next_batch(100)   # float32 (100, 784), float32 (100, 10)
 """

@@ -20,7 +20,7 @@ from typing import IO, Any, BinaryIO
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.errors import DatasetError
+from mnist_pipeline.errors import DatasetError
 
 COMPRESSIONS = {True: zipfile.ZIP_DEFLATED, False: zipfile.ZIP_STORED}
 
