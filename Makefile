@@ -56,7 +56,7 @@ lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install --quiet -e '.[dev]'
 	(echo "# Exact versions for Python 3.11 (make lock regenerates this from pyproject.toml)."; \
-	 .lock-venv/bin/pip freeze --exclude-editable) > requirements.lock
+	 .lock-venv/bin/pip freeze --all --exclude-editable | grep -v '^pip==') > requirements.lock
 	rm -rf .lock-venv
 
 # Benchmarks (results also in benchmarks/results/latest.md): `make bench BENCH_ARGS='--scale 10 --emnist'`;

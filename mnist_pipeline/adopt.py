@@ -22,6 +22,8 @@ import importlib.metadata
 import importlib.resources
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -190,6 +192,11 @@ def plan(repo: Path, stages_dir: str, upgrade: bool) -> list[Planned]:
         raise AdoptError(
             f"{repo / CODE_FILE}: already adopted; to refresh after an upgrade run `mnist-pipeline init --upgrade`"
         )
+    if not upgrade and (repo / "params.yaml").exists():
+        raise AdoptError(
+            f"{repo / 'params.yaml'}: exists; the pipeline's stages read a params.yaml that `dvc exp run` "
+            "composes from conf/, which would replace yours; refusing (adopt in a repository without one)"
+        )
     written_before: dict[str, str] = (previous or {}).get("files", {})
     planned = [
         _planned(repo / CONF / relative, content, written_before.get(f"{CONF}/{relative}"))
@@ -284,3 +291,21 @@ def outdated_code(code_file: Path) -> str | None:
         f"{code_file}: records the stage code of {DISTRIBUTION} {recorded.get('version')}, but the installed "
         f"{current['version']} differs; run `mnist-pipeline init --upgrade`, then commit"
     )
+
+
+def enable_hydra(repo: Path) -> bool:
+    """Let `dvc exp run -S` compose conf/ into params.yaml (DVC's hydra.enabled); True if changed."""
+    config = repo / ".dvc" / "config"
+    text = config.read_text(encoding="utf-8") if config.exists() else ""
+    if re.search(r"^\[hydra\]\s*\n(?:[^\[]*\n)*?\s*enabled\s*=\s*true", text, flags=re.MULTILINE):
+        return False
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "config", "hydra.enabled", "true"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise AdoptError(f"{config}: could not set hydra.enabled: {' '.join(result.stderr.split())}")
+    return True

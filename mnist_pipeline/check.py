@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mnist_pipeline.adopt import CODE_FILE, AdoptError, outdated_code
 from mnist_pipeline.archive import has_payload_digest
 from mnist_pipeline.config import ArchiveCheck, Params
 from mnist_pipeline.errors import ConfigError
@@ -22,7 +23,14 @@ CHECKED = b"params.yaml passed mnist_pipeline.check\n"
 
 
 def check(params: Params, marker: Path) -> str:
-    """Cross-section rules (the schema's own are checked by loading), then the marker."""
+    """Cross-section rules (the schema's own are checked by loading), then the marker.
+
+    In a team repository (``mnist-pipeline init``) this stage always runs, and it also stops
+    the run when the installed package's stage code differs from the digests the repository
+    records, naming the command that refreshes them."""
+    outdated = outdated_code(Path(CODE_FILE))
+    if outdated:
+        raise AdoptError(outdated)
     if params.verify.archive is ArchiveCheck.payload:
         for name, dataset in params.datasets.items():
             for spec in dataset.files():

@@ -13,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from mnist_pipeline.adopt import CODE_FILE, apply, plan
+from mnist_pipeline.adopt import CODE_FILE, apply, enable_hydra, plan
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.params import compose_params
 from mnist_pipeline.unpack import unpack_zip
@@ -24,14 +24,20 @@ log = logging.getLogger("mnist_pipeline")
 def init(repo: Path, stages_dir: str, upgrade: bool) -> str:
     planned = plan(repo, stages_dir, upgrade)
     apply(planned)
+    hydra = enable_hydra(repo)
     params = repo / "params.yaml"
-    if not params.exists() or upgrade:
+    composed = not params.exists()
+    if composed:
+        # Only on adoption: after an upgrade params.yaml keeps the team's selection, and the
+        # next `dvc exp run` composes the new conf/ with their overrides.
         compose_params(params, [], repo / "conf")
     changed = [str(item.path.relative_to(repo)) for item in planned if item.action != "same"]
+    changed += ["params.yaml"] if composed else []
+    changed += [".dvc/config (hydra.enabled)"] if hydra else []
     hint = (
         "then `dvc repro` (or `dvc exp run -S dataset=...`) and commit" if not upgrade else "commit, then `dvc repro`"
     )
-    return f"wrote {', '.join(changed) or 'nothing new'}, params.yaml; {hint}"
+    return f"wrote {', '.join(changed) or 'nothing new'}; {hint}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -668,7 +668,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = stage_parser(__doc__ or "")
     parser.add_argument("raw_dir", type=Path, help="folder that receives the accepted files")
     args: argparse.Namespace = parser.parse_args(argv)
-    return run_stage("download", lambda params: download(params, args.dataset, args.raw_dir), args.params)
+    return run_stage(
+        f"download@{args.dataset}", lambda params: download(params, args.dataset, args.raw_dir), args.params
+    )
 
 
 if __name__ == "__main__":

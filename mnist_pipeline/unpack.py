@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("archive", type=Path)
     parser.add_argument("tree", type=Path)
     args: argparse.Namespace = parser.parse_args(argv)
-    return run_stage("unpack", lambda params: unpack(params, args.archive, args.tree), args.params)
+    return run_stage(f"unpack@{args.dataset}", lambda params: unpack(params, args.archive, args.tree), args.params)
 
 
 if __name__ == "__main__":

@@ -92,12 +92,11 @@ def team_repo(
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-q", "-m", "team repo")
     result = run(repo, "mnist-pipeline", "init", extra_env=installed.env())
-    assert "conf/config.yaml" in result.stdout and "dvc.yaml" in result.stdout
+    assert "conf/config.yaml" in result.stdout and "dvc.yaml" in result.stdout and "hydra.enabled" in result.stdout
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-q", "-m", "adopt mnist-pipeline")
     with serve(FaultServer(files=dict(tiny.archives))) as server:
-        add_tiny_dataset_config(repo, tiny, mirrors=[server.url])
-        run(repo, "dvc", "config", "hydra.enabled", "true")
-        run(repo, "git", "add", "-A")
-        run(repo, "git", "commit", "-q", "-m", "adopt mnist-pipeline")
+        add_tiny_dataset_config(repo, tiny, mirrors=[server.url])  # the team's own dataset
         run(repo, "dvc", "exp", "run", "-S", "dataset=tiny", extra_env=installed.env())
         run(repo, "git", "add", "-A")
         run(repo, "git", "commit", "-q", "-m", "built")
