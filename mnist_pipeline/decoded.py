@@ -13,6 +13,7 @@ are read as hostile: header, dtype, shape and label range are checked before use
 from __future__ import annotations
 
 import ast
+import itertools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -211,22 +212,28 @@ class ExportSplit:
     def __len__(self) -> int:
         return len(self.source) if self.rows is None else len(self.rows)
 
-    def batches(self, batch: int | None = None) -> Iterator[Batch]:
-        """The split's rows in order, read from the source a window at a time."""
-        for start, stop in batch_ranges(len(self.source), batch):
+    def select(self, array: NpyFile, batch: int | None = None) -> Iterator[npt.NDArray[Any]]:
+        """The rows of ``array`` (one file of the source split) that belong to this split, in
+        order, read a window of source rows at a time: one file per pass."""
+        for start, stop in batch_ranges(len(array), batch):
+            window = array.read(start, stop)
             if self.rows is None:
-                chosen: slice | npt.NDArray[np.intp] = slice(None)
-            else:
-                low, high = np.searchsorted(self.rows, (start, stop))
-                if low == high:
-                    continue
-                chosen = self.rows[low:high] - start
-            table = self.source.table.read(start, stop)[chosen] if self.source.table else None
-            yield Batch(
-                images=self.source.images.read(start, stop)[chosen],
-                labels=self.source.labels.read(start, stop)[chosen],
-                table=table,
-            )
+                yield window
+                continue
+            low, high = np.searchsorted(self.rows, (start, stop))
+            if low < high:
+                yield window[self.rows[low:high] - start]
+
+    def batches(self, batch: int | None = None) -> Iterator[Batch]:
+        """The split's rows in order: images, labels and table read window by window."""
+        source = self.source
+        tables: Iterator[Table | None] = (
+            self.select(source.table, batch) if source.table is not None else itertools.repeat(None)
+        )
+        for images, labels, table in zip(
+            self.select(source.images, batch), self.select(source.labels, batch), tables, strict=False
+        ):
+            yield Batch(images=images, labels=labels, table=table)
 
 
 #: bincount widens its input to int64: in slices of 1 Mi pixels that copy stays at 8 MiB.

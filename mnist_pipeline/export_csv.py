@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from mnist_pipeline.config import CsvOptions, CsvScale, LabelPosition, Params
 from mnist_pipeline.decoded import Batch, DecodedSplit, ExportSplit
-from mnist_pipeline.images import extra_label_columns, split_batches, with_validation
+from mnist_pipeline.images import extra_label_columns, with_validation
 from mnist_pipeline.stage import run_export
 
 #: Rows formatted at once: the token lookup makes (rows, cells, token width) bytes, ~15 MB here.
@@ -88,7 +88,7 @@ def csv_chunks(split: ExportSplit, options: CsvOptions, num_classes: int, extra_
     """The bytes of the split's rows, a chunk of ``ROWS_PER_CHUNK`` rows at a time."""
     pixels = PIXEL_TOKENS[options.scale](options.decimals)
     labels = [str(label) for label in range(num_classes)]
-    for batch in split_batches(split):
+    for batch in split.batches():
         for start in range(0, len(batch), ROWS_PER_CHUNK):
             rows = slice(start, start + ROWS_PER_CHUNK)
             chunk = Batch(

@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from mnist_pipeline.config import ArrayDtype, DatasetSpec, NpzOptions, Params, Scale
 from mnist_pipeline.decoded import DecodedSplit, ExportSplit
-from mnist_pipeline.images import one_hot, scale_images, split_rows, train_unit_moments, with_validation
+from mnist_pipeline.images import one_hot, scale_images, train_unit_moments, with_validation
 from mnist_pipeline.npzstream import NpzArray, write_npz_stream
 from mnist_pipeline.stage import run_export
 
@@ -29,7 +29,7 @@ LABEL_DTYPES: dict[ArrayDtype, type[np.generic]] = {ArrayDtype.uint8: np.uint8, 
 
 
 def _images(split: ExportSplit, options: NpzOptions, mean: float, std: float) -> Iterator[npt.NDArray[Any]]:
-    for images in split_rows(split, split.source.images):
+    for images in split.select(split.source.images):
         out: npt.NDArray[Any] = images
         if options.dtype is ArrayDtype.float32:
             out = scale_images(images, options.scale, mean, std)
@@ -37,7 +37,7 @@ def _images(split: ExportSplit, options: NpzOptions, mean: float, std: float) ->
 
 
 def _labels(split: ExportSplit, options: NpzOptions, num_classes: int) -> Iterator[npt.NDArray[Any]]:
-    for labels in split_rows(split, split.source.labels):
+    for labels in split.select(split.source.labels):
         yield one_hot(labels, num_classes, LABEL_DTYPES[options.dtype]) if options.one_hot else labels
 
 
@@ -59,9 +59,7 @@ def npz_arrays(splits: list[ExportSplit], options: NpzOptions, dataset: DatasetS
         arrays.append(NpzArray(f"y_{split.name}", label_dtype, (n, *label_shape), _labels(split, options, num_classes)))
         table = split.source.table
         if options.extended_labels and table is not None:
-            arrays.append(
-                NpzArray(f"y_{split.name}_table", table.dtype, (n, *table.shape[1:]), split_rows(split, table))
-            )
+            arrays.append(NpzArray(f"y_{split.name}_table", table.dtype, (n, *table.shape[1:]), split.select(table)))
     return arrays
 
 

@@ -17,9 +17,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from mnist_pipeline import decoded
 from mnist_pipeline.config import DatasetSpec, LabelLayout, PngLayout, Scale, SplitMethod
-from mnist_pipeline.decoded import DecodedSplit, ExportSplit, Images, Labels, NpyFile, batch_ranges, moments
+from mnist_pipeline.decoded import (
+    DecodedSplit,
+    ExportSplit,
+    Images,
+    Labels,
+    NpyFile,
+    add_to_histogram,
+    batch_ranges,
+    moments,
+)
 from mnist_pipeline.errors import ConfigError
 from mnist_pipeline.png import encode_gray_pngs
 
@@ -31,8 +39,6 @@ PNG_BATCH = 2000
 #: Encoding tasks submitted ahead of the one being written: bounds the PNGs held in memory
 #: (8 x 2,000 small PNGs is a few MB) while keeping the workers fed.
 PNG_TASKS_AHEAD = 8
-#: Pixels counted per bincount call.
-HISTOGRAM_SLICE = 1 << 20
 VALIDATION_SPLIT = "val"
 TRAIN_SPLIT = "train"
 
@@ -84,37 +90,14 @@ def with_validation(
     return carved + others
 
 
-def split_rows(split: ExportSplit, array: NpyFile) -> Iterator[npt.NDArray[Any]]:
-    """The rows of ``array`` (one file of ``split.source``) that belong to ``split``, in order,
-    read a window of ``decoded.BATCH_ROWS`` source rows at a time. Lets an export read one file
-    per pass (the npz writes images and labels as separate members)."""
-    for start, stop in batch_ranges(len(array), decoded.BATCH_ROWS):
-        window = array.read(start, stop)
-        if split.rows is None:
-            yield window
-            continue
-        low, high = np.searchsorted(split.rows, (start, stop))
-        if low < high:
-            yield window[split.rows[low:high] - start]
-
-
-def split_batches(split: ExportSplit) -> Iterator[decoded.Batch]:
-    """``split.batches()`` with the batch size read when called (tests shrink it to prove that
-    the bytes do not depend on it)."""
-    return split.batches(decoded.BATCH_ROWS)
-
-
 def train_unit_moments(splits: list[ExportSplit], key: str) -> tuple[float, float]:
     """Mean and std of the training images scaled to [0, 1], exact (from a histogram)."""
     train = next((split for split in splits if split.name == TRAIN_SPLIT), None)
     if train is None:
-        raise ConfigError(f"{key}: standardize uses the {TRAIN_SPLIT!r} split's mean and std; this dataset has none")
+        raise ConfigError(f"{key}: 'standardize' needs the train split's mean and std; this dataset has none")
     histogram = np.zeros(256, dtype=np.float64)
-    for images in split_rows(train, train.source.images):
-        flat = images.reshape(-1)
-        # bincount widens its input to int64: in slices, that copy stays at 8 MiB.
-        for start in range(0, len(flat), HISTOGRAM_SLICE):
-            histogram += np.bincount(flat[start : start + HISTOGRAM_SLICE], minlength=256)
+    for images in train.select(train.source.images):
+        add_to_histogram(histogram, images)
     mean, std = moments(histogram)
     return mean / 255, std / 255
 
