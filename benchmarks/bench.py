@@ -3,7 +3,7 @@ one run, one machine description, one goals table; markdown on stdout and in
 benchmarks/results/latest.md (figures as JSON in latest.json).
 
 Usage: ``python benchmarks/bench.py [--scale N] [--emnist] [--quick] [--wait MINUTES]
-[--rounds R] [--no-remotes] [--only scale|dvc] [--mirror DIR] [--keep]``.
+[--rounds R] [--dvc-rounds R] [--no-remotes] [--only scale|dvc] [--mirror DIR] [--keep]``.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def main() -> int:
         goals += scale.goals
         data["scale"] = scale.data
     if args.only in (None, "dvc"):
-        dvc = bench_pipeline.run_pipeline(args.mirror.resolve(), not args.no_remotes and not args.quick, args.keep)
+        remotes, rounds = not args.no_remotes and not args.quick, 1 if args.quick else args.dvc_rounds
+        dvc = bench_pipeline.run_pipeline(args.mirror.resolve(), remotes, args.keep, rounds)
         sections.append(dvc.markdown)
         goals += dvc.goals
         data["dvc"] = dvc.data

@@ -103,15 +103,24 @@ class FloorResult:
     pypng: Measurement | None = None
     notes: list[str] = field(default_factory=list)
 
-    def floor_rounds(self) -> list[float]:
+    def floor_rounds(self) -> list[float | None]:
         return _round_sums(self.encode, self.tree)
 
-    def ours_rounds(self) -> list[float]:
+    def ours_rounds(self) -> list[float | None]:
         return _round_sums(self.export, self.unpack)
 
+    def round_ratios(self) -> list[float]:
+        """Ours / floor of each round where both sides worked (paired in time)."""
+        pairs = zip(self.ours_rounds(), self.floor_rounds(), strict=False)
+        return [ours / floor for ours, floor in pairs if ours is not None and floor]
 
-def _round_sums(first: list[Measurement], second: list[Measurement]) -> list[float]:
-    return [a.seconds + b.seconds for a, b in zip(first, second, strict=False) if a.ok and b.ok]
+
+def _round_sums(first: list[Measurement], second: list[Measurement]) -> list[float | None]:
+    return [a.seconds + b.seconds if a.ok and b.ok else None for a, b in zip(first, second, strict=False)]
+
+
+def _present(values: list[float | None]) -> list[float]:
+    return [value for value in values if value is not None]
 
 
 def _median(values: list[float]) -> float | None:
@@ -173,8 +182,9 @@ def run_size(size: synthetic.SyntheticSize, code: Path, root: Path) -> tuple[Siz
 
 def run_floors(result: SizeResult, workdir: Path, entry: dict[str, Any], scratch: Path, rounds: int) -> FloorResult:
     """On the data of ``result`` (the 1x run): ``rounds`` rounds of the floors and of export@png +
-    unpack@png, interleaved so that a busy spell of this shared machine hits both; then the
-    naive ways once."""
+    unpack@png, interleaved (each going first in turn) so that a busy spell of this shared
+    machine hits both; then the naive ways once. No tree is deleted meanwhile: on this disk
+    (ext4 mounted with ``discard``), deleting 70,000 files slows the file creation after it."""
     programs = floors.floor_programs(RESULTS_DIR / "bin")
     floor = FloorResult(kind=programs.kind)
     payloads = floors.gunzip_payloads(entry, SYNTHETIC_DIR / result.size.name, scratch / "idx")
@@ -183,27 +193,37 @@ def run_floors(result: SizeResult, workdir: Path, entry: dict[str, Any], scratch
     export_stage, unpack_stage = stages.get("export@png"), stages.get("unpack@png")
     ours_zip = workdir / "data" / result.size.name / "export" / "png" / "images.zip"
     tree_dir = workdir / "data" / result.size.name / "export" / "images"
-    for index in range(rounds):
-        log(f"floors and PNG tree, round {index + 1} of {rounds}")
+    trees = scratch / "trees"  # every tree written here is kept until the end (see run_scale)
+    trees.mkdir(parents=True)
+
+    def floor_round(index: int) -> None:
+        nonlocal ours_zip
         floor.encode.append(floors.floor_encode(programs, payloads, pack))
         if not ours_zip.is_file():
             ours_zip = scratch / "floor.zip"
             floors.zip_from_pack(pack, payloads, ours_zip)
             floor.notes.append("export@png wrote no zip: the file floor used a zip of the floor's own PNGs")
-        floor.tree.append(floors.floor_tree(programs, ours_zip, scratch / "floor-tree"))
-        shutil.rmtree(scratch / "floor-tree", ignore_errors=True)
-        if export_stage is not None and unpack_stage is not None:
-            floor.export.append(run_stage(workdir, export_stage))
-            shutil.rmtree(tree_dir, ignore_errors=True)  # unpack then writes a new tree, as on a first run
-            floor.unpack.append(run_stage(workdir, unpack_stage))
+        floor.tree.append(floors.floor_tree(programs, ours_zip, trees / f"floor-{index}"))
+
+    def ours_round(index: int) -> None:
+        if export_stage is None or unpack_stage is None:
+            return
+        floor.export.append(run_stage(workdir, export_stage))
+        if tree_dir.exists():  # moved aside, not deleted, so that unpack writes a new tree as on a first run
+            tree_dir.rename(trees / f"ours-{index}")
+        floor.unpack.append(run_stage(workdir, unpack_stage))
+
+    for index in range(rounds):
+        log(f"floors and PNG tree, round {index + 1} of {rounds}")
+        order = (floor_round, ours_round) if index % 2 == 0 else (ours_round, floor_round)
+        for step in order:
+            step(index)
     floor.notes.append(_png_sizes(floor.encode[-1], ours_zip, result.size.images))
     log("naive: Pillow save loop")
-    floor.pil = floors.naive_pil(payloads, scratch / "pil-tree")
-    shutil.rmtree(scratch / "pil-tree", ignore_errors=True)
+    floor.pil = floors.naive_pil(payloads, trees / "pil")
     if floors.pypng_available():
         log("naive: pypng converter")
-        floor.pypng = floors.naive_pypng(payloads, scratch / "pypng-tree")
-        shutil.rmtree(scratch / "pypng-tree", ignore_errors=True)
+        floor.pypng = floors.naive_pypng(payloads, trees / "pypng")
     else:
         floor.notes.append("pypng is not installed in this venv (pip install -r benchmarks/requirements.txt)")
     measured = [*floor.encode, *floor.tree, *floor.export, *floor.unpack, floor.pil, floor.pypng]
@@ -275,11 +295,11 @@ def floor_table(base: SizeResult, floor: FloorResult) -> tuple[str, float | None
     """The floor comparison (medians of the rounds); also ours / floor and pypng / ours."""
     encode = _median([m.seconds for m in floor.encode if m.ok])
     tree = _median([m.seconds for m in floor.tree if m.ok])
-    floor_total, ours = _median(floor.floor_rounds()), _median(floor.ours_rounds())
+    floor_total, ours = _median(_present(floor.floor_rounds())), _median(_present(floor.ours_rounds()))
     export = _median([m.seconds for m in floor.export if m.ok])
     unpack = _median([m.seconds for m in floor.unpack if m.ok])
     pil, pypng = _seconds_of(floor.pil), _seconds_of(floor.pypng)
-    over_floor = None if ours is None or floor_total is None else ours / floor_total
+    over_floor = _median(floor.round_ratios())
     pypng_speedup = None if ours is None or pypng is None else pypng / ours
     images = base.size.images
     rows = [
@@ -297,9 +317,10 @@ def floor_table(base: SizeResult, floor: FloorResult) -> tuple[str, float | None
         ],
     ]
     spread = [
-        f"floors: {floor.kind}; median of {len(floor.floor_rounds())} interleaved rounds "
-        f"(floor total per round: {_list(floor.floor_rounds())} s; ours: {_list(floor.ours_rounds())} s); "
-        "naive ways once",
+        f"floors: {floor.kind}; medians of {len(floor.floor_rounds())} interleaved rounds, each side going first "
+        f"in turn; per round, floor total {_list(floor.floor_rounds())} s, ours {_list(floor.ours_rounds())} s, "
+        f"ours / floor {_list(floor.round_ratios())} (the compared figure is the median of these); "
+        "naive ways once; no tree deleted until every measurement is done",
     ]
     table = markdown_table([f"work ({base.size.description})", "seconds", "compared"], rows, numeric_from=1)
     return table + "\n\n" + "\n".join(f"- {line}" for line in spread), over_floor, pypng_speedup
@@ -309,8 +330,8 @@ def _faster(theirs: float | None, ours: float | None) -> str:
     return "" if theirs is None or ours is None or ours == 0 else f"ours {theirs / ours:.2f}x as fast"
 
 
-def _list(values: list[float]) -> str:
-    return ", ".join(f"{value:.2f}" for value in values) or "none"
+def _list(values: list[float] | list[float | None]) -> str:
+    return ", ".join("failed" if value is None else f"{value:.2f}" for value in values) or "none"
 
 
 def goals_rows(results: list[SizeResult], over_floor: float | None, pypng_speedup: float | None) -> list[list[str]]:
@@ -387,11 +408,10 @@ def run_scale(scale: float, emnist: bool, quick: bool, wait_minutes: float, keep
             results.append(result)
             if index == 0:
                 floor = run_floors(result, workdir, entry, root / "floors", rounds)
-                shutil.rmtree(root / "floors", ignore_errors=True)
-            if not keep:
-                shutil.rmtree(workdir, ignore_errors=True)
     finally:
+        # Only now: deleting a tree of files slows the file creation after it (run_floors).
         if not keep:
+            log(f"removing {root}")
             shutil.rmtree(root, ignore_errors=True)
     assert floor is not None
     return build_report(results, floor, smoke_failure)

@@ -90,17 +90,20 @@ def pipeline_stages(dataset: str, formats: Sequence[str]) -> list[Stage]:
     ]
 
 
+PACKAGE = "mnist_pipeline"
+
+
 def snapshot_code(target: Path) -> Path:
-    """A copy of the project's ``mnist_pipeline/`` package as it is now, at ``target/pipeline``."""
-    destination = target / "pipeline"
-    shutil.copytree(PROJECT_ROOT / "pipeline", destination, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
+    """A copy of the project's ``mnist_pipeline/`` package as it is now, at ``target/mnist_pipeline``."""
+    destination = target / PACKAGE
+    shutil.copytree(PROJECT_ROOT / PACKAGE, destination, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
     return destination
 
 
 def prepare_workdir(workdir: Path, code: Path, params: dict[str, Any]) -> Path:
     """A fresh work folder: the code snapshot ``code`` and ``params`` as params.yaml."""
     workdir.mkdir(parents=True)
-    shutil.copytree(code, workdir / "pipeline")
+    shutil.copytree(code, workdir / PACKAGE)
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return workdir
 
