@@ -162,8 +162,13 @@ class Planned:
     action: str
 
 
-def resource(*parts: str) -> Path:
-    return package_root() / RESOURCES / Path(*parts)
+def resource(name: str) -> Path:
+    """``conf`` or ``stages.yaml``: in an installed wheel, the copies setup.py put in the
+    package; in a source checkout (an editable install), the repository's conf/ and dvc.yaml."""
+    bundled = package_root() / RESOURCES
+    if bundled.is_dir():
+        return bundled / name
+    return package_root().parent / {"stages.yaml": "dvc.yaml"}.get(name, name)
 
 
 def source_stages() -> dict[str, Any]:
@@ -202,7 +207,7 @@ def plan(repo: Path, stages_dir: str, upgrade: bool) -> list[Planned]:
         _planned(repo / CONF / relative, content, written_before.get(f"{CONF}/{relative}"))
         for relative, content in conf_files()
     ]
-    planned.append(_planned_stages(stages_path, stages, upgrade))
+    planned.append(_planned_stages(stages_path, stages, upgrade, relative_root))
     record = code_record(source_stages())
     record["files"] = {f"{CONF}/{relative}": hashlib.sha256(content).hexdigest() for relative, content in conf_files()}
     planned.append(Planned(repo / CODE_FILE, _code_yaml(record), "update" if upgrade else "new"))
@@ -225,7 +230,9 @@ def _planned(path: Path, content: bytes, written_sha256: str | None) -> Planned:
     )
 
 
-def _planned_stages(path: Path, stages: dict[str, Any], upgrade: bool) -> Planned:
+def _planned_stages(path: Path, stages: dict[str, Any], upgrade: bool, relative_root: str | None) -> Planned:
+    """dvc.yaml with the pipeline's stages merged in. In a sub-folder, DVC's templating reads the
+    params.yaml beside the dvc.yaml: ``vars`` points it at the root one the stages use."""
     document: dict[str, Any] = _read_yaml(path) if path.exists() else {}
     existing = document.get("stages") or {}
     taken = sorted(set(existing) & set(stages))
@@ -234,6 +241,9 @@ def _planned_stages(path: Path, stages: dict[str, Any], upgrade: bool) -> Planne
             f"{path}: already has stages named {taken}; refusing to merge (use --dir for another dvc.yaml)"
         )
     merged = dict(document)
+    if relative_root:
+        root_params = f"{relative_root}/params.yaml"
+        merged["vars"] = [*(v for v in document.get("vars", []) if v != root_params), root_params]
     merged["stages"] = {**existing, **stages}
     content = yaml.safe_dump(merged, sort_keys=False, width=120).encode()
     action = "update" if path.exists() else "new"

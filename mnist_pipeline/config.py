@@ -281,7 +281,10 @@ def load_params(path: Path) -> Params:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: not found (run `make params`, or `dvc exp run` to compose it from conf/)") from exc
+        raise ConfigError(
+            f"{path}: not found; compose it from conf/ with `dvc exp run` or `mnist-pipeline params` "
+            "(in a repository without conf/, adopt the pipeline first: `mnist-pipeline init`)"
+        ) from exc
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):

@@ -81,12 +81,15 @@ def distribution_chart(stats: dict[str, dict[str, Any]], classes: list[str]) -> 
 
 
 def class_distribution_csv(stats: dict[str, dict[str, Any]], classes: list[str]) -> str:
-    """``class,split,count`` rows, quoted by the csv module (class names may hold commas)."""
+    """``class,split,count,bar`` rows (``bar`` labels one bar per class and split for DVC's
+    plot), quoted by the csv module: class names may hold commas."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["class", "split", "count"])
-    for split, values in stats.items():
-        writer.writerows([name, split, values["class_counts"][str(index)]] for index, name in enumerate(classes))
+    writer.writerow(["class", "split", "count", "bar"])
+    for index, name in enumerate(classes):
+        writer.writerows(
+            [name, split, values["class_counts"][str(index)], f"{name} ({split})"] for split, values in stats.items()
+        )
     return buffer.getvalue()
 
 

@@ -45,7 +45,7 @@ def project_files() -> list[str]:
         text=True,
         check=True,
     ).stdout.split("\n")
-    return [name for name in listed if name and ((PROJECT_ROOT / name).is_file() or (PROJECT_ROOT / name).is_symlink())]
+    return [name for name in listed if name and (PROJECT_ROOT / name).is_file()]
 
 
 def make_repo(directory: Path) -> Path:
@@ -54,7 +54,7 @@ def make_repo(directory: Path) -> Path:
     for name in project_files():
         target = directory / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(PROJECT_ROOT / name, target, follow_symlinks=False)  # conf/ is a link into the package
+        shutil.copy2(PROJECT_ROOT / name, target)
     run(directory, "git", "init", "-q", "-b", "main")
     run(directory, "git", "add", "-A")
     run(directory, "git", "commit", "-q", "-m", "project")

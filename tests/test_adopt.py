@@ -59,7 +59,7 @@ def install_version(tmp_path: Path, name: str, edit: str | None = None) -> Insta
     for relative in project_files():
         target = source / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(PROJECT_ROOT / relative, target, follow_symlinks=False)
+        shutil.copy2(PROJECT_ROOT / relative, target)
     if edit is not None:
         module = source / "mnist_pipeline" / "export_csv.py"
         module.write_text(module.read_text() + edit)
@@ -166,3 +166,21 @@ def test_imported_png_zip_unpacks_with_one_command(
     )
     assert "81 files" in result.stdout
     assert sorted(p.name for p in (tree / "train").iterdir()) == [str(label) for label in range(10)]
+
+
+def test_init_into_a_folder_keeps_the_root_dvc_yaml_the_teams(
+    team_repo: tuple[Path, Installed, FaultServer], tmp_path: Path
+) -> None:
+    """`--dir mnist`: the stages live in mnist/dvc.yaml, run from the root, and DVC reads them."""
+    _, installed, _ = team_repo
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "dvc.yaml").write_text(TEAM_DVC_YAML)
+    run(other, "git", "init", "-q")
+    run(other, "dvc", "init", "-q")
+    run(other, "mnist-pipeline", "init", "--dir", "mnist", extra_env=installed.env())
+    assert (other / "dvc.yaml").read_text() == TEAM_DVC_YAML
+    stages = yaml.safe_load((other / "mnist" / "dvc.yaml").read_text())
+    assert stages["vars"] == ["../params.yaml"] and stages["stages"]["check"]["wdir"] == ".."
+    listed = run(other, "dvc", "stage", "list", "-R", extra_env=installed.env()).stdout
+    assert "mnist/dvc.yaml:download@mnist" in listed and "export@mnist-csv" in listed

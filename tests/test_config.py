@@ -237,4 +237,5 @@ def test_payload_mode_needs_published_payload_digests(tmp_path: Path, capsys: py
 def test_missing_params_file_names_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert check.main(["--params", str(tmp_path / "nope.yaml"), str(tmp_path / "marker")]) == 1
     err = capsys.readouterr().err
-    assert "nope.yaml: not found (run `make params`" in err and "Traceback" not in err
+    assert "nope.yaml: not found; compose it from conf/ with `dvc exp run` or `mnist-pipeline params`" in err
+    assert "Traceback" not in err

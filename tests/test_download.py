@@ -143,7 +143,8 @@ def assert_clean(tmp_path: Path, err: str, secrets: tuple[str, ...] = ()) -> Non
     """No traceback, no empty message, nothing outside data/, no secret in a log line or a file."""
     assert "Traceback" not in err
     for line in err.splitlines():
-        assert line.startswith("download: ") and line.removeprefix("download: ").strip(), line
+        stage, _, message = line.partition(": ")
+        assert stage.startswith("download@") and message.strip(), line
     assert {p.name for p in tmp_path.iterdir()} <= {"params.yaml", "data"}
     for secret in secrets:
         assert secret not in err

@@ -21,6 +21,7 @@ from tests.repos import make_repo, run
 
 pytestmark = pytest.mark.slow
 NPZ = "data/tiny/export/npz/tiny.npz"
+PNG_ZIP = "data/tiny/export/png/images.zip"
 
 
 def stages_run(output: str) -> list[str]:
@@ -132,6 +133,11 @@ def test_import_pins_a_version_and_update_moves_it(source: Path, tmp_path: Path)
     run(consumer, "dvc", "update", "--rev", "v2", "data/mnist.npz.dvc")
     assert (consumer / "data/mnist.npz").read_bytes() == v2
     assert "rev: v2" in (consumer / "data/mnist.npz.dvc").read_text()
+
+    # The PNG tree, as the README says: import its zip, unpack it with one command.
+    run(consumer, "dvc", "import", str(source), PNG_ZIP, "-o", "data/png.zip", "--rev", "v1")
+    run(consumer, "mnist-pipeline", "unpack", "data/png.zip", "data/png")
+    assert sha256_tree(consumer / "data/png") == sha256_tree(source / "data/tiny/export/images")
 
     assert dvc.api.read(NPZ, repo=str(source), rev="v1", mode="rb") == v1
     with dvc.api.open(NPZ, repo=str(source), rev="v2", mode="rb") as handle:

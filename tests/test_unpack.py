@@ -72,7 +72,7 @@ def test_main_reports_one_line_and_keeps_the_tree(
     args = ["--params", str(params), "--dataset", "mnist", str(zip_path), str(workspace / "tree")]
     assert unpack.main(args) == 1
     assert capsys.readouterr().err.strip() == (
-        f"unpack: error: {zip_path}: refusing member '../../escape.png' (not a relative file path)"
+        f"unpack@mnist: error: {zip_path}: refusing member '../../escape.png' (not a relative file path)"
     )
     assert read_tree(workspace / "tree") == PREVIOUS
     zip_path.write_bytes(zip_of({"a.png": b"new"}))
