@@ -49,7 +49,7 @@ unit: $(STAMP)
 
 # Regenerate params.yaml from conf/ after editing conf/ (dvc exp run does it by itself).
 params: $(STAMP)
-	$(BIN)/python -m mnist_pipeline.params
+	$(BIN)/mnist-pipeline params
 
 # Re-resolve requirements.lock from pyproject.toml (needs the package registry).
 lock:

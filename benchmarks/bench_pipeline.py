@@ -16,7 +16,7 @@ In one run:
 Goals (issue 10): cold ``dvc exp run`` at most 1.25x the bare work; no-op ``dvc status`` at most 0.6 s.
 
 Usage: ``make bench`` (this and bench_scale.py) or ``python benchmarks/bench_pipeline.py
-[--mirror DIR] [--no-remotes] [--dvc-rounds R] [--keep]``. Results also go to benchmarks/results/mnist_pipeline.md.
+[--mirror DIR] [--no-remotes] [--dvc-rounds R] [--keep]``. Results also go to benchmarks/results/pipeline.md.
 """
 
 from __future__ import annotations
@@ -358,8 +358,8 @@ def main() -> int:
     text = "\n\n".join(["# DVC benchmark", machine_md, report.markdown, goals_section(report.goals)])
     print(text)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "mnist_pipeline.md").write_text(text + "\n")
-    (RESULTS_DIR / "mnist_pipeline.json").write_text(json.dumps(report.data, indent=1) + "\n")
+    (RESULTS_DIR / "pipeline.md").write_text(text + "\n")
+    (RESULTS_DIR / "pipeline.json").write_text(json.dumps(report.data, indent=1) + "\n")
     return 0
 
 

@@ -271,7 +271,7 @@ def _code_yaml(record: dict[str, Any]) -> bytes:
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
         raise AdoptError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(loaded, dict):
         raise AdoptError(f"{path}: expected a mapping, found {type(loaded).__name__}")

@@ -13,15 +13,20 @@ import logging
 import sys
 from pathlib import Path
 
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
 from mnist_pipeline.adopt import CODE_FILE, apply, enable_hydra, plan
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.params import compose_params
-from mnist_pipeline.unpack import unpack_zip
+from mnist_pipeline.tree import MANIFEST, unpack_zip
 
 log = logging.getLogger("mnist_pipeline")
 
 
 def init(repo: Path, stages_dir: str, upgrade: bool) -> str:
+    if Path(stages_dir).is_absolute() or ".." in Path(stages_dir).parts:
+        raise PipelineError(f"--dir: expected a folder inside this repository, found {stages_dir!r}")
     planned = plan(repo, stages_dir, upgrade)
     apply(planned)
     hydra = enable_hydra(repo)
@@ -38,6 +43,12 @@ def init(repo: Path, stages_dir: str, upgrade: bool) -> str:
         "then `dvc repro` (or `dvc exp run -S dataset=...`) and commit" if not upgrade else "commit, then `dvc repro`"
     )
     return f"wrote {', '.join(changed) or 'nothing new'}; {hint}"
+
+
+def refuse_foreign_folder(tree: Path) -> None:
+    """The tree replaces its folder whole: refuse a folder that is not an earlier tree."""
+    if tree.is_dir() and any(tree.iterdir()) and not (tree / MANIFEST).is_file():
+        raise PipelineError(f"{tree}: exists and holds no {MANIFEST} of an earlier unpack; refusing to replace it")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,9 +74,14 @@ def main(argv: list[str] | None = None) -> int:
                 raise PipelineError("conf/: not found here; adopt the pipeline first with `mnist-pipeline init`")
             compose_params(Path("params.yaml"), args.overrides)
         else:
+            refuse_foreign_folder(args.tree)
             print(f"{unpack_zip(args.archive, args.tree):,} files -> {args.tree}")
-    except PipelineError as exc:
+    except (PipelineError, HydraException, OmegaConfBaseException) as exc:
         print(f"mnist-pipeline: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"mnist-pipeline: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0
 

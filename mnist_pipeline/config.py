@@ -285,7 +285,7 @@ def load_params(path: Path) -> Params:
             f"{path}: not found; compose it from conf/ with `dvc exp run` or `mnist-pipeline params` "
             "(in a repository without conf/, adopt the pipeline first: `mnist-pipeline init`)"
         ) from exc
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at top level, found {type(raw).__name__}")
@@ -301,7 +301,9 @@ def params_from_dict(raw: dict[str, Any], source: str = "params") -> Params:
             export = params.export_for(name)
         except OmegaConfBaseException as exc:
             raise ConfigError(f"{source}: datasets.{name}.export.{_reason(exc)}") from exc
-        problems += [(f"datasets.{name}: {key}", problem) for key, problem in _export_problems(export, params, name)]
+        # Shared options are reported under their own key; a dataset's overrides under its name.
+        prefix = f"datasets.{name}: " if params.dataset(name).export else ""
+        problems += [(f"{prefix}{key}", problem) for key, problem in _export_problems(export, params, name)]
     if problems:
         key, problem = problems[0]
         raise ConfigError(f"{source}: {key}: {problem}")

@@ -36,7 +36,7 @@ from tqdm import tqdm
 from mnist_pipeline.archive import DIGESTS, ArchiveDigests, ArchiveVerdict, check_archive, magic_of, max_archive_size
 from mnist_pipeline.config import ArchiveCheck, Compression, ContainerSpec, DatasetSpec, FileSpec, Params
 from mnist_pipeline.errors import ArchiveError, ChecksumError, DownloadError
-from mnist_pipeline.fsio import CHUNK_SIZE
+from mnist_pipeline.fsio import CHUNK_SIZE, symlinked_part
 from mnist_pipeline.http import (
     FOLLOWED_SCHEMES,
     Deadline,
@@ -143,6 +143,11 @@ def local_folder(mirror: str) -> Path | None:
 def download(params: Params, dataset_name: str, raw_dir: Path) -> str:
     dataset = params.dataset(dataset_name)
     settings = params.download
+    for folder in (raw_dir, raw_dir.parent / PARTIAL_DIR_NAME, raw_dir.parent.parent / DOWNLOADS_DIR_NAME):
+        linked = symlinked_part(folder)
+        if linked is not None:
+            # Writing through a link would put bytes wherever it points, perhaps outside data/.
+            raise DownloadError(f"{linked}: is a symbolic link; refusing to write {folder} through it")
     http_settings = HttpSettings(
         timeout=settings.timeout,
         retries=settings.retries,

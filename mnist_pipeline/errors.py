@@ -18,7 +18,7 @@ class ChecksumError(PipelineError):
 
 
 class ArchiveError(PipelineError):
-    """A gzip archive is corrupt, truncated or decompresses beyond its expected size."""
+    """A compressed file or a zip is corrupt, truncated, hostile or decompresses beyond its expected size."""
 
 
 class IdxFormatError(PipelineError):

@@ -25,8 +25,7 @@ import numpy.typing as npt
 
 from mnist_pipeline.config import CsvOptions, CsvScale, LabelPosition, Params
 from mnist_pipeline.decoded import Batch, DecodedSplit, ExportSplit
-from mnist_pipeline.images import extra_label_columns, with_validation
-from mnist_pipeline.stage import run_export
+from mnist_pipeline.exports import extra_label_columns, run_export, with_validation
 
 #: Rows formatted at once: the token lookup makes (rows, cells, token width) bytes, ~15 MB here.
 ROWS_PER_CHUNK = 2000

@@ -21,9 +21,8 @@ import numpy.typing as npt
 
 from mnist_pipeline.config import ArrayDtype, DatasetSpec, NpzOptions, Params, Scale
 from mnist_pipeline.decoded import DecodedSplit, ExportSplit
-from mnist_pipeline.images import one_hot, scale_images, train_unit_moments, with_validation
+from mnist_pipeline.exports import one_hot, run_export, scale_images, train_unit_moments, with_validation
 from mnist_pipeline.npzstream import NpzArray, write_npz_stream
-from mnist_pipeline.stage import run_export
 
 LABEL_DTYPES: dict[ArrayDtype, type[np.generic]] = {ArrayDtype.uint8: np.uint8, ArrayDtype.float32: np.float32}
 

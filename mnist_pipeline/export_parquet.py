@@ -28,15 +28,15 @@ import pyarrow.parquet as pq
 
 from mnist_pipeline.config import DatasetSpec, Params, ParquetOptions, PngLayout
 from mnist_pipeline.decoded import DecodedSplit
-from mnist_pipeline.images import (
+from mnist_pipeline.exports import (
     class_folder_names,
     encoded_ranges,
     extra_label_columns,
     index_width,
     member_name,
     png_workers,
+    run_export,
 )
-from mnist_pipeline.stage import run_export
 
 IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 OWN_COLUMNS = {"image", "label", "pixels"}

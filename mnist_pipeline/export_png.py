@@ -30,8 +30,7 @@ from typing import BinaryIO
 from mnist_pipeline.config import Params
 from mnist_pipeline.decoded import DecodedSplit
 from mnist_pipeline.errors import ArchiveError
-from mnist_pipeline.images import class_folder_names, encoded_ranges, index_width, member_name, png_workers
-from mnist_pipeline.stage import run_export
+from mnist_pipeline.exports import class_folder_names, encoded_ranges, index_width, member_name, png_workers, run_export
 
 ZIP_NAME = "images.zip"
 MANIFEST_NAME = "manifest.csv"

@@ -10,10 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, cast
-
-import numpy as np
-import numpy.typing as npt
+from typing import BinaryIO
 
 from mnist_pipeline.errors import PipelineError
 
@@ -93,7 +90,11 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         if final.exists():
             retired = _temp_sibling(final, ".old")
             final.replace(retired / final.name)
-            scratch.replace(final)
+            try:
+                scratch.replace(final)
+            except OSError:
+                (retired / final.name).replace(final)  # put the previous output back
+                raise
             shutil.rmtree(retired)
         else:
             scratch.replace(final)
@@ -122,18 +123,12 @@ def sha256_of(path: Path) -> str:
         return digests_of_stream(stream, ("sha256",))[1]["sha256"]
 
 
-def write_npz(final: Path, arrays: dict[str, npt.NDArray[Any]], *, compressed: bool) -> None:
-    """Write an .npz atomically. numpy dates its zip entries 1980-01-01, so equal arrays give
-    equal bytes."""
-    save = cast(Any, np.savez_compressed if compressed else np.savez)  # stubs reject **arrays
-    with atomic_path(final) as temp, temp.open("wb") as out:
-        save(out, **arrays)
-
-
 def write_sha256sums(output: Path, sums_path: Path) -> None:
     """Write ``sha256sum -c``-compatible lines for ``output`` (a file, or every file below a
     folder), with paths relative to the folder of ``sums_path``."""
     base = sums_path.parent
+    if not output.resolve().is_relative_to(base.resolve()):
+        raise PipelineError(f"{sums_path}: expected a file in a folder that holds {output}, found it elsewhere")
     files = sorted(p for p in output.rglob("*") if p.is_file()) if output.is_dir() else [output]
     lines = [f"{sha256_of(path)}  {path.relative_to(base).as_posix()}\n" for path in files]
     write_bytes_atomic(sums_path, "".join(lines).encode())

@@ -3,7 +3,7 @@
 ``labels``, ``num_examples`` and ``next_batch``.
 
     from mnist_pipeline.reader import read_data_sets
-    mnist = read_data_sets("data/mnist/export/mnist.npz", one_hot=True)
+    mnist = read_data_sets("data/mnist/export/npz/mnist.npz", one_hot=True)
     images, labels = mnist.train.next_batch(100)   # float32 (100, 784), float32 (100, 10)
 """
 

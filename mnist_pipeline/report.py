@@ -159,8 +159,9 @@ def _cell(text: str) -> str:
 def read_stats(path: Path, dataset: DatasetSpec) -> dict[str, dict[str, Any]]:
     """stats.json as the decode stage writes it, checked against the dataset config."""
     stats = _read_json(path)
+    found = list(stats)[:5] if isinstance(stats, dict) else type(stats).__name__
     if not isinstance(stats, dict) or list(stats) != list(dataset.splits):
-        raise DatasetError(f"{path}: expected statistics of the splits {list(dataset.splits)}, found {list(stats)[:5]}")
+        raise DatasetError(f"{path}: expected statistics of the splits {list(dataset.splits)}, found {found}")
     for split, values in stats.items():
         counts = values.get("class_counts") if isinstance(values, dict) else None
         keys = [str(i) for i in range(len(dataset.classes))]

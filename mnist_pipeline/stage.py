@@ -9,9 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mnist_pipeline.config import Params, load_params
-from mnist_pipeline.decoded import DecodedSplit, open_decoded
 from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.fsio import atomic_dir, write_sha256sums
 
 log = logging.getLogger("mnist_pipeline")
 
@@ -56,29 +54,3 @@ def _configure_logging(name: str) -> None:
     log.handlers[:] = [handler]
     log.setLevel(logging.INFO)
     log.propagate = False
-
-
-def run_export(
-    format_name: str,
-    export: Callable[[Params, str, list[DecodedSplit], Path], str],
-    argv: list[str] | None,
-    doc: str,
-) -> int:
-    """The shell of every export stage: the decoded folder in, one folder out
-    (``data/<dataset>/export/<format>/``, replaced as a whole only on success) and, with
-    ``--sums``, a sha256sum-style file covering every file of that folder."""
-    parser = stage_parser(doc)
-    parser.add_argument("decoded", type=Path, help="decoded/ folder written by the decode stage")
-    parser.add_argument("output", type=Path, help="the export folder to write")
-    parser.add_argument("--sums", type=Path, help="write sha256 lines of the output here")
-    args: argparse.Namespace = parser.parse_args(argv)
-
-    def work(params: Params) -> str:
-        splits = open_decoded(args.decoded, params.dataset(args.dataset))
-        with atomic_dir(args.output) as staging:
-            summary = export(params, args.dataset, splits, staging)
-        if args.sums:
-            write_sha256sums(args.output, args.sums)
-        return summary
-
-    return run_stage(f"export@{args.dataset}-{format_name}", work, args.params)

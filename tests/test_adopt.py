@@ -182,5 +182,5 @@ def test_init_into_a_folder_keeps_the_root_dvc_yaml_the_teams(
     assert (other / "dvc.yaml").read_text() == TEAM_DVC_YAML
     stages = yaml.safe_load((other / "mnist" / "dvc.yaml").read_text())
     assert stages["vars"] == ["../params.yaml"] and stages["stages"]["check"]["wdir"] == ".."
-    listed = run(other, "dvc", "stage", "list", "-R", extra_env=installed.env()).stdout
+    listed = run(other, "dvc", "stage", "list", "--all", "--fail", extra_env=installed.env()).stdout
     assert "mnist/dvc.yaml:download@mnist" in listed and "export@mnist-csv" in listed

@@ -25,8 +25,9 @@ import pytest
 from PIL import Image
 
 from mnist_pipeline import decoded as decoded_module
-from mnist_pipeline import export_csv, export_npz, export_parquet, export_png, unpack
-from mnist_pipeline import images as images_module
+from mnist_pipeline import export_csv, export_npz, export_parquet, export_png
+from mnist_pipeline import exports as exports_module
+from mnist_pipeline import tree as tree_module
 from mnist_pipeline.npzstream import NpzArray, write_npz_stream
 from tests.conftest import TinyDataset, params_for, sha256_tree, write_decoded_dir, write_params
 
@@ -453,7 +454,7 @@ def test_png_zip_and_unpacked_tree_are_imagefolder(tmp_path: Path, tiny: TinyDat
         assert all(info.external_attr == 0o644 << 16 for info in infos)
         assert archive.testzip() is None
     tree = tmp_path / "tree"
-    unpack.unpack_zip(out / "images.zip", tree)
+    tree_module.unpack_zip(out / "images.zip", tree)
     with (tree / "manifest.csv").open(newline="") as handle:
         manifest = list(csv.DictReader(handle))
     assert list(manifest[0]) == ["path", "split", "index", "label", "class"]
@@ -489,7 +490,7 @@ def torchvision_class_to_idx(root: Path) -> dict[str, int]:
 
 @pytest.mark.parametrize("num_classes", [10, 47, 62])
 def test_class_folders_sort_into_label_order(num_classes: int) -> None:
-    folders = images_module.class_folder_names(num_classes)
+    folders = exports_module.class_folder_names(num_classes)
     assert len(set(folders)) == num_classes
     assert sorted(folders) == folders
     assert {folder: index for index, folder in enumerate(sorted(folders))} == {f: i for i, f in enumerate(folders)}
@@ -521,7 +522,7 @@ def test_imagefolder_tree_gives_every_label_its_class_index_and_names_in_manifes
     out = tmp_path / "png"
     run_stage(export_png, tmp_path, tiny, directory, out, dataset={"classes": classes})
     tree = tmp_path / "tree"
-    unpack.unpack_zip(out / "images.zip", tree)
+    tree_module.unpack_zip(out / "images.zip", tree)
     with (tree / "manifest.csv").open(newline="") as handle:
         manifest = list(csv.DictReader(handle))
     class_to_idx = torchvision_class_to_idx(tree / "train")
@@ -605,7 +606,7 @@ def test_parquet_has_hugging_face_schema(tmp_path: Path, tiny: TinyDataset, deco
 def test_parquet_pixels_extended_labels_and_row_groups(
     tmp_path: Path, tiny: TinyDataset, table_decoded: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(images_module, "PNG_BATCH", 5)
+    monkeypatch.setattr(exports_module, "PNG_BATCH", 5)
     out = tmp_path / "parquet"
     options = {"pixels": True, "extended_labels": True, "row_group_size": 7, "compression": "zstd"}
     classes = [f"class {c}" for c in range(10)]
@@ -663,7 +664,7 @@ def test_same_bytes_whatever_the_workers_and_the_batch_size(
     digests: list[dict[str, str]] = []
     for run, (workers, batch_rows, png_batch) in enumerate([(1, 10_000, 2000), (2, 7, 5), (2, 7, 5)]):
         monkeypatch.setattr(decoded_module, "BATCH_ROWS", batch_rows)
-        monkeypatch.setattr(images_module, "PNG_BATCH", png_batch)
+        monkeypatch.setattr(exports_module, "PNG_BATCH", png_batch)
         out = tmp_path / f"run{run}" / "export"
         run_stage(module, tmp_path, tiny, table_decoded, out, workers=workers, dataset=TABLE_DATASET, **options)
         digests.append(sha256_tree(out))
@@ -675,7 +676,7 @@ def test_exports_read_the_decoded_files_a_batch_at_a_time(
     tmp_path: Path, tiny: TinyDataset, table_decoded: Path, module: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(decoded_module, "BATCH_ROWS", 8)
-    monkeypatch.setattr(images_module, "PNG_BATCH", 6)
+    monkeypatch.setattr(exports_module, "PNG_BATCH", 6)
     largest: list[int] = [0]
     read = decoded_module.NpyFile.read
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from mnist_pipeline import tree as tree_module
 from mnist_pipeline import unpack, ziparchive
 from mnist_pipeline.errors import ArchiveError
-from mnist_pipeline.unpack import unpack_zip
+from mnist_pipeline.tree import unpack_zip
 from tests.conftest import TinyDataset, params_for, write_params
 from tests.test_ziparchive import Crafted, craft_zip, zip_of
 
@@ -139,18 +140,18 @@ def test_truncated_zip_refused(workspace: Path) -> None:
 
 
 def test_member_count_over_the_limit_refused(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(unpack, "MAX_MEMBERS", 3)
+    monkeypatch.setattr(tree_module, "MAX_MEMBERS", 3)
     assert_refused(workspace, zip_of({f"{i}.png": b"" for i in range(4)}), "expected at most 3 members, found 4")
 
 
 def test_total_size_over_the_limit_refused(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(unpack, "MAX_TOTAL_BYTES", 250)
+    monkeypatch.setattr(tree_module, "MAX_TOTAL_BYTES", 250)
     files = {"a.png": b"a" * 100, "b.png": b"b" * 100, "c.png": b"c" * 100}
     assert_refused(workspace, zip_of(files), "refusing member 'c.png': expected at most 250 bytes in all")
 
 
 def test_expansion_over_the_limit_refused(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(unpack, "MAX_EXPANSION", 10)
+    monkeypatch.setattr(tree_module, "MAX_EXPANSION", 10)
     archive = zip_of({"small.png": b"x" * 10, "zeros.png": bytes(100_000)}, zipfile.ZIP_DEFLATED)
     assert_refused(workspace, archive, f"refusing member 'zeros.png': expected at most {10 * len(archive):,} bytes")
 

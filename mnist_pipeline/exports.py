@@ -1,23 +1,25 @@
-"""What the exports share: validation carving (by row index, no copy), float scaling, one-hot
-labels, the extra label columns of label tables, class folder names, and PNG encoding spread
-over worker processes a range of rows at a time.
+"""What the export stages share: their shell (``run_export``), validation carving (by row
+index, no copy), float scaling, one-hot labels, the extra label columns of label tables, class
+folder names, and PNG encoding spread over worker processes a range of rows at a time.
 
 Everything here works a batch of rows at a time: no split's images are ever held whole.
 """
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from mnist_pipeline.config import DatasetSpec, LabelLayout, PngLayout, Scale, SplitMethod
+from mnist_pipeline.config import DatasetSpec, LabelLayout, Params, PngLayout, Scale, SplitMethod
 from mnist_pipeline.decoded import (
     DecodedSplit,
     ExportSplit,
@@ -27,9 +29,12 @@ from mnist_pipeline.decoded import (
     add_to_histogram,
     batch_ranges,
     moments,
+    open_decoded,
 )
 from mnist_pipeline.errors import ConfigError
+from mnist_pipeline.fsio import atomic_dir, write_sha256sums
 from mnist_pipeline.png import encode_gray_pngs
+from mnist_pipeline.stage import run_stage, stage_parser
 
 Floats = npt.NDArray[np.float32]
 Rows = npt.NDArray[np.intp]
@@ -222,3 +227,29 @@ def encoded_ranges(
     while pending:
         first, last, done = pending.popleft()
         yield first, last, done.result()
+
+
+def run_export(
+    format_name: str,
+    export: Callable[[Params, str, list[DecodedSplit], Path], str],
+    argv: list[str] | None,
+    doc: str,
+) -> int:
+    """The shell of every export stage: the decoded folder in, one folder out
+    (``data/<dataset>/export/<format>/``, replaced as a whole only on success) and, with
+    ``--sums``, a sha256sum-style file covering every file of that folder."""
+    parser = stage_parser(doc)
+    parser.add_argument("decoded", type=Path, help="decoded/ folder written by the decode stage")
+    parser.add_argument("output", type=Path, help="the export folder to write")
+    parser.add_argument("--sums", type=Path, help="write sha256 lines of the output here")
+    args: argparse.Namespace = parser.parse_args(argv)
+
+    def work(params: Params) -> str:
+        splits = open_decoded(args.decoded, params.dataset(args.dataset))
+        with atomic_dir(args.output) as staging:
+            summary = export(params, args.dataset, splits, staging)
+        if args.sums:
+            write_sha256sums(args.output, args.sums)
+        return summary
+
+    return run_stage(f"export@{args.dataset}-{format_name}", work, args.params)
