@@ -20,6 +20,7 @@ import ast
 import hashlib
 import importlib.metadata
 import importlib.resources
+import io
 import os
 import re
 import subprocess
@@ -30,6 +31,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.error import YAMLError
 
 from mnist_pipeline.errors import PipelineError
 
@@ -231,23 +235,56 @@ def _planned(path: Path, content: bytes, written_sha256: str | None) -> Planned:
 
 
 def _planned_stages(path: Path, stages: dict[str, Any], upgrade: bool, relative_root: str | None) -> Planned:
-    """dvc.yaml with the pipeline's stages merged in. In a sub-folder, DVC's templating reads the
-    params.yaml beside the dvc.yaml: ``vars`` points it at the root one the stages use."""
-    document: dict[str, Any] = _read_yaml(path) if path.exists() else {}
-    existing = document.get("stages") or {}
+    """dvc.yaml with the pipeline's stages merged in, the team's own entries kept. When
+    ``stages:`` is the file's last section the new stages are appended as text, so every byte of
+    the team's stays as it was; otherwise a round trip through ruamel.yaml (which DVC uses)
+    keeps their entries and comments. In a sub-folder, DVC's templating reads the params.yaml
+    beside the dvc.yaml: ``vars`` points it at the root one the stages use."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    existing = (_read_yaml(path).get("stages") or {}) if text.strip() else {}
     taken = sorted(set(existing) & set(stages))
     if taken and not upgrade:
         raise AdoptError(
             f"{path}: already has stages named {taken}; refusing to merge (use --dir for another dvc.yaml)"
         )
-    merged = dict(document)
+    if text.strip() and not taken and not relative_root and _last_section(text) == "stages":
+        appended = yaml.safe_dump({"stages": stages}, sort_keys=False, width=120).split("\n", 1)[1]
+        content = text + ("" if text.endswith("\n") else "\n") + appended
+    else:
+        content = _round_trip_merge(path, text, stages, relative_root)
+    merged = yaml.safe_load(content).get("stages") or {}
+    if list(merged) != [*(name for name in existing if name not in stages), *stages] and not taken:
+        raise AdoptError(f"{path}: could not merge the pipeline's stages into it; adopt with --dir instead")
+    action = "update" if path.exists() else "new"
+    return Planned(path, content.encode(), "same" if text == content else action)
+
+
+def _last_section(text: str) -> str | None:
+    """The last top-level key of a YAML mapping written in block style."""
+    keys = re.findall(r"^([A-Za-z_][\w-]*)\s*:", text, flags=re.MULTILINE)
+    return keys[-1] if keys else None
+
+
+def _round_trip_merge(path: Path, text: str, stages: dict[str, Any], relative_root: str | None) -> str:
+    round_trip = YAML()
+    round_trip.width = 120
+    try:
+        document = round_trip.load(text) if text.strip() else None
+    except (YAMLError, ValueError) as exc:
+        raise AdoptError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
+    if document is None:
+        document = CommentedMap()
+    if not isinstance(document, dict):
+        raise AdoptError(f"{path}: expected a mapping, found {type(document).__name__}")
     if relative_root:
         root_params = f"{relative_root}/params.yaml"
-        merged["vars"] = [*(v for v in document.get("vars", []) if v != root_params), root_params]
-    merged["stages"] = {**existing, **stages}
-    content = yaml.safe_dump(merged, sort_keys=False, width=120).encode()
-    action = "update" if path.exists() else "new"
-    return Planned(path, content, "same" if path.exists() and path.read_bytes() == content else action)
+        document["vars"] = [*(v for v in document.get("vars", []) if v != root_params), root_params]
+    existing = document.setdefault("stages", CommentedMap())
+    for name, stage in stages.items():
+        existing[name] = stage
+    buffer = io.StringIO()
+    round_trip.dump(document, buffer)
+    return buffer.getvalue()
 
 
 def _planned_ignore(path: Path) -> Planned:

@@ -20,7 +20,8 @@ from tests.faultserver import FaultServer, serve
 from tests.repos import PROJECT_ROOT, project_files, run
 
 pytestmark = pytest.mark.slow
-TEAM_DVC_YAML = """stages:
+TEAM_DVC_YAML = """# The team's own pipeline: this comment must survive adoption.
+stages:
   train:
     cmd: python -m pipeline.train data/tiny/export/npz/tiny.npz model.txt
     deps:
@@ -105,8 +106,9 @@ def team_repo(
 
 def test_init_adds_the_pipeline_beside_the_teams_own(team_repo: tuple[Path, Installed, FaultServer]) -> None:
     repo, _, _ = team_repo
-    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
-    assert stages["train"]["cmd"].startswith("python -m pipeline.train")  # the team's stage, untouched
+    text = (repo / "dvc.yaml").read_text()
+    assert text.startswith(TEAM_DVC_YAML)  # the team's stage and comment, byte for byte, first
+    stages = yaml.safe_load(text)["stages"]
     assert {"check", "download", "export", "unpack", "report"} <= set(stages)
     assert (repo / "pipeline" / "train.py").read_text() == TEAM_TRAIN
     ignore = (repo / ".gitignore").read_text().splitlines()
