@@ -9,7 +9,6 @@ mnist-pipeline unpack ZIP DIR     turn an imported images.zip into its PNG tree
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -20,8 +19,6 @@ from mnist_pipeline.adopt import CODE_FILE, apply, enable_hydra, plan
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.params import compose_params
 from mnist_pipeline.tree import MANIFEST, unpack_zip
-
-log = logging.getLogger("mnist_pipeline")
 
 
 def init(repo: Path, stages_dir: str, upgrade: bool) -> str:
@@ -65,7 +62,6 @@ def main(argv: list[str] | None = None) -> int:
     unpacking.add_argument("archive", type=Path)
     unpacking.add_argument("tree", type=Path)
     args = parser.parse_args(argv)
-    logging.basicConfig(format="mnist-pipeline: %(message)s", level=logging.INFO)
     try:
         if args.command == "init":
             print(init(Path.cwd(), args.dir, args.upgrade))
