@@ -9,7 +9,6 @@ as soon as the payload passes its expected size, so a decompression bomb cannot 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import lzma
 import zlib
 from collections.abc import Callable, Iterator
@@ -17,11 +16,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from mnist_pipeline.config import ArchiveCheck, Compression, FileSpec
+from mnist_pipeline.config import ArchiveCheck, Compression, ContainerSpec, FileSpec
 from mnist_pipeline.errors import ArchiveError, ChecksumError
-from mnist_pipeline.fsio import CHUNK_SIZE, atomic_path, digests_of_stream
+from mnist_pipeline.fsio import CHUNK_SIZE, Digests, Hasher, atomic_path, digests_of
 
-DIGESTS = ("md5", "sha256")
 #: compression -> (magic the file must start with, opener of its decompressed stream).
 OPENERS: dict[Compression, tuple[bytes, Callable[[Path], BinaryIO]]] = {
     Compression.gzip: (b"\x1f\x8b", lambda path: cast(BinaryIO, gzip.open(path, "rb"))),  # noqa: SIM115 - caller closes
@@ -43,19 +41,6 @@ def max_archive_size(spec: FileSpec, mode: ArchiveCheck) -> int:
     if mode is ArchiveCheck.strict and spec.size is not None:
         return spec.size
     return spec.payload_size + RECOMPRESSED_SLACK
-
-
-@dataclass(frozen=True)
-class ArchiveDigests:
-    size: int
-    md5: str
-    sha256: str
-
-
-def archive_digests(path: Path) -> ArchiveDigests:
-    with path.open("rb") as stream:
-        size, digests = digests_of_stream(stream, DIGESTS)
-    return ArchiveDigests(size=size, md5=digests["md5"], sha256=digests["sha256"])
 
 
 def iter_payload(path: Path, compression: Compression, max_size: int) -> Iterator[bytes]:
@@ -81,37 +66,23 @@ def iter_payload(path: Path, compression: Compression, max_size: int) -> Iterato
         raise ArchiveError(f"{path}: corrupt {compression.value} stream after {produced} payload bytes: {exc}") from exc
 
 
-@dataclass(frozen=True)
-class PayloadDigests:
-    size: int
-    md5: str
-    sha256: str
-
-
-def payload_digests(path: Path, compression: Compression, expected_size: int) -> PayloadDigests:
+def payload_digests(path: Path, compression: Compression, expected_size: int) -> Digests:
     """Size, md5 and sha256 of the decompressed payload (bounded by ``expected_size``)."""
-    hashers = {name: hashlib.new(name) for name in DIGESTS}
-    size = 0
+    hasher = Hasher()
     for chunk in iter_payload(path, compression, expected_size):
-        size += len(chunk)
-        for hasher in hashers.values():
-            hasher.update(chunk)
-    return PayloadDigests(size=size, md5=hashers["md5"].hexdigest(), sha256=hashers["sha256"].hexdigest())
+        hasher.update(chunk)
+    return hasher.digests()
 
 
 def extract_payload(archive_path: Path, payload_path: Path, spec: FileSpec, compression: Compression) -> None:
     """Decompress to ``payload_path`` atomically; the payload must have exactly the expected
     size and every published payload digest."""
-    hashers = {name: hashlib.new(name) for name in DIGESTS}
+    hasher = Hasher()
     with atomic_path(payload_path) as temp, temp.open("wb") as out:
-        size = 0
         for chunk in iter_payload(archive_path, compression, spec.payload_size):
-            size += len(chunk)
             out.write(chunk)
-            for hasher in hashers.values():
-                hasher.update(chunk)
-        found = PayloadDigests(size=size, md5=hashers["md5"].hexdigest(), sha256=hashers["sha256"].hexdigest())
-        differences = _payload_differences(spec, found)
+            hasher.update(chunk)
+        differences = _payload_differences(spec, hasher.digests())
         if differences:
             raise ChecksumError(f"{archive_path}: payload: " + "; ".join(differences))
 
@@ -120,8 +91,8 @@ def extract_payload(archive_path: Path, payload_path: Path, spec: FileSpec, comp
 class ArchiveVerdict:
     """What was measured of one file and which check accepted it."""
 
-    digests: ArchiveDigests
-    payload: PayloadDigests | None
+    digests: Digests
+    payload: Digests | None
     passed: str  # "archive": size and digests match; "payload": recompressed, payload matches
 
 
@@ -136,7 +107,7 @@ def check_archive(
     compression: Compression,
     *,
     full: bool = False,
-    digests: ArchiveDigests | None = None,
+    digests: Digests | None = None,
 ) -> ArchiveVerdict:
     """Accept ``path`` as ``spec`` or raise ChecksumError/ArchiveError with expected and actual.
 
@@ -145,9 +116,9 @@ def check_archive(
     is read only when ``mode`` needs it. ``digests`` are the archive's, when the caller hashed
     it while writing it.
     """
-    digests = digests or archive_digests(path)
-    archive_problems = _archive_differences(spec, digests)
-    payload: PayloadDigests | None = None
+    digests = digests or digests_of(path)
+    archive_problems = archive_differences(spec, digests)
+    payload: Digests | None = None
     # A strict mismatch is reported as such, before decompressing bytes already known wrong.
     if (full and not archive_problems) or (archive_problems and mode is ArchiveCheck.payload):
         payload = payload_digests(path, compression, spec.payload_size)
@@ -160,12 +131,13 @@ def check_archive(
     raise ChecksumError(f"{path}: " + "; ".join(archive_problems + payload_problems))
 
 
-def _archive_differences(spec: FileSpec, found: ArchiveDigests) -> list[str]:
+def archive_differences(spec: FileSpec | ContainerSpec, found: Digests) -> list[str]:
+    """``expected X, found Y`` for every published size or digest that ``found`` does not match."""
     pairs = [("bytes", spec.size, found.size), ("md5", spec.md5, found.md5), ("sha256", spec.sha256, found.sha256)]
     return [f"expected {name} {want}, found {got}" for name, want, got in pairs if want is not None and want != got]
 
 
-def _payload_differences(spec: FileSpec, found: PayloadDigests) -> list[str]:
+def _payload_differences(spec: FileSpec, found: Digests) -> list[str]:
     pairs = [
         ("payload bytes", spec.payload_size, found.size),
         ("payload md5", spec.payload_md5, found.md5),

@@ -18,7 +18,6 @@ of the same zip find it.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import http.client
 import logging
 import sys
@@ -33,10 +32,10 @@ from urllib.request import url2pathname
 
 from tqdm import tqdm
 
-from mnist_pipeline.archive import DIGESTS, ArchiveDigests, ArchiveVerdict, check_archive, magic_of, max_archive_size
+from mnist_pipeline.archive import ArchiveVerdict, archive_differences, check_archive, magic_of, max_archive_size
 from mnist_pipeline.config import ArchiveCheck, Compression, ContainerSpec, DatasetSpec, FileSpec, Params
 from mnist_pipeline.errors import ArchiveError, ChecksumError, DownloadError
-from mnist_pipeline.fsio import CHUNK_SIZE, symlinked_part
+from mnist_pipeline.fsio import CHUNK_SIZE, Digests, Hasher, symlinked_part
 from mnist_pipeline.http import (
     FOLLOWED_SCHEMES,
     Deadline,
@@ -278,7 +277,7 @@ def file_target(spec: FileSpec, run: Run) -> Target:
     )
 
 
-def _checked(partial: Path, spec: FileSpec, run: Run, digests: ArchiveDigests) -> ArchiveVerdict:
+def _checked(partial: Path, spec: FileSpec, run: Run, digests: Digests) -> ArchiveVerdict:
     try:
         return check_archive(partial, spec, run.mode, run.compression, digests=digests)
     except (ChecksumError, ArchiveError) as exc:
@@ -294,21 +293,19 @@ class HashingWriter:
         self._out = out
         self._target = target
         self._bar = bar
-        self._hashers = {name: hashlib.new(name) for name in DIGESTS}
-        self.size = 0
+        self._hasher = Hasher()
         remaining = offset
         while remaining:
             chunk = out.read(min(CHUNK_SIZE, remaining))
             if not chunk:
                 break
-            self._hash(chunk)
+            self._hasher.update(chunk)
             remaining -= len(chunk)
         out.truncate(self.size)
 
-    def _hash(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        for hasher in self._hashers.values():
-            hasher.update(chunk)
+    @property
+    def size(self) -> int:
+        return self._hasher.size
 
     def write(self, chunk: bytes) -> None:
         magic = self._target.magic
@@ -317,13 +314,11 @@ class HashingWriter:
         if self.size + len(chunk) > self._target.limit:
             raise MirrorError(f"body exceeds the expected {self._target.limit} bytes")
         self._out.write(chunk)
-        self._hash(chunk)
+        self._hasher.update(chunk)
         self._bar.update(len(chunk))
 
-    def digests(self) -> ArchiveDigests:
-        return ArchiveDigests(
-            size=self.size, md5=self._hashers["md5"].hexdigest(), sha256=self._hashers["sha256"].hexdigest()
-        )
+    def digests(self) -> Digests:
+        return self._hasher.digests()
 
 
 def _progress(target: Target, initial: int, enabled: bool) -> tqdm[NoReturn]:
@@ -338,7 +333,7 @@ def _progress(target: Target, initial: int, enabled: bool) -> tqdm[NoReturn]:
     )
 
 
-def copy_local(source: Path, partial: Path, target: Target, progress: bool) -> ArchiveDigests:
+def copy_local(source: Path, partial: Path, target: Target, progress: bool) -> Digests:
     """Copy a file of a local mirror into ``partial``, hashing it."""
     if not source.is_file():  # also keeps a FIFO from blocking the read
         raise MirrorError("not found" if not source.exists() else "not a regular file")
@@ -360,7 +355,7 @@ def fetch_http(
     partial: Path,
     run: Run,
     response: http.client.HTTPResponse | None = None,
-) -> ArchiveDigests:
+) -> Digests:
     """Bring ``partial`` to the whole body of ``url``, resuming and retrying; ``response``: an
     already open answer to use first. The deadline covers every attempt at this mirror."""
     deadline = Deadline.for_size(run.client.settings, target.expected)
@@ -381,7 +376,7 @@ def _transfer(
     run: Run,
     deadline: Deadline,
     response: http.client.HTTPResponse | None,
-) -> ArchiveDigests:
+) -> Digests:
     asked = 0 if response is not None else _resumable_size(partial, target)
     if response is None:
         response = _open_resuming(url, asked, partial, run, deadline)
@@ -569,16 +564,7 @@ def download_container(
     run.partial_dir.mkdir(parents=True, exist_ok=True)
     partial = run.partial_dir / container.file
     try:
-        digests = fetch_http(url, mirror, target, partial, run, response)
-        problems = [
-            f"expected {name} {want}, found {got}"
-            for name, want, got in (
-                ("bytes", container.size, digests.size),
-                ("md5", container.md5, digests.md5),
-                ("sha256", container.sha256, digests.sha256),
-            )
-            if want is not None and want != got
-        ]
+        problems = archive_differences(container, fetch_http(url, mirror, target, partial, run, response))
         if problems:
             raise MirrorError("; ".join(problems))
     except MirrorError:

@@ -9,8 +9,8 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from mnist_pipeline.errors import PipelineError
 
@@ -107,20 +107,43 @@ def write_bytes_atomic(final: Path, data: bytes) -> None:
         temp.write_bytes(data)
 
 
-def digests_of_stream(stream: BinaryIO, algorithms: tuple[str, ...]) -> tuple[int, dict[str, str]]:
-    """Read ``stream`` to the end; return its size and hex digests for each algorithm."""
-    hashers = {name: hashlib.new(name) for name in algorithms}
-    size = 0
-    while chunk := stream.read(CHUNK_SIZE):
-        size += len(chunk)
-        for hasher in hashers.values():
+@dataclass(frozen=True)
+class Digests:
+    """Size, md5 and sha256 of some bytes: what the dataset configs publish for every file."""
+
+    size: int
+    md5: str
+    sha256: str
+
+
+class Hasher:
+    """Counts and hashes bytes fed in chunks: the one place digests are computed."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._md5 = hashlib.md5()
+        self._sha256 = hashlib.sha256()
+
+    def update(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        self._md5.update(chunk)
+        self._sha256.update(chunk)
+
+    def digests(self) -> Digests:
+        return Digests(size=self.size, md5=self._md5.hexdigest(), sha256=self._sha256.hexdigest())
+
+
+def digests_of(path: Path) -> Digests:
+    hasher = Hasher()
+    with path.open("rb") as stream:
+        while chunk := stream.read(CHUNK_SIZE):
             hasher.update(chunk)
-    return size, {name: hasher.hexdigest() for name, hasher in hashers.items()}
+    return hasher.digests()
 
 
 def sha256_of(path: Path) -> str:
     with path.open("rb") as stream:
-        return digests_of_stream(stream, ("sha256",))[1]["sha256"]
+        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 def write_sha256sums(output: Path, sums_path: Path) -> None:

@@ -683,3 +683,25 @@ def test_mirror_url_forms() -> None:
     assert download.mirror_url("https://host/b/?sig=x", "a.gz") == "https://host/b/a.gz?sig=x"
     assert download.mirror_url("/srv/mnist", "a.gz") == "file:///srv/mnist/a.gz"
     assert loggable_url("https://host/b/a.gz?sig=x#frag") == "https://host/b/a.gz?***"
+
+
+def test_a_symlinked_dataset_folder_is_not_written_through(
+    tmp_path: Path,
+    tiny: TinyDataset,
+    mirror: FaultServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """data/<dataset> pointing elsewhere: refused in one line, before any request or write."""
+    monkeypatch.chdir(tmp_path)  # paths below the working directory are the ones checked
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / DATASET).symlink_to(elsewhere)
+    params = write_params(tmp_path, params_for(tiny, [mirror.url]))
+    code = download.main(["--params", str(params), "--dataset", DATASET, f"data/{DATASET}/raw"])
+    assert code == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    expected = f"data/{DATASET}: is a symbolic link; refusing to write data/{DATASET}/raw through it"
+    assert line == f"download@{DATASET}: error: {expected}"
+    assert list(elsewhere.iterdir()) == [] and mirror.requests == []
