@@ -40,8 +40,8 @@ from benchmarks.machine import machine_section  # noqa: E402  (run as a script, 
 from benchmarks.measure import Measurement, measure  # noqa: E402
 from benchmarks.stages import StageRun, describe_run, pipeline_stages, run_stages  # noqa: E402
 from benchmarks.tables import goals_section, markdown_table, megabytes, ratio, seconds, verdict  # noqa: E402
-from tests.remotes import configure_remote, s3_server, ssh_server, sshd_available  # noqa: E402
-from tests.repos import make_repo, run, tool_env  # noqa: E402
+from tests.support.remotes import configure_remote, s3_server, ssh_server, sshd_available  # noqa: E402
+from tests.support.repos import make_repo, run, tool_env  # noqa: E402
 
 DEFAULT_MIRROR = PROJECT_ROOT.parent / "shared" / "mirror" / "mnist"
 RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.measure import Measurement, measure
-from tests.repos import tool_env
+from tests.support.repos import tool_env
 
 BENCH_DIR = Path(__file__).resolve().parent
 FLOOR_SOURCES = BENCH_DIR / "floors"

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from benchmarks.measure import Measurement, measure
-from tests.repos import PROJECT_ROOT, tool_env
+from tests.support.repos import PROJECT_ROOT, tool_env
 
 #: Export formats every scale run writes (all the pipeline has).
 ALL_FORMATS = ("npz", "csv", "png", "parquet")

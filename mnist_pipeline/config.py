@@ -331,7 +331,7 @@ def _problems(params: Params) -> Problems:
         problems.append(("datasets", "expected at least one dataset (-S dataset=<name>), found none"))
     for name, dataset in params.datasets.items():
         problems += _dataset_problems(f"datasets.{name}", name, dataset)
-    problems += _download_problems(params.download)
+    problems += download_problems(params.download)
     if not 1 <= params.report.samples_per_class <= 100:
         problems.append(("report.samples_per_class", f"expected 1 to 100, found {params.report.samples_per_class}"))
     return problems
@@ -451,7 +451,7 @@ def _label_problems(key: str, labels: LabelSpec) -> Problems:
     return problems
 
 
-def _download_problems(download: DownloadConfig) -> Problems:
+def download_problems(download: DownloadConfig) -> Problems:
     problems: Problems = []
     for name, value, low, high in (
         ("timeout", download.timeout, 0.0, MAX_TIMEOUT),

@@ -55,6 +55,7 @@ from mnist_pipeline.http import (
     read_chunk,
     shown,
 )
+from mnist_pipeline.machine import Sources, sources_for
 from mnist_pipeline.stage import run_stage, stage_parser
 from mnist_pipeline.ziparchive import (
     MAX_EOCD_SEARCH,
@@ -86,7 +87,7 @@ MAX_CONTAINER_MEMBERS = 100_000
 HTTP_RANGE_NOT_SATISFIABLE = 416
 OFFLINE_HINT = (
     "(offline? point at a local copy: make repro MIRROR=/path/to/folder, "
-    "or -S 'datasets.{name}.mirrors=[/path/to/folder]')"
+    "or MNIST_PIPELINE_MIRRORS={name}=/path/to/folder, or mirrors.{name} in mnist-pipeline.local.yaml)"
 )
 _URL_PATH_SAFE = "/%:@!$&'()*+,;=~"
 
@@ -139,9 +140,11 @@ def local_folder(mirror: str) -> Path | None:
     return Path(mirror)
 
 
-def download(params: Params, dataset_name: str, raw_dir: Path) -> str:
+def download(params: Params, dataset_name: str, raw_dir: Path, sources: Sources) -> str:
+    """Fetch every file of ``dataset_name`` from ``sources`` (this machine's mirrors, then the
+    published ones) into ``raw_dir``."""
     dataset = params.dataset(dataset_name)
-    settings = params.download
+    settings = sources.download
     for folder in (raw_dir, raw_dir.parent / PARTIAL_DIR_NAME, raw_dir.parent.parent / DOWNLOADS_DIR_NAME):
         linked = symlinked_part(folder)
         if linked is not None:
@@ -158,7 +161,7 @@ def download(params: Params, dataset_name: str, raw_dir: Path) -> str:
         dataset_name=dataset_name,
         # Built per run, so HTTP(S)_PROXY / NO_PROXY and netrc are read when the stage starts.
         client=HttpClient(
-            http_settings, build_opener(netrc_passwords(dataset.mirrors)), MirrorHealth(settings.retries)
+            http_settings, build_opener(netrc_passwords(sources.mirrors)), MirrorHealth(settings.retries)
         ),
         mode=params.verify.archive,
         compression=dataset.compression,
@@ -171,10 +174,10 @@ def download(params: Params, dataset_name: str, raw_dir: Path) -> str:
         if dataset.container is None:
             for spec in dataset.files():
                 started = time.monotonic()
-                origin = download_file(spec, dataset.mirrors, run)
+                origin = download_file(spec, sources.mirrors, run)
                 log.info("%s: %s in %.1f s", spec.file, origin, time.monotonic() - started)
         else:
-            download_members(dataset, dataset.container, run)
+            download_members(dataset, dataset.container, sources.mirrors, run)
     finally:
         for folder in (run.partial_dir, run.downloads_dir):
             if folder.is_dir() and not any(folder.iterdir()):
@@ -443,14 +446,14 @@ def _check_announced(total: int | None, target: Target) -> None:
         raise MirrorError(f"server announces {total} bytes, more than the expected {target.limit}")
 
 
-def download_members(dataset: DatasetSpec, container: ContainerSpec, run: Run) -> None:
+def download_members(dataset: DatasetSpec, container: ContainerSpec, mirrors: list[str], run: Run) -> None:
     """Put every file of a container dataset into the raw folder, reading only its members."""
     pending = [spec for spec in dataset.files() if not _present_and_valid(spec, run)]
     failures: dict[str, list[str]] = {spec.file: [] for spec in pending}
     cached = run.downloads_dir / container.file
     if pending and cached.is_file():
         pending = _members_from_cached_zip(cached, container, pending, run)
-    for mirror in dataset.mirrors:
+    for mirror in mirrors:
         if not pending:
             break
         pending = members_from_mirror(mirror, container, pending, run, failures)
@@ -660,7 +663,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("raw_dir", type=Path, help="folder that receives the accepted files")
     args: argparse.Namespace = parser.parse_args(argv)
     return run_stage(
-        f"download@{args.dataset}", lambda params: download(params, args.dataset, args.raw_dir), args.params
+        f"download@{args.dataset}",
+        lambda params: download(
+            params, args.dataset, args.raw_dir, sources_for(params, args.dataset, args.params.parent)
+        ),
+        args.params,
     )
 
 

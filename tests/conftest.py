@@ -1,76 +1,14 @@
-"""Shared fixtures: a tiny but valid MNIST-shaped dataset, params built around it, a loopback
-mirror, and throwaway git+DVC repositories made from this project's own files."""
+"""Shared fixtures: a tiny but valid MNIST-shaped dataset and a loopback mirror serving it.
+The builders behind them live in tests/support/ (benchmarks use them too)."""
 
 from __future__ import annotations
 
-import copy
-import gzip
-import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
-import yaml
 
-from mnist_pipeline.idx import encode_idx
-from tests.faultserver import FaultServer, serve
-from tests.repos import PROJECT_ROOT, run
-
-SHARED_MIRROR = PROJECT_ROOT.parent / "shared" / "mirror" / "mnist"
-FILE_NAMES = {
-    ("train", "images"): "train-images-idx3-ubyte.gz",
-    ("train", "labels"): "train-labels-idx1-ubyte.gz",
-    ("test", "images"): "t10k-images-idx3-ubyte.gz",
-    ("test", "labels"): "t10k-labels-idx1-ubyte.gz",
-}
-
-
-@dataclass(frozen=True)
-class TinyDataset:
-    """Real IDX/gzip archives of a few random 28x28 digits: every stage runs on them for real."""
-
-    archives: dict[str, bytes]
-    arrays: dict[str, tuple[np.ndarray, np.ndarray]]
-    splits_spec: dict[str, Any]
-
-
-def gzip_bytes(payload: bytes) -> bytes:
-    return gzip.compress(payload, mtime=0)
-
-
-def archive_spec(name: str, archive: bytes, payload: bytes) -> dict[str, Any]:
-    """The FileSpec of a generated archive, with every digest (as MNIST's config has)."""
-    return {
-        "file": name,
-        "size": len(archive),
-        "md5": hashlib.md5(archive).hexdigest(),
-        "sha256": hashlib.sha256(archive).hexdigest(),
-        "payload_size": len(payload),
-        "payload_sha256": hashlib.sha256(payload).hexdigest(),
-    }
-
-
-def make_tiny_dataset(sizes: dict[str, int], seed: int = 7) -> TinyDataset:
-    rng = np.random.default_rng(seed)
-    archives: dict[str, bytes] = {}
-    arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    spec: dict[str, Any] = {}
-    for split, count in sizes.items():
-        images = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
-        images[:, :4, :] = 0  # a blank border, as real digits have
-        labels = rng.permutation(np.arange(count) % 10).astype(np.uint8)
-        arrays[split] = (images, labels)
-        spec[split] = {}
-        for kind, array in (("images", images), ("labels", labels)):
-            payload = encode_idx(array)
-            name = FILE_NAMES[(split, kind)]
-            archives[name] = gzip_bytes(payload)
-            spec[split][kind] = archive_spec(name, archives[name], payload)
-        spec[split]["count"] = count
-    return TinyDataset(archives=archives, arrays=arrays, splits_spec=spec)
+from tests.support.data import TinyDataset, make_tiny_dataset
+from tests.support.faultserver import FaultServer, serve
 
 
 @pytest.fixture(scope="session")
@@ -78,75 +16,7 @@ def tiny() -> TinyDataset:
     return make_tiny_dataset({"train": 60, "test": 20})
 
 
-def committed_params() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
-    return loaded
-
-
-def tiny_dataset_entry(tiny: TinyDataset, mirrors: list[str], **facts: Any) -> dict[str, Any]:
-    """A ``datasets.<name>`` entry for the tiny archives: MNIST's facts, the tiny splits."""
-    entry: dict[str, Any] = copy.deepcopy(committed_params()["datasets"]["mnist"])
-    entry.update(title="Tiny MNIST-shaped fixture", splits=copy.deepcopy(tiny.splits_spec), mirrors=mirrors)
-    entry.update(facts)
-    return entry
-
-
-def params_for(
-    tiny: TinyDataset, mirrors: list[str], name: str = "mnist", **sections: dict[str, Any]
-) -> dict[str, Any]:
-    """The committed params with the tiny dataset (as ``datasets.<name>``), the given mirrors,
-    quick download limits, and ``sections`` ("export.csv" -> values) updated."""
-    params = copy.deepcopy(committed_params())
-    params["datasets"] = {name: tiny_dataset_entry(tiny, mirrors)}
-    params["download"].update(timeout=1.0, retries=1, backoff=0.05)
-    for path, values in sections.items():
-        node = params
-        for part in path.split("."):
-            node = node[part]
-        node.update(values)
-    return params
-
-
-def write_decoded_dir(directory: Path, tiny: TinyDataset) -> Path:
-    """A decoded/ folder holding the tiny arrays, as the decode stage writes it."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for split, (images, labels) in tiny.arrays.items():
-        np.save(directory / f"{split}_images.npy", images)
-        np.save(directory / f"{split}_labels.npy", labels)
-    return directory
-
-
-def write_params(directory: Path, params: dict[str, Any]) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "params.yaml"
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-    return path
-
-
 @pytest.fixture
 def mirror(tiny: TinyDataset) -> Iterator[FaultServer]:
     with serve(FaultServer(files=dict(tiny.archives))) as server:
         yield server
-
-
-def add_tiny_dataset_config(
-    repo: Path, tiny: TinyDataset, name: str = "tiny", mirrors: list[str] | None = None
-) -> None:
-    """conf/dataset/<name>.yaml describing the tiny archives, committed, selectable by -S dataset=<name>:
-    what a team writes to add a dataset of the family, with no code change."""
-    entry = tiny_dataset_entry(tiny, mirrors or ["unused"])
-    for inherited in ("compression", "container", "transposed", "labels", "export"):
-        entry.pop(inherited)  # from /base/dataset, as a new dataset file would
-    text = f"# @package datasets.{name}\ndefaults:\n  - /base/dataset@_here_\n  - _self_\n"
-    (repo / "conf" / "dataset" / f"{name}.yaml").write_text(text + yaml.safe_dump(entry, sort_keys=False))
-    run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-q", "-m", f"dataset {name}")
-
-
-def sha256_tree(root: Path) -> dict[str, str]:
-    """Relative path -> sha256 of every file below ``root`` (DVC's own .gitignore files excluded)."""
-    return {
-        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(root.rglob("*"))
-        if path.is_file() and path.name != ".gitignore"
-    }

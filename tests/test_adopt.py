@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import TinyDataset, add_tiny_dataset_config
-from tests.faultserver import FaultServer, serve
-from tests.repos import PROJECT_ROOT, project_files, run
+from tests.support.data import TinyDataset, add_tiny_dataset_config
+from tests.support.faultserver import FaultServer, serve
+from tests.support.repos import PROJECT_ROOT, project_files, run
 
 pytestmark = pytest.mark.slow
 TEAM_DVC_YAML = """# The team's own pipeline: this comment must survive adoption.

@@ -17,8 +17,8 @@ from mnist_pipeline import check
 from mnist_pipeline.config import MAX_WORKERS, load_params, params_from_dict
 from mnist_pipeline.errors import ConfigError
 from mnist_pipeline.params import compose_params
-from tests.conftest import committed_params, write_params
-from tests.repos import PROJECT_ROOT
+from tests.support.data import committed_params, write_params
+from tests.support.repos import PROJECT_ROOT
 
 FAMILY = sorted(path.stem for path in (PROJECT_ROOT / "conf" / "dataset").glob("*.yaml"))
 

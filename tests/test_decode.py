@@ -15,7 +15,7 @@ from mnist_pipeline import decoded as decoded_module
 from mnist_pipeline.config import DatasetSpec, params_from_dict
 from mnist_pipeline.errors import DatasetError
 from mnist_pipeline.idx import encode_idx
-from tests.conftest import TinyDataset, params_for, write_decoded_dir, write_params
+from tests.support.data import TinyDataset, params_for, write_decoded_dir, write_params
 
 
 def write_idx_dir(tmp_path: Path, tiny: TinyDataset, **replace: bytes) -> Path:

@@ -27,9 +27,9 @@ import yaml
 from mnist_pipeline import download
 from mnist_pipeline.config import params_from_dict
 from mnist_pipeline.http import loggable_url, parse_content_range, parse_count
-from tests.conftest import TinyDataset, gzip_bytes
-from tests.faultserver import Fault, FaultServer, serve
-from tests.repos import tool_env
+from tests.support.data import TinyDataset, gzip_bytes
+from tests.support.faultserver import Fault, FaultServer, serve
+from tests.support.repos import tool_env
 
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
 DATASET = "tiny"

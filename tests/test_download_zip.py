@@ -23,7 +23,7 @@ import pytest
 
 from mnist_pipeline.download import ZIP_TAIL_LENGTH
 from mnist_pipeline.idx import encode_idx
-from tests.faultserver import Fault, FaultServer, serve
+from tests.support.faultserver import Fault, FaultServer, serve
 from tests.test_download import (
     SECRET,
     assert_clean,

@@ -20,9 +20,9 @@ from PIL import Image
 from mnist_pipeline import decode, download, export_csv, export_png, extract, verify
 from mnist_pipeline.idx import encode_idx
 from mnist_pipeline.params import compose_params
-from tests.conftest import write_params
-from tests.faultserver import FaultServer, serve
-from tests.repos import PROJECT_ROOT
+from tests.support.data import write_params
+from tests.support.faultserver import FaultServer, serve
+from tests.support.repos import PROJECT_ROOT
 
 DATASET = "emnist_letters"
 COUNTS = {"train": 52, "test": 26}

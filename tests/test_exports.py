@@ -29,7 +29,7 @@ from mnist_pipeline import export_csv, export_npz, export_parquet, export_png
 from mnist_pipeline import exports as exports_module
 from mnist_pipeline import tree as tree_module
 from mnist_pipeline.npzstream import NpzArray, write_npz_stream
-from tests.conftest import TinyDataset, params_for, sha256_tree, write_decoded_dir, write_params
+from tests.support.data import TinyDataset, params_for, sha256_tree, write_decoded_dir, write_params
 
 TABLE_COLUMNS = ["label", "writer_id", "duplicate_of"]
 Arrays = dict[str, npt.NDArray[Any]]

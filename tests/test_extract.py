@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mnist_pipeline import extract
-from tests.conftest import TinyDataset, params_for, write_params
+from tests.support.data import TinyDataset, params_for, write_params
 
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import TinyDataset, add_tiny_dataset_config, make_tiny_dataset, sha256_tree
-from tests.faultserver import FaultServer, serve
-from tests.repos import make_repo, run
+from tests.support.data import TinyDataset, add_tiny_dataset_config, make_tiny_dataset, sha256_tree
+from tests.support.faultserver import FaultServer, serve
+from tests.support.repos import make_repo, run
 
 pytestmark = pytest.mark.slow
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mnist_pipeline.reader import DataSet, read_data_sets
-from tests.conftest import TinyDataset
+from tests.support.data import TinyDataset
 
 
 @pytest.fixture

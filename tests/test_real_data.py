@@ -19,9 +19,9 @@ from mnist_pipeline import decode, extract
 from mnist_pipeline.config import load_params
 from mnist_pipeline.idx import encode_idx, read_idx
 from mnist_pipeline.params import compose_params
-from tests.conftest import write_params
-from tests.faultserver import FaultServer, serve
-from tests.repos import PROJECT_ROOT, make_repo, run
+from tests.support.data import write_params
+from tests.support.faultserver import FaultServer, serve
+from tests.support.repos import PROJECT_ROOT, make_repo, run
 
 SHARED = PROJECT_ROOT.parent / "shared" / "mirror"
 MNIST_MIRROR, FASHION_MIRROR, QMNIST_MIRROR = SHARED / "mnist", SHARED / "fashion_mnist", SHARED / "qmnist"

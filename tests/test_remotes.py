@@ -14,10 +14,10 @@ import dvc.api
 import pytest
 import yaml
 
-from tests.conftest import TinyDataset, add_tiny_dataset_config, sha256_tree
-from tests.faultserver import FaultServer, serve
-from tests.remotes import configure_remote, s3_server, ssh_server, sshd_available
-from tests.repos import make_repo, run
+from tests.support.data import TinyDataset, add_tiny_dataset_config, sha256_tree
+from tests.support.faultserver import FaultServer, serve
+from tests.support.remotes import configure_remote, s3_server, ssh_server, sshd_available
+from tests.support.repos import make_repo, run
 
 pytestmark = pytest.mark.slow
 NPZ = "data/tiny/export/npz/tiny.npz"

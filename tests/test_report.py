@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from mnist_pipeline import cli, report
-from tests.conftest import TinyDataset, params_for, write_decoded_dir, write_params
+from tests.support.data import TinyDataset, params_for, write_decoded_dir, write_params
 
 
 def stats_of(tiny: TinyDataset) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import yaml
 
 from mnist_pipeline.adopt import PACKAGE, import_closure, imported_modules, module_file
 from mnist_pipeline.config import KNOWN_FORMATS
-from tests.repos import PROJECT_ROOT
+from tests.support.repos import PROJECT_ROOT
 
 
 def stage_templates() -> dict[str, dict[str, object]]:

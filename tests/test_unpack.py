@@ -16,8 +16,8 @@ from mnist_pipeline import tree as tree_module
 from mnist_pipeline import unpack, ziparchive
 from mnist_pipeline.errors import ArchiveError
 from mnist_pipeline.tree import unpack_zip
-from tests.conftest import TinyDataset, params_for, write_params
-from tests.test_ziparchive import Crafted, craft_zip, zip_of
+from tests.support.data import TinyDataset, params_for, write_params
+from tests.support.zips import Crafted, craft_zip, zip_of
 
 PREVIOUS = {"manifest.csv": b"previous tree\n", "train/0/0.png": b"old png"}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mnist_pipeline import verify
-from tests.conftest import TinyDataset, params_for, write_params
+from tests.support.data import TinyDataset, params_for, write_params
 
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import boto3
 
-from tests.repos import run
+from tests.support.repos import run
 
 SSHD = Path("/usr/sbin/sshd")
 START_TIMEOUT = 20.0
