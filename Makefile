@@ -1,34 +1,45 @@
 # Two commands: `make repro` runs the pipeline, `make test` runs lint, types and tests.
-# Both build .venv from requirements.lock first if it is missing or older than the lock.
+# `make repro` installs only what the pipeline needs (requirements.lock); `make test` adds the
+# development tools and the consumer libraries the tests read exports with (requirements-dev.lock).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+PIP := $(BIN)/pip install --quiet --disable-pip-version-check
 # Stages are run by DVC as `python -m mnist_pipeline.<stage>`: the venv's python must come first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: .venv repro test test-fast lint types unit params lock bench bench-scale clean
+.PHONY: .venv .venv-dev repro test test-fast lint types unit params lock bench bench-scale clean
 
 .venv: $(STAMP)
+.venv-dev: $(DEV_STAMP)
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(PIP) -r requirements.lock
+	$(PIP) --no-deps -e .
 	touch $(STAMP)
 
+$(DEV_STAMP): $(STAMP) requirements-dev.lock
+	$(PIP) -r requirements-dev.lock
+	touch $(DEV_STAMP)
+
 # Air-gapped: `make repro MIRROR=../shared/mirror/mnist` (a folder, or a file:// or http(s) URL)
-# puts that mirror in place of the public ones through a Hydra override; DATASET picks another
-# dataset of conf/dataset/ (`make repro DATASET=fashion_mnist MIRROR=../shared/mirror/fashion_mnist`).
+# tries that mirror before the published ones. It is this machine's setting, not a parameter:
+# it reaches the download stage through MNIST_PIPELINE_MIRRORS (README "Mirrors"), so params.yaml
+# and dvc.lock stay free of one machine's paths. DATASET picks another dataset of conf/dataset/
+# (`make repro DATASET=fashion_mnist MIRROR=../shared/mirror/fashion_mnist`): an experiment.
 MIRROR ?=
 DATASET ?=
+MIRROR_URL = $(if $(findstring ://,$(MIRROR)),$(MIRROR),$(abspath $(MIRROR)))
+MIRROR_ENV = $(if $(MIRROR),MNIST_PIPELINE_MIRRORS='$(if $(DATASET),$(DATASET)=)$(MIRROR_URL)' )
 
 repro: $(STAMP)
-ifeq ($(MIRROR)$(DATASET),)
-	$(BIN)/dvc repro
+ifeq ($(DATASET),)
+	$(MIRROR_ENV)$(BIN)/dvc repro
 else
-	$(BIN)/dvc exp run -S 'dataset=$(or $(DATASET),mnist)' \
-	  $(if $(MIRROR),-S 'datasets.$(or $(DATASET),mnist).mirrors=[$(MIRROR)]')
+	$(MIRROR_ENV)$(BIN)/dvc exp run -S 'dataset=$(DATASET)'
 endif
 
 test: lint types unit
@@ -37,37 +48,41 @@ test: lint types unit
 test-fast: lint types
 	$(BIN)/pytest -m "not slow"
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-types: $(STAMP)
+types: $(DEV_STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(DEV_STAMP)
 	$(BIN)/pytest
 
 # Regenerate params.yaml from conf/ after editing conf/ (dvc exp run does it by itself).
 params: $(STAMP)
 	$(BIN)/mnist-pipeline params
 
-# Re-resolve requirements.lock from pyproject.toml (needs the package registry).
+# Re-resolve both locks from pyproject.toml (needs the package registry): the runtime lock
+# from the package alone, the development lock from `.[dev]` constrained to the runtime pins.
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/pip install --quiet -e '.[dev]'
-	(echo "# Exact versions for Python 3.11 (make lock regenerates this from pyproject.toml)."; \
+	.lock-venv/bin/pip install --quiet -e .
+	(echo "# Exact versions of what the pipeline needs to run (make lock regenerates this)."; \
 	 .lock-venv/bin/pip freeze --all --exclude-editable | grep -v '^pip==') > requirements.lock
+	.lock-venv/bin/pip install --quiet -c requirements.lock -e '.[dev]'
+	(echo "# Exact versions for make test: requirements.lock plus the development extra (make lock)."; \
+	 .lock-venv/bin/pip freeze --all --exclude-editable | grep -v '^pip==') > requirements-dev.lock
 	rm -rf .lock-venv
 
 # Benchmarks (results also in benchmarks/results/latest.md): `make bench BENCH_ARGS='--scale 10 --emnist'`;
 # --quick tries it on small sizes. `make bench-scale` runs only the scale and floor part.
 BENCH_ARGS ?=
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r benchmarks/requirements.txt
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
-bench-scale: $(STAMP)
+bench-scale: $(DEV_STAMP)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r benchmarks/requirements.txt
 	$(BIN)/python benchmarks/bench_scale.py $(BENCH_ARGS)
 

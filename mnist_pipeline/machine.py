@@ -13,9 +13,10 @@ download stage only:
       download:                    # overrides conf's `download` section on this machine
         timeout: 10
 
-- ``MNIST_PIPELINE_MIRRORS``: whitespace-separated ``<dataset>=<mirror>`` entries, tried before
-  the file's (``make repro MIRROR=...`` sets it; queued experiments inherit it from
-  ``dvc queue start``, while the git-ignored file is not copied into their workspaces).
+- ``MNIST_PIPELINE_MIRRORS``: whitespace-separated ``<dataset>=<mirror>`` entries, or a bare
+  ``<mirror>`` for every dataset, tried before the file's (``make repro MIRROR=...`` sets it;
+  queued experiments inherit it from ``dvc queue start``, while the git-ignored file is not
+  copied into their workspaces).
 
 The published mirrors of ``conf/dataset/<name>.yaml`` always follow as the fallback.
 """
@@ -31,12 +32,13 @@ from typing import Any
 
 import yaml
 
-from mnist_pipeline.config import DownloadConfig, Params, download_problems, mirror_problem
+from mnist_pipeline.config import NAME_PATTERN, DownloadConfig, Params, download_problems, mirror_problem
 from mnist_pipeline.errors import ConfigError
 
 LOCAL_FILE = "mnist-pipeline.local.yaml"
 MIRRORS_ENV = "MNIST_PIPELINE_MIRRORS"
 MAX_LOCAL_FILE_SIZE = 1 << 16
+EVERY_DATASET = "*"
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,8 @@ def sources_for(params: Params, dataset_name: str, folder: Path, environ: Mappin
     local_mirrors = local.get("mirrors") or {}
     if not isinstance(local_mirrors, dict):
         raise ConfigError(f"{LOCAL_FILE}: mirrors: expected a mapping of dataset name to a list of mirrors")
-    chosen = _env_mirrors(environ).get(dataset_name, [])
+    from_env = _env_mirrors(environ)
+    chosen = from_env.get(dataset_name, []) + from_env.get(EVERY_DATASET, [])
     listed = local_mirrors.get(dataset_name) or []
     if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
         raise ConfigError(f"{LOCAL_FILE}: mirrors.{dataset_name}: expected a list of folders or URLs, found {listed!r}")
@@ -87,9 +90,11 @@ def _env_mirrors(environ: Mapping[str, str]) -> dict[str, list[str]]:
     mirrors: dict[str, list[str]] = {}
     for entry in environ.get(MIRRORS_ENV, "").split():
         name, sep, mirror = entry.partition("=")
-        if not sep or not name or not mirror:
-            raise ConfigError(f"{MIRRORS_ENV}: expected <dataset>=<folder or URL> entries, found {entry!r}")
-        _check_mirror(f"{MIRRORS_ENV}: {name}", mirror)
+        if not sep or not NAME_PATTERN.fullmatch(name):
+            name, mirror = EVERY_DATASET, entry  # a bare folder or URL: for every dataset
+        if not mirror:
+            raise ConfigError(f"{MIRRORS_ENV}: expected [<dataset>=]<folder or URL> entries, found {entry!r}")
+        _check_mirror(f"{MIRRORS_ENV}: {entry}", mirror)
         mirrors.setdefault(name, []).append(mirror)
     return mirrors
 

@@ -1,4 +1,11 @@
-"""The thin shell every stage shares: logging, params loading, one-line errors, exit codes."""
+"""The thin shell every stage shares: the code guard, params loading, logging, one-line errors,
+exit codes.
+
+Every output in dvc.yaml is ``persist: true``: DVC leaves the previous outputs in place while a
+stage runs, so whatever this shell refuses (params that fail validation, code the team
+repository does not record) costs no output, however the stage was started (``dvc repro``,
+``repro -s``, ``exp run``, a queued experiment). Stages replace their outputs atomically.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ from pathlib import Path
 
 from mnist_pipeline.config import Params, load_params
 from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.provenance import CODE_FILE, stale_code
 
 log = logging.getLogger("mnist_pipeline")
 
@@ -28,6 +36,9 @@ def run_stage(name: str, work: Callable[[Params], str], params_path: Path) -> in
     """Validate params, run ``work``, log its summary; expected failures become one line, exit 1."""
     _configure_logging(name)
     try:
+        stale = stale_code(_stage_module(work), params_path.parent / CODE_FILE)
+        if stale:
+            raise PipelineError(stale)
         params = load_params(params_path)
         summary = work(params)
     except PipelineError as exc:
@@ -42,6 +53,16 @@ def run_stage(name: str, work: Callable[[Params], str], params_path: Path) -> in
         return 130
     log.info("%s", summary)
     return 0
+
+
+def _stage_module(work: Callable[[Params], str]) -> str:
+    """The stage's module (``mnist_pipeline.export_csv``), whether it runs as ``python -m`` or
+    its ``main`` is called from Python."""
+    module = work.__module__
+    if module == "__main__":
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module = spec.name if spec is not None else module
+    return module
 
 
 def _one_line(message: str) -> str:

@@ -1,0 +1,87 @@
+"""Which code a stage runs: the import closure of its module and one digest over its sources.
+
+In a team repository (``mnist-pipeline init``) there are no module files for DVC to track, so
+``mnist-pipeline.yaml`` records each stage module's digest and each stage tracks its entry as a
+parameter. Every stage compares the record with the code it is about to run before it reads a
+byte (``mnist_pipeline.stage``): no stage ever runs with code other than what the repository
+records, and ``mnist-pipeline init --upgrade`` re-runs exactly the stages whose digest changed.
+Kept apart from ``adopt`` (which writes the record) because every stage imports this module.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.resources
+from pathlib import Path
+
+import yaml
+
+PACKAGE = __name__.split(".")[0]
+DISTRIBUTION = "mnist-pipeline"
+#: The record, beside params.yaml in a team repository.
+CODE_FILE = "mnist-pipeline.yaml"
+
+
+def package_root() -> Path:
+    return Path(str(importlib.resources.files(PACKAGE)))
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Names of the package modules that ``path`` imports (``mnist_pipeline.x``), at any nesting."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == PACKAGE:
+            if node.module == PACKAGE:
+                found.update(f"{PACKAGE}.{alias.name}" for alias in node.names)
+            else:
+                found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.split(".")[0] == PACKAGE)
+    return found
+
+
+def module_file(module: str, root: Path) -> Path:
+    return root.parent / (module.replace(".", "/") + ".py")
+
+
+def import_closure(module: str, root: Path | None = None) -> set[str]:
+    """``module`` and every package module reachable through its imports."""
+    root = root or package_root()
+    seen: set[str] = set()
+    pending = [module]
+    while pending:
+        current = pending.pop()
+        if current in seen or current == PACKAGE:
+            continue
+        seen.add(current)
+        pending.extend(imported_modules(module_file(current, root)))
+    return seen
+
+
+def code_digest(module: str, root: Path | None = None) -> str:
+    """sha256 over the sources of ``module``'s import closure (names and bytes, sorted)."""
+    root = root or package_root()
+    digest = hashlib.sha256()
+    for name in sorted(import_closure(module, root)):
+        digest.update(name.encode() + b"\0" + module_file(name, root).read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def stale_code(module: str, code_file: Path) -> str | None:
+    """Why ``module``'s installed code differs from what ``code_file`` records, or None when it
+    agrees or when there is no record (this repository lists the module files as DVC deps)."""
+    try:
+        recorded = yaml.safe_load(code_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        return f"{code_file}: not valid YAML ({' '.join(str(exc).split())}); run `mnist-pipeline init --upgrade`"
+    entries = recorded.get("code") if isinstance(recorded, dict) else None
+    key = module.removeprefix(f"{PACKAGE}.")
+    if not isinstance(entries, dict) or entries.get(key) == code_digest(module):
+        return None if isinstance(entries, dict) else f"{code_file}: expected a `code` mapping, found none"
+    return (
+        f"{code_file}: records other code for {module} than the installed {DISTRIBUTION} runs "
+        f"(upgraded?); run `mnist-pipeline init --upgrade`, commit, then `dvc repro`"
+    )
