@@ -1,9 +1,11 @@
 """``make bench``: the scale benchmark (bench_scale.py) and the DVC one (bench_pipeline.py) in
 one run, one machine description, one goals table; markdown on stdout and in
-benchmarks/results/latest.md (figures as JSON in latest.json).
+benchmarks/results/latest.md (figures as JSON in latest.json). Both halves read MNIST from one
+``--mirror`` (default: ../shared/mirror/mnist beside the project); every repository they use
+is a fresh copy of the project's tracked files, whatever state this working copy is in.
 
-Usage: ``python benchmarks/bench.py [--scale N] [--emnist] [--quick] [--wait MINUTES]
-[--rounds R] [--dvc-rounds R] [--no-remotes] [--only scale|dvc] [--mirror DIR] [--keep]``.
+Usage: ``python benchmarks/bench.py [--quick] [--mirror DIR] [--scale N] [--emnist] [--rounds R]
+[--dvc-rounds R] [--no-remotes] [--first-result] [--only scale|dvc] [--wait MINUTES] [--keep]``.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
-from benchmarks import bench_pipeline, bench_scale, synthetic  # noqa: E402  (run as a script, too)
+from benchmarks import bench_pipeline, bench_scale  # noqa: E402  (run as a script, too)
 from benchmarks.machine import machine_section  # noqa: E402
+from benchmarks.rounds import load_average  # noqa: E402
 from benchmarks.tables import goals_section  # noqa: E402
 
 RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"
@@ -31,27 +34,30 @@ def main() -> int:
     bench_pipeline.add_pipeline_arguments(parser)
     parser.add_argument("--only", choices=("scale", "dvc"), help="run one of the two benchmarks")
     args = parser.parse_args()
-    for mirror in (synthetic.MNIST_MIRROR, args.mirror):
-        if not mirror.is_dir():
-            print(f"bench: error: no MNIST mirror at {mirror}", file=sys.stderr)
-            return 1
+    problem = bench_scale.mirror_problem(args.mirror)
+    if problem:
+        print(f"bench: error: {problem}", file=sys.stderr)
+        return 1
+    mirror = args.mirror.resolve()
     started = time.monotonic()
-    sections = ["# Benchmark", machine_section(Path(tempfile.gettempdir()))]
+    sections = ["# Benchmark" + (" (--quick: small sizes, one round of the DVC comparisons)" if args.quick else "")]
+    sections.append(machine_section(Path(tempfile.gettempdir())))
     goals: list[list[str]] = []
-    data: dict[str, object] = {}
+    data: dict[str, object] = {"quick": args.quick}
     if args.only in (None, "scale"):
-        scale = bench_scale.run_scale(args.scale, args.emnist, args.quick, args.wait, args.keep, args.rounds)
+        scale = bench_scale.run_scale(mirror, args.scale, args.emnist, args.quick, args.wait, args.keep, args.rounds)
         sections.append(scale.markdown)
         goals += scale.goals
         data["scale"] = scale.data
     if args.only in (None, "dvc"):
-        remotes, rounds = not args.no_remotes and not args.quick, 1 if args.quick else args.dvc_rounds
-        dvc = bench_pipeline.run_pipeline(args.mirror.resolve(), remotes, args.keep, rounds)
+        dvc = bench_pipeline.run_pipeline(bench_pipeline.options_from(args))
         sections.append(dvc.markdown)
         goals += dvc.goals
         data["dvc"] = dvc.data
     sections.append(goals_section(goals))
-    sections.append(f"Whole benchmark: {(time.monotonic() - started) / 60:.1f} minutes.")
+    minutes = (time.monotonic() - started) / 60
+    sections.append(f"Whole benchmark: {minutes:.1f} minutes; load average at the end: {load_average():.2f}.")
+    data["minutes"] = round(minutes, 2)
     text = "\n\n".join(sections) + "\n"
     print(text)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

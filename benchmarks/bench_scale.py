@@ -1,25 +1,31 @@
-"""How the pipeline scales, and how far the PNG tree is from its floor.
+"""How the pipeline scales, and how its exports compare with their floors and the usual ways.
 
 In one run:
-1. Synthetic datasets of the MNIST layout (``benchmarks/synthetic.py``) at 1x MNIST's size
-   (60,000 + 10,000), at ``--scale`` N x (default 10: 600,000 + 100,000) and, with ``--emnist``,
-   at EMNIST byclass's size (697,932 + 116,323, 62 classes, stored transposed), each served
-   as a folder mirror, each run through every stage bare (``python -m mnist_pipeline.<stage>``, all
-   four export formats), measuring seconds, peak memory and the cost per image; the cost of a
-   bigger size is compared with 1x's.
-2. On the 1x data, the floors of the PNG tree (C: encode 70,000 PNGs with one reused deflate
-   stream; create the 70,000 files from export@png's zip) and the naive ways (a Pillow save
-   loop; the classic single-process pypng converter), against export@png + unpack@png.
+1. Synthetic datasets of the MNIST layout (``benchmarks/synthetic.py``, made from the MNIST
+   archives of ``--mirror``) at 1x MNIST's size (60,000 + 10,000), at ``--scale`` N x (default
+   10) and, with ``--emnist``, at EMNIST byclass's size (697,932 + 116,323, 62 classes, stored
+   transposed). Each is added to a copy of the project as ``conf/dataset/<name>.yaml`` with every
+   export format and the PNG tree selected, served as a folder mirror through
+   ``MNIST_PIPELINE_MIRRORS``, and every stage DVC lists for the copy runs bare (its command, no
+   DVC): seconds, CPU seconds, peak memory, cost per image against 1x's.
+2. On the 1x data, in ``--rounds`` interleaved rounds (rounds.py): the PNG tree (export_png +
+   unpack) against its C floors (encode 70,000 PNGs with one reused deflate stream; create the
+   70,000 files from the zip) and against the classic single-process pypng converter; the CSV
+   export against pandas ``to_csv``; the Parquet export against Hugging Face ``datasets``' own
+   conversion (``Dataset.from_dict`` with an Image feature, ``to_parquet``). A Pillow save loop
+   once, for reference.
 
-Goals (issue 10): cost per image at 10x at most 1.1x 1x's; peak memory at most 300 MB per stage
-at 10x; PNG tree at most 1.25x its floor, and at least 1.5x faster than the pypng converter.
+Goals: cost per image at N x at most 1.1x 1x's; peak memory at most 300 MB per stage process;
+on the median of the rounds, PNG tree CPU at most 1.5x the floor's, wall at least 1.5x faster
+than pypng; CSV at least 3x faster than pandas; Parquet at least 3x faster than ``datasets``.
 
-Every size runs one snapshot of ``mnist_pipeline/``, taken once a small smoke run passes every stage
-(``--wait M``: retry it for up to M minutes while stages are being edited).
+``--wait M``: before measuring, retry a small smoke run of every stage for up to M minutes while
+stages are being edited. Every size runs one copy of the code, taken at the start.
 
 Usage: ``make bench-scale`` or ``python benchmarks/bench_scale.py [--scale N] [--emnist] [--quick]
-[--wait MINUTES] [--keep]``. ``--quick`` divides every size by 50. Generated archives are kept in
-benchmarks/results/synthetic/ (reused while valid); results go to benchmarks/results/scale.md.
+[--rounds R] [--wait MINUTES] [--mirror DIR] [--keep]``. ``--quick`` divides every size by 50.
+Generated archives are kept in benchmarks/results/synthetic/ (reused while valid); results go
+to benchmarks/results/scale.md.
 """
 
 from __future__ import annotations
@@ -27,11 +33,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,31 +46,42 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 from benchmarks import floors, synthetic  # noqa: E402  (run as a script, too)
+from benchmarks.copies import StageCommand, compose, fresh_copy, stage_commands, stage_label  # noqa: E402
 from benchmarks.machine import machine_section  # noqa: E402
-from benchmarks.measure import Measurement  # noqa: E402
-from benchmarks.stages import (  # noqa: E402
-    ALL_FORMATS,
-    StageRun,
-    describe_run,
-    first_failure,
-    pipeline_stages,
-    prepare_workdir,
-    run_stage,
-    run_stages,
-    snapshot_code,
+from benchmarks.measure import Measurement, measure  # noqa: E402
+from benchmarks.rounds import (  # noqa: E402
+    COMPARISON_HEADERS,
+    Comparison,
+    Goal,
+    Sample,
+    interleave,
+    load_average,
+    sample_of,
 )
+from benchmarks.stages import StageRun, describe_run, first_failure, run_stage, run_stages  # noqa: E402
 from benchmarks.tables import goals_section, markdown_table, megabytes, ratio, seconds, verdict  # noqa: E402
+from tests.support.repos import tool_env  # noqa: E402
 
 RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"
 SYNTHETIC_DIR = RESULTS_DIR / "synthetic"
+BENCH_DIR = Path(__file__).resolve().parent
 COST_RATIO_GOAL = 1.1
 PEAK_GOAL_MB = 300.0
-FLOOR_RATIO_GOAL = 1.25
-PYPNG_SPEEDUP_GOAL = 1.5
 QUICK_DIVISOR = 50
 SMOKE_SCALE = 0.01
 RETRY_PAUSE_SECONDS = 120.0
 MICRO = 1e6
+ALL_FORMATS = "formats=[npz,csv,png,parquet]"
+PNG_TREE = "trees=[png]"
+PNG_FLOOR_GOAL = Goal("cpu", "<=", 1.5)
+PYPNG_GOAL = Goal("wall", ">=", 1.5)
+CSV_GOAL = Goal("wall", ">=", 3.0)
+PARQUET_GOAL = Goal("wall", ">=", 3.0)
+FORMAT_NAMES = {"csv": "CSV", "parquet": "Parquet"}
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -73,66 +90,40 @@ class SizeResult:
     generated_seconds: float | None
     runs: list[StageRun]
 
-    def total_seconds(self) -> float | None:
+    def total(self, cpu: bool = False) -> float | None:
+        """Seconds (CPU seconds with ``cpu``) of every stage; None unless every stage worked."""
         if not self.runs or not all(run.ok for run in self.runs):
             return None
-        return sum(run.measurement.seconds for run in self.runs if run.measurement is not None)
+        measured = [run.measurement for run in self.runs if run.measurement is not None]
+        return sum(m.cpu_seconds if cpu else m.seconds for m in measured)
 
     def stage(self, label: str) -> Measurement | None:
         for run in self.runs:
-            if run.stage.label == label and run.measurement is not None and run.measurement.ok:
+            if self.label(run) == label and run.measurement is not None and run.measurement.ok:
                 return run.measurement
         return None
 
+    def label(self, run: StageRun) -> str:
+        return stage_label(run.stage.name, self.size.name)
+
     def cost_us(self, label: str | None) -> float | None:
         """Microseconds per image of one stage, or of all of them (``label`` None)."""
-        elapsed = self.total_seconds() if label is None else _seconds_of(self.stage(label))
+        elapsed = self.total() if label is None else _seconds_of(self.stage(label))
         return None if elapsed is None else elapsed / self.size.images * MICRO
 
 
 @dataclass
-class FloorResult:
-    """Rounds of the PNG-tree comparison (floors and ours, interleaved) and the naive ways."""
+class ExportComparisons:
+    """The 1x comparisons, and what was measured once or went wrong."""
 
-    kind: str
-    encode: list[Measurement] = field(default_factory=list)
-    tree: list[Measurement] = field(default_factory=list)
-    export: list[Measurement] = field(default_factory=list)
-    unpack: list[Measurement] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
+    floor_kind: str = ""
     pil: Measurement | None = None
-    pypng: Measurement | None = None
     notes: list[str] = field(default_factory=list)
-
-    def floor_rounds(self) -> list[float | None]:
-        return _round_sums(self.encode, self.tree)
-
-    def ours_rounds(self) -> list[float | None]:
-        return _round_sums(self.export, self.unpack)
-
-    def round_ratios(self) -> list[float]:
-        """Ours / floor of each round where both sides worked (paired in time)."""
-        pairs = zip(self.ours_rounds(), self.floor_rounds(), strict=False)
-        return [ours / floor for ours, floor in pairs if ours is not None and floor]
-
-
-def _round_sums(first: list[Measurement], second: list[Measurement]) -> list[float | None]:
-    return [a.seconds + b.seconds if a.ok and b.ok else None for a, b in zip(first, second, strict=False)]
-
-
-def _present(values: list[float | None]) -> list[float]:
-    return [value for value in values if value is not None]
-
-
-def _median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
 
 
 def _seconds_of(measurement: Measurement | None) -> float | None:
     return None if measurement is None or not measurement.ok else measurement.seconds
-
-
-def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 def sizes_for(scale: float, emnist: bool, quick: bool) -> list[synthetic.SyntheticSize]:
@@ -145,115 +136,208 @@ def sizes_for(scale: float, emnist: bool, quick: bool) -> list[synthetic.Synthet
     return sizes
 
 
-def ready_code(root: Path, wait_minutes: float) -> tuple[Path, str | None]:
-    """A snapshot of mnist_pipeline/ that passes a smoke run of every stage (retried while stages are
-    being edited, up to ``wait_minutes``); the snapshot and the smoke run's failure, if any."""
+@dataclass(frozen=True)
+class Workdir:
+    """A copy of the project with one synthetic dataset selected, and its stages."""
+
+    path: Path
+    stages: list[StageCommand]
+    env: dict[str, str]
+
+
+def size_workdir(
+    snapshot: Path, target: Path, size: synthetic.SyntheticSize, entry: dict[str, Any], mirror: Path
+) -> Workdir:
+    """``snapshot`` (a copy of the project) copied to ``target``, with ``size``'s dataset added to
+    conf/ and selected alone, every format and the PNG tree too."""
+    shutil.copytree(snapshot, target, symlinks=True)
+    conf = target / "conf" / "dataset" / f"{size.name}.yaml"
+    conf.write_text(synthetic.dataset_conf(size, entry["splits"]))
+    compose(target, [f"dataset=[{size.name}]", ALL_FORMATS, PNG_TREE])
+    env = synthetic.mirror_env({size.name: mirror})
+    return Workdir(target, stage_commands(target), env)
+
+
+def ready_snapshot(root: Path, mirror: Path, wait_minutes: float) -> tuple[Path, str | None]:
+    """A copy of the project; with ``wait_minutes``, one that passes a smoke run of every stage
+    (retried while stages are being edited); the copy and the smoke run's failure, if any."""
     deadline = time.monotonic() + wait_minutes * 60
-    size = synthetic.mnist_size(SMOKE_SCALE)
-    entry, _ = synthetic.ensure_dataset(size, SYNTHETIC_DIR)
-    params = synthetic.params_with({size.name: entry}, list(ALL_FORMATS))
     attempt = 0
     while True:
         attempt += 1
-        code = snapshot_code(root / f"code-{attempt}")
-        workdir = prepare_workdir(root / f"smoke-{attempt}", code, params)
-        failure = first_failure(run_stages(workdir, pipeline_stages(size.name, ALL_FORMATS), timeout=600))
-        shutil.rmtree(workdir, ignore_errors=True)
+        snapshot = fresh_copy(root / f"code-{attempt}", commit=False)
+        if wait_minutes <= 0:
+            return snapshot, None
+        size = synthetic.mnist_size(SMOKE_SCALE)
+        entry, _ = synthetic.ensure_dataset(size, SYNTHETIC_DIR, mirror)
+        work = size_workdir(snapshot, root / f"smoke-{attempt}", size, entry, SYNTHETIC_DIR / size.name)
+        failure = first_failure(run_stages(work.stages, work.env, timeout=600))
+        shutil.rmtree(work.path, ignore_errors=True)
         if failure is None:
             log(f"smoke run passed (attempt {attempt})")
-            return code, None
+            return snapshot, None
         if time.monotonic() + RETRY_PAUSE_SECONDS > deadline:
             log(f"smoke run failed, measuring anyway: {failure}")
-            return code, failure
+            return snapshot, failure
         log(f"smoke run failed ({failure}); retrying in {RETRY_PAUSE_SECONDS:.0f} s")
         time.sleep(RETRY_PAUSE_SECONDS)
 
 
-def run_size(size: synthetic.SyntheticSize, code: Path, root: Path) -> tuple[SizeResult, Path, dict[str, Any]]:
+def run_size(
+    size: synthetic.SyntheticSize, snapshot: Path, root: Path, mirror: Path
+) -> tuple[SizeResult, Workdir, dict[str, Any]]:
     started = time.perf_counter()
-    entry, generated = synthetic.ensure_dataset(size, SYNTHETIC_DIR)
+    entry, generated = synthetic.ensure_dataset(size, SYNTHETIC_DIR, mirror)
     generated_seconds = time.perf_counter() - started if generated else None
     log(f"{size.description}: {'generated' if generated else 'reused'} archives; running the stages")
-    params = synthetic.params_with({size.name: entry}, list(ALL_FORMATS))
-    workdir = prepare_workdir(root / size.name, code, params)
-    runs = run_stages(workdir, pipeline_stages(size.name, ALL_FORMATS), on_done=lambda run: log(describe_run(run)))
-    return SizeResult(size, generated_seconds, runs), workdir, entry
+    work = size_workdir(snapshot, root / size.name, size, entry, SYNTHETIC_DIR / size.name)
+    runs = run_stages(work.stages, work.env, on_done=lambda run: log(describe_run(run)))
+    return SizeResult(size, generated_seconds, runs), work, entry
 
 
-def run_floors(result: SizeResult, workdir: Path, entry: dict[str, Any], scratch: Path, rounds: int) -> FloorResult:
-    """On the data of ``result`` (the 1x run): ``rounds`` rounds of the floors and of export@png +
-    unpack@png, interleaved (each going first in turn) so that a busy spell of this shared
-    machine hits both; then the naive ways once. No tree is deleted meanwhile: on this disk
-    (ext4 mounted with ``discard``), deleting 70,000 files slows the file creation after it."""
+def _stage_running(work: Workdir, module: str) -> StageCommand | None:
+    return next((stage for stage in work.stages if stage.runs(module)), None)
+
+
+def _failed(why: str) -> Sample:
+    return Sample(0.0, 0.0, why)
+
+
+def compare_exports(
+    result: SizeResult, work: Workdir, entry: dict[str, Any], scratch: Path, rounds: int
+) -> ExportComparisons:
+    """On the data of ``result`` (the 1x run), ``rounds`` interleaved rounds of each comparison.
+    No tree is deleted meanwhile: on this disk (ext4 mounted with ``discard``), deleting 70,000
+    files slows the file creation after it."""
+    found = ExportComparisons()
     programs = floors.floor_programs(RESULTS_DIR / "bin")
-    floor = FloorResult(kind=programs.kind)
+    found.floor_kind = programs.kind
     payloads = floors.gunzip_payloads(entry, SYNTHETIC_DIR / result.size.name, scratch / "idx")
-    pack = scratch / "floor.pack"
-    stages = {run.stage.label: run.stage for run in result.runs if run.ok}
-    export_stage, unpack_stage = stages.get("export@png"), stages.get("unpack@png")
-    ours_zip = workdir / "data" / result.size.name / "export" / "png" / "images.zip"
-    tree_dir = workdir / "data" / result.size.name / "export" / "images"
+    data = work.path / "data" / result.size.name
     trees = scratch / "trees"  # every tree written here is kept until the end (see run_scale)
     trees.mkdir(parents=True)
+    export_png, unpack = _stage_running(work, "export_png"), _stage_running(work, "unpack")
+    pack = scratch / "floor.pack"
+    images = result.size.images
 
-    def floor_round(index: int) -> None:
-        nonlocal ours_zip
-        floor.encode.append(floors.floor_encode(programs, payloads, pack))
+    def ours(index: int) -> Sample:
+        if export_png is None or unpack is None:
+            return _failed("no export_png or unpack stage in dvc.yaml")
+        export = run_stage(export_png, work.env)
+        tree = data / "export" / "images"
+        if tree.exists():  # moved aside, not deleted, so that unpack writes a new tree as on a first run
+            tree.rename(trees / f"ours-{index}")
+        return sample_of([export, run_stage(unpack, work.env) if export.ok else None])
+
+    def floor(index: int) -> Sample:
+        encode = floors.floor_encode(programs, payloads, pack)
+        ours_zip = data / "export" / "png" / "images.zip"
         if not ours_zip.is_file():
             ours_zip = scratch / "floor.zip"
             floors.zip_from_pack(pack, payloads, ours_zip)
-            floor.notes.append("export@png wrote no zip: the file floor used a zip of the floor's own PNGs")
-        floor.tree.append(floors.floor_tree(programs, ours_zip, trees / f"floor-{index}"))
+            found.notes.append("export_png wrote no zip: the file floor used a zip of the floor's own PNGs")
+        return sample_of([encode, floors.floor_tree(programs, ours_zip, trees / f"floor-{index}")])
 
-    def ours_round(index: int) -> None:
-        if export_stage is None or unpack_stage is None:
-            return
-        floor.export.append(run_stage(workdir, export_stage))
-        if tree_dir.exists():  # moved aside, not deleted, so that unpack writes a new tree as on a first run
-            tree_dir.rename(trees / f"ours-{index}")
-        floor.unpack.append(run_stage(workdir, unpack_stage))
+    def pypng(index: int) -> Sample:
+        if not floors.pypng_available():
+            return _failed("pypng is not installed (pip install -r benchmarks/requirements.txt)")
+        return sample_of([floors.naive_pypng(payloads, trees / f"pypng-{index}")])
 
+    png_floor = Comparison(
+        f"PNG tree (export_png + unpack) vs the C floor, {images:,} images",
+        "ours",
+        "floor",
+        goals=(PNG_FLOOR_GOAL,),
+    )
+    png_pypng = Comparison(
+        "PNG tree vs the pypng converter (one process)", "ours", "pypng", speedup=True, goals=(PYPNG_GOAL,)
+    )
+    start = load_average()
     for index in range(rounds):
-        log(f"floors and PNG tree, round {index + 1} of {rounds}")
-        order = (floor_round, ours_round) if index % 2 == 0 else (ours_round, floor_round)
-        for step in order:
-            step(index)
-    floor.notes.append(_png_sizes(floor.encode[-1], ours_zip, result.size.images))
+        log(f"PNG tree, floor and pypng: round {index + 1} of {rounds}")
+        steps: list[tuple[str, Callable[[int], Sample]]] = [("floor", floor), ("ours", ours), ("pypng", pypng)]
+        measured = {name: step(index) for name, step in (steps if index % 2 == 0 else steps[::-1])}
+        png_floor.pairs.append((measured["ours"], measured["floor"]))
+        png_pypng.pairs.append((measured["ours"], measured["pypng"]))
+    png_floor.load = png_pypng.load = (start, load_average())
+    found.comparisons += [png_floor, png_pypng]
+    found.notes.append(_png_sizes(scratch / "floor.pack", data / "export" / "png" / "images.zip", images))
+    found.comparisons.append(_naive_export(work, result, "export_csv", "naive_csv.py", "pandas `to_csv`", rounds))
+    found.comparisons.append(
+        _naive_export(work, result, "export_parquet", "naive_hf.py", "HF `datasets` from_dict + to_parquet", rounds)
+    )
     log("naive: Pillow save loop")
-    floor.pil = floors.naive_pil(payloads, trees / "pil")
-    if floors.pypng_available():
-        log("naive: pypng converter")
-        floor.pypng = floors.naive_pypng(payloads, trees / "pypng")
-    else:
-        floor.notes.append("pypng is not installed in this venv (pip install -r benchmarks/requirements.txt)")
-    measured = [*floor.encode, *floor.tree, *floor.export, *floor.unpack, floor.pil, floor.pypng]
-    floor.notes += sorted({f"failed: {m.failure()}" for m in measured if m is not None and not m.ok})
-    return floor
+    found.pil = floors.naive_pil(payloads, trees / "pil")
+    return found
 
 
-def _png_sizes(encode: Measurement | None, zip_path: Path, images: int) -> str:
+def _naive_export(work: Workdir, result: SizeResult, module: str, script: str, what: str, rounds: int) -> Comparison:
+    """Our export stage against a naive script on the same decoded arrays, interleaved."""
+    fmt = module.removeprefix("export_")
+    comparison = Comparison(
+        f"{FORMAT_NAMES[fmt]} export vs {what}",
+        "ours",
+        what.split(" ", maxsplit=1)[0].strip("`"),
+        speedup=True,
+        goals=(CSV_GOAL if fmt == "csv" else PARQUET_GOAL,),
+    )
+    stage = _stage_running(work, module)
+    decoded = work.path / "data" / result.size.name / "decoded"
+    splits = sorted(path.name.removesuffix("_images.npy") for path in decoded.glob("*_images.npy"))
+    scratch = work.path.parent / f"naive-{fmt}"
+
+    def ours(_: int) -> Sample:
+        if stage is None:
+            return _failed(f"no stage runs mnist_pipeline.{module}")
+        return sample_of([run_stage(stage, work.env)])
+
+    def naive(index: int) -> Sample:
+        out = scratch / f"round-{index}"
+        arguments = [str(decoded), str(out)]
+        if fmt == "parquet":
+            arguments.append(",".join(result.size.classes))
+        env = tool_env() | {"HF_HOME": str(scratch / "hf-home"), "HF_DATASETS_OFFLINE": "1"}
+        measured = measure([sys.executable, str(BENCH_DIR / script), *arguments, *splits], work.path, env=env)
+        if measured.ok and fmt == "csv" and not _same_csv(out, decoded.parent / "export" / "csv", splits):
+            comparison.note = "pandas' CSV differs from ours"
+        return sample_of([measured])
+
+    log(f"{comparison.what}: {rounds} rounds")
+    return interleave(comparison, rounds, ours, naive)
+
+
+def _same_csv(naive_dir: Path, ours_dir: Path, splits: list[str]) -> bool:
+    return all((naive_dir / f"{s}.csv").read_bytes() == (ours_dir / f"{s}.csv").read_bytes() for s in splits)
+
+
+def _png_sizes(pack: Path, zip_path: Path, images: int) -> str:
+    if not zip_path.is_file():
+        return "bytes per PNG: export_png wrote no zip"
     with zipfile.ZipFile(zip_path) as archive:
         pngs = [info.file_size for info in archive.infolist() if info.filename.endswith(".png")]
     ours = sum(pngs) / max(len(pngs), 1)
-    floor_text = "?"
-    if encode is not None and encode.ok:
-        floor_text = f"{int(encode.stdout.split()[2]) / images:.0f}"
-    return f"bytes per PNG: floor {floor_text}, export@png {ours:.0f} ({len(pngs):,} PNGs in its zip)"
+    floor_text = f"{(pack.stat().st_size - 4 * images) / images:.0f}" if pack.is_file() else "?"
+    return f"bytes per PNG: floor {floor_text}, export_png {ours:.0f} ({len(pngs):,} PNGs in its zip)"
 
 
 def scale_table(results: list[SizeResult]) -> str:
-    """One row per stage; per size, seconds (µs per image) and peak MB (all processes)."""
+    """One row per stage; per size, seconds (µs per image), CPU seconds and peak MB."""
     base = results[0]
     headers = ["stage"]
     for result in results:
-        headers += [f"{result.size.description}: s (µs/image)", f"{result.size.description}: peak MB (all procs)"]
+        headers += [
+            f"{result.size.description}: s (µs/image)",
+            f"{result.size.description}: CPU s",
+            f"{result.size.description}: peak MB (all procs)",
+        ]
     headers += [f"cost/image {result.size.description} ÷ {base.size.description}" for result in results[1:]]
     rows = []
     for index, run in enumerate(base.runs):
-        row = [run.stage.label]
+        label = base.label(run)
+        row = [label]
         for result in results:
             row += _stage_cells(result, result.runs[index] if index < len(result.runs) else None)
-        row += [ratio(_cost_ratio(result, base, run.stage.label)) for result in results[1:]]
+        row += [ratio(_cost_ratio(result, base, label)) for result in results[1:]]
         rows.append(row)
     total = ["**all stages**"]
     for result in results:
@@ -261,7 +345,8 @@ def scale_table(results: list[SizeResult]) -> str:
         peak = max((m.peak_mb for m in measured), default=None)
         tree = max((m.tree_peak_mb for m in measured), default=None)
         total += [
-            f"**{seconds(result.total_seconds())}** ({_micro(result.cost_us(None))})",
+            f"**{seconds(result.total())}** ({_micro(result.cost_us(None))})",
+            seconds(result.total(cpu=True)),
             f"{megabytes(peak)} ({megabytes(tree)})",
         ]
     total += [f"**{ratio(_cost_ratio(result, base, None))}**" for result in results[1:]]
@@ -271,13 +356,14 @@ def scale_table(results: list[SizeResult]) -> str:
 
 def _stage_cells(result: SizeResult, run: StageRun | None) -> list[str]:
     if run is None or run.measurement is None:
-        return ["not run", "—"]
+        return ["not run", "—", "—"]
     measured = run.measurement
     if not measured.ok:
-        return ["failed", "—"]
+        return ["failed", "—", "—"]
     cost = measured.seconds / result.size.images * MICRO
     return [
         f"{seconds(measured.seconds)} ({_micro(cost)})",
+        seconds(measured.cpu_seconds),
         f"{megabytes(measured.peak_mb)} ({megabytes(measured.tree_peak_mb)})",
     ]
 
@@ -291,50 +377,7 @@ def _cost_ratio(result: SizeResult, base: SizeResult, label: str | None) -> floa
     return None if big is None or small is None or small == 0 else big / small
 
 
-def floor_table(base: SizeResult, floor: FloorResult) -> tuple[str, float | None, float | None]:
-    """The floor comparison (medians of the rounds); also ours / floor and pypng / ours."""
-    encode = _median([m.seconds for m in floor.encode if m.ok])
-    tree = _median([m.seconds for m in floor.tree if m.ok])
-    floor_total, ours = _median(_present(floor.floor_rounds())), _median(_present(floor.ours_rounds()))
-    export = _median([m.seconds for m in floor.export if m.ok])
-    unpack = _median([m.seconds for m in floor.unpack if m.ok])
-    pil, pypng = _seconds_of(floor.pil), _seconds_of(floor.pypng)
-    over_floor = _median(floor.round_ratios())
-    pypng_speedup = None if ours is None or pypng is None else pypng / ours
-    images = base.size.images
-    rows = [
-        [f"floor: PNG-encode {images:,} images, one deflate stream (deflateReset)", seconds(encode), ""],
-        [f"floor: create the {images:,} files of the tree from export@png's zip", seconds(tree), ""],
-        ["**floor total**", seconds(floor_total), "1.00x"],
-        ["export@png (PNGs into one zip)", seconds(export), ""],
-        ["unpack@png (the tree from the zip)", seconds(unpack), ""],
-        ["**this pipeline: export@png + unpack@png**", seconds(ours), f"{ratio(over_floor)} the floor"],
-        ["naive: Pillow save loop, one process", seconds(pil), _faster(pil, ours)],
-        [
-            "naive: pypng converter (`png.from_array(rows, 'L').save` per image), one process",
-            seconds(pypng),
-            _faster(pypng, ours),
-        ],
-    ]
-    spread = [
-        f"floors: {floor.kind}; medians of {len(floor.floor_rounds())} interleaved rounds, each side going first "
-        f"in turn; per round, floor total {_list(floor.floor_rounds())} s, ours {_list(floor.ours_rounds())} s, "
-        f"ours / floor {_list(floor.round_ratios())} (the compared figure is the median of these); "
-        "naive ways once; no tree deleted until every measurement is done",
-    ]
-    table = markdown_table([f"work ({base.size.description})", "seconds", "compared"], rows, numeric_from=1)
-    return table + "\n\n" + "\n".join(f"- {line}" for line in spread), over_floor, pypng_speedup
-
-
-def _faster(theirs: float | None, ours: float | None) -> str:
-    return "" if theirs is None or ours is None or ours == 0 else f"ours {theirs / ours:.2f}x as fast"
-
-
-def _list(values: list[float] | list[float | None]) -> str:
-    return ", ".join("failed" if value is None else f"{value:.2f}" for value in values) or "none"
-
-
-def goals_rows(results: list[SizeResult], over_floor: float | None, pypng_speedup: float | None) -> list[list[str]]:
+def goals_rows(results: list[SizeResult], exports: ExportComparisons) -> list[list[str]]:
     rows = []
     base = results[0]
     for result in results[1:]:
@@ -347,46 +390,35 @@ def goals_rows(results: list[SizeResult], over_floor: float | None, pypng_speedu
                 verdict(None if cost is None else cost <= COST_RATIO_GOAL),
             ]
         )
+    for result in results:
         measured = [run.measurement for run in result.runs if run.measurement is not None and run.measurement.ok]
         complete = len(measured) == len(result.runs)
         peak = max((m.peak_mb for m in measured), default=None)
         tree = max((m.tree_peak_mb for m in measured), default=None)
         rows.append(
             [
-                f"peak memory of any stage, {result.size.description}",
+                f"peak memory of any stage process, {result.size.description}",
                 f"≤ {PEAK_GOAL_MB:.0f} MB",
                 f"{megabytes(peak)} MB largest process, {megabytes(tree)} MB all processes"
                 + ("" if complete else " (not every stage ran)"),
                 verdict(None if peak is None else peak <= PEAK_GOAL_MB and complete),
             ]
         )
-    rows.append(
-        [
-            "PNG tree (export@png + unpack@png) / floor",
-            f"≤ {FLOOR_RATIO_GOAL}x",
-            ratio(over_floor),
-            verdict(None if over_floor is None else over_floor <= FLOOR_RATIO_GOAL),
-        ]
-    )
-    rows.append(
-        [
-            "PNG tree vs pypng converter",
-            f"≥ {PYPNG_SPEEDUP_GOAL}x faster",
-            ratio(pypng_speedup),
-            verdict(None if pypng_speedup is None else pypng_speedup >= PYPNG_SPEEDUP_GOAL),
-        ]
-    )
+    for comparison in exports.comparisons:
+        rows += comparison.goal_rows()
     return rows
 
 
-def failures(results: list[SizeResult], smoke_failure: str | None) -> list[str]:
+def failures(results: list[SizeResult], exports: ExportComparisons | None, smoke_failure: str | None) -> list[str]:
     lines = [f"- smoke run before measuring: {smoke_failure}"] if smoke_failure else []
     for result in results:
         for run in result.runs:
             if run.measurement is None:
-                lines.append(f"- {result.size.description}: {run.stage.label} not run (a stage it needs failed)")
+                lines.append(f"- {result.size.description}: {run.stage.name} not run (an earlier stage failed)")
             elif not run.measurement.ok:
-                lines.append(f"- {result.size.description}: {run.stage.label} failed: {run.measurement.failure()}")
+                lines.append(f"- {result.size.description}: {run.stage.name} failed: {run.measurement.failure()}")
+    for comparison in exports.comparisons if exports else []:
+        lines += [f"- {comparison.what}: {why}" for why in comparison.failures()]
     return lines
 
 
@@ -397,47 +429,57 @@ class ScaleReport:
     data: dict[str, Any]
 
 
-def run_scale(scale: float, emnist: bool, quick: bool, wait_minutes: float, keep: bool, rounds: int) -> ScaleReport:
+def run_scale(
+    mirror: Path, scale: float, emnist: bool, quick: bool, wait_minutes: float, keep: bool, rounds: int
+) -> ScaleReport:
     root = Path(tempfile.mkdtemp(prefix="mnist-bench-scale-"))
+    exports: ExportComparisons | None = None
+    results: list[SizeResult] = []
     try:
-        code, smoke_failure = ready_code(root, wait_minutes)
-        results: list[SizeResult] = []
-        floor: FloorResult | None = None
+        snapshot, smoke_failure = ready_snapshot(root, mirror, wait_minutes)
         for index, size in enumerate(sizes_for(scale, emnist, quick)):
-            result, workdir, entry = run_size(size, code, root)
+            result, work, entry = run_size(size, snapshot, root, mirror)
             results.append(result)
             if index == 0:
-                floor = run_floors(result, workdir, entry, root / "floors", rounds)
+                exports = compare_exports(result, work, entry, root / "floors", rounds)
     finally:
-        # Only now: deleting a tree of files slows the file creation after it (run_floors).
+        # Only now: deleting a tree of files slows the file creation after it (compare_exports).
         if not keep:
             log(f"removing {root}")
             shutil.rmtree(root, ignore_errors=True)
-    assert floor is not None
-    return build_report(results, floor, smoke_failure)
+    assert exports is not None
+    return build_report(results, exports, smoke_failure)
 
 
-def build_report(results: list[SizeResult], floor: FloorResult, smoke_failure: str | None) -> ScaleReport:
+def build_report(results: list[SizeResult], exports: ExportComparisons, smoke_failure: str | None) -> ScaleReport:
     base = results[0]
-    floors_md, over_floor, pypng_speedup = floor_table(base, floor)
-    goals = goals_rows(results, over_floor, pypng_speedup)
+    goals = goals_rows(results, exports)
     generated = [
         f"{r.size.description}: {r.size.train:,} + {r.size.test:,} images"
         + ("" if r.generated_seconds is None else f" (generated in {r.generated_seconds:.0f} s)")
         for r in results
     ]
+    pil = _seconds_of(exports.pil)
+    notes = [
+        f"floors: {exports.floor_kind}; each round runs the floor, ours and pypng back to back, in reverse "
+        "order every other round; no tree is deleted until every measurement is done",
+        f"naive Pillow save loop writing the tree, one process, once: {seconds(pil)} s",
+        *exports.notes,
+    ]
     sections = [
         "## Scale: every stage bare, per size",
         "Synthetic datasets of MNIST's layout: " + "; ".join(generated) + ". "
-        "Stages run one after another as `python -m mnist_pipeline.<stage>`, all four export formats. "
+        "Stages are the commands DVC lists for a copy of the project (every format, the PNG tree), run "
+        "one after another without DVC. CPU s: user + system, the stage's workers included. "
         "peak MB: the largest process of the stage (exact: its ru_maxrss); in brackets, the stage and its "
         "workers added up (sampled every 0.1 s). µs/image: the stage's seconds per image of the dataset.",
         scale_table(results),
-        f"## PNG tree against its floor ({base.size.description})",
-        floors_md,
-        *([("\n".join(f"- {note}" for note in floor.notes))] if floor.notes else []),
+        f"## Exports against their floors and the usual ways ({base.size.description})",
+        "Interleaved rounds; ratios per round, min / **median** / max; a goal is judged on the median.",
+        markdown_table(COMPARISON_HEADERS, [c.row() for c in exports.comparisons], numeric_from=7),
+        "\n".join(f"- {note}" for note in notes),
     ]
-    problems = failures(results, smoke_failure)
+    problems = failures(results, exports, smoke_failure)
     if problems:
         sections += ["### What failed", "\n".join(problems)]
     data = {
@@ -448,8 +490,9 @@ def build_report(results: list[SizeResult], floor: FloorResult, smoke_failure: s
                 "images": r.size.images,
                 "stages": [
                     {
-                        "stage": run.stage.label,
+                        "stage": run.stage.name,
                         "seconds": None if run.measurement is None else round(run.measurement.seconds, 3),
+                        "cpu_seconds": None if run.measurement is None else round(run.measurement.cpu_seconds, 3),
                         "peak_mb": None if run.measurement is None else round(run.measurement.peak_mb, 1),
                         "tree_peak_mb": None if run.measurement is None else round(run.measurement.tree_peak_mb, 1),
                         "ok": run.ok,
@@ -459,44 +502,56 @@ def build_report(results: list[SizeResult], floor: FloorResult, smoke_failure: s
             }
             for r in results
         ],
-        "floors": {
-            "kind": floor.kind,
-            **{
-                name: [round(m.seconds, 3) for m in getattr(floor, name)]
-                for name in ("encode", "tree", "export", "unpack")
-            },
-            **{name: _seconds_of(getattr(floor, name)) for name in ("pil", "pypng")},
-            "notes": floor.notes,
-        },
+        "comparisons": [c.data() for c in exports.comparisons],
+        "pil_seconds": pil,
+        "notes": notes,
         "goals": goals,
     }
     return ScaleReport("\n\n".join(sections), goals, data)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mirror",
+        type=Path,
+        default=synthetic.MNIST_MIRROR,
+        help="folder holding MNIST's four archives (default ../shared/mirror/mnist beside the project)",
+    )
     parser.add_argument("--scale", type=float, default=10.0, help="the larger MNIST size, N x MNIST (default 10)")
     parser.add_argument("--emnist", action="store_true", help="also EMNIST byclass's size (62 classes, transposed)")
     parser.add_argument("--quick", action="store_true", help=f"every size / {QUICK_DIVISOR}, for trying the bench")
     parser.add_argument(
         "--wait", type=float, default=0.0, metavar="MINUTES", help="retry a failing smoke run for this long"
     )
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of the floor comparison (default 3)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of each comparison (default 3)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
+
+
+def mirror_problem(mirror: Path) -> str | None:
+    """Why ``mirror`` cannot serve MNIST, or None."""
+    missing = [name for names in synthetic.SOURCE_FILES.values() for name in names if not (mirror / name).is_file()]
+    if missing:
+        return f"{mirror}: expected MNIST's archives, found no {', '.join(missing)}"
+    return None
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_arguments(parser)
     args = parser.parse_args()
-    if not synthetic.MNIST_MIRROR.is_dir():
-        print(f"bench: error: no MNIST mirror at {synthetic.MNIST_MIRROR}", file=sys.stderr)
+    problem = mirror_problem(args.mirror)
+    if problem:
+        print(f"bench: error: {problem}", file=sys.stderr)
         return 1
+    started = time.monotonic()
     machine_md = machine_section(Path(tempfile.gettempdir()))
-    report = run_scale(args.scale, args.emnist, args.quick, args.wait, args.keep, args.rounds)
-    text = "\n\n".join(["# Scale benchmark", machine_md, report.markdown, goals_section(report.goals)]) + "\n"
+    mirror = args.mirror.resolve()
+    report = run_scale(mirror, args.scale, args.emnist, args.quick, args.wait, args.keep, args.rounds)
+    duration = f"Duration: {(time.monotonic() - started) / 60:.1f} minutes."
+    text = "\n\n".join(["# Scale benchmark", machine_md, report.markdown, goals_section(report.goals), duration])
     print(text)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "scale.md").write_text(text)
+    (RESULTS_DIR / "scale.md").write_text(text + "\n")
     (RESULTS_DIR / "scale.json").write_text(json.dumps(report.data, indent=1) + "\n")
     return 0
 

@@ -1,11 +1,15 @@
-"""Wall time and peak memory of one command run as a child process.
+"""Wall time, CPU time and peak memory of one command run as a child process.
 
-Peak memory comes two ways:
-- ``peak_mb``: ``ru_maxrss`` of the command, exact: the largest resident set of the command or
-  of any descendant it waited for (a stage's PNG workers), never a sum. The command is started
-  by a small launcher (GNU time, else a bare Python), never forked straight from this process:
-  Linux carries the resident high-water mark of the process that forks into the child, so a
-  benchmark holding 150 MB would see every command peak at 150 MB at least;
+- ``seconds``: wall time until the command and every process it left behind have exited;
+- ``cpu_seconds``: user + system CPU time of the command and all its descendants. The command
+  is started by a small launcher that makes itself the "child subreaper" of everything below it
+  (prctl PR_SET_CHILD_SUBREAPER): a daemon the command detaches (DVC's queue worker) is
+  re-parented to the launcher instead of init, which waits for it, so its CPU time is counted
+  too (``getrusage(RUSAGE_CHILDREN)`` of the launcher). CPU time is what a busy shared machine
+  cannot blur: another process stealing a core lengthens wall time, not CPU time;
+- ``peak_mb``: ``ru_maxrss`` of the same children, exact: the largest resident set of any one of
+  them (never a sum). The launcher is a bare Python, never this process forked: Linux carries
+  the resident high-water mark of the process that forks into the child;
 - ``tree_peak_mb``: the resident sets of the child and all its live descendants added up,
   sampled from /proc every ``SAMPLE_SECONDS`` (shared pages count once per process, so it
   overstates forked workers a little; a spike shorter than the interval can be missed).
@@ -14,6 +18,7 @@ Peak memory comes two ways:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -30,12 +35,21 @@ PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 MB = 1 << 20
 #: Characters of a failed command's output kept for the report.
 OUTPUT_TAIL = 4000
-GNU_TIME = Path("/usr/bin/time")
-#: The launcher used where GNU time is missing: runs argv[2:], writes its peak (KiB) to argv[1].
-PYTHON_LAUNCHER = (
-    "import resource, subprocess, sys\n"
+#: argv[1]: where to write the children's usage (JSON); argv[2:]: the command. Exits with the
+#: command's code once every descendant, re-parented ones included, has exited.
+LAUNCHER = (
+    "import ctypes, json, os, resource, subprocess, sys\n"
+    "PR_SET_CHILD_SUBREAPER = 36\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)\n"
     "code = subprocess.call(sys.argv[2:])\n"
-    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+    "while True:\n"
+    "    try:\n"
+    "        os.wait()\n"
+    "    except ChildProcessError:\n"
+    "        break\n"
+    "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "with open(sys.argv[1], 'w') as out:\n"
+    "    json.dump({'maxrss_kib': usage.ru_maxrss, 'cpu': usage.ru_utime + usage.ru_stime}, out)\n"
     "sys.exit(code)\n"
 )
 
@@ -43,6 +57,7 @@ PYTHON_LAUNCHER = (
 @dataclass(frozen=True)
 class Measurement:
     seconds: float
+    cpu_seconds: float
     peak_mb: float
     tree_peak_mb: float
     returncode: int
@@ -67,10 +82,11 @@ def measure(
     Earlier writes are flushed first, so that their write-back is not charged to ``command``."""
     os.sync()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.TemporaryDirectory() as scratch:
-        peak_file = Path(scratch) / "peak_kib"
+        usage_file = Path(scratch) / "usage.json"
+        launcher = [sys.executable, "-I", "-S", "-c", LAUNCHER, str(usage_file)]
         started = time.perf_counter()
         process = subprocess.Popen(
-            [*_launcher(peak_file), *command], cwd=cwd, env=env, stdout=out, stderr=err, start_new_session=True
+            [*launcher, *command], cwd=cwd, env=env, stdout=out, stderr=err, start_new_session=True
         )
         sampler = _TreeSampler(process.pid)
         sampler.start()
@@ -86,9 +102,11 @@ def measure(
         err.seek(0)
         stdout = out.read().decode(errors="replace")
         stderr = err.read().decode(errors="replace")
-        peak_mb = _peak_kib(peak_file) * 1024 / MB
+        peak_kib, cpu = _usage(usage_file)
+    peak_mb = peak_kib * 1024 / MB
     return Measurement(
         seconds=seconds,
+        cpu_seconds=cpu,
         peak_mb=peak_mb,
         tree_peak_mb=max(peak_mb, sampler.peak_bytes / MB),
         returncode=process.returncode,
@@ -97,18 +115,13 @@ def measure(
     )
 
 
-def _launcher(peak_file: Path) -> list[str]:
-    if GNU_TIME.exists():
-        return [str(GNU_TIME), "--quiet", "--format", "%M", "--output", str(peak_file)]
-    return [sys.executable, "-I", "-S", "-c", PYTHON_LAUNCHER, str(peak_file)]
-
-
-def _peak_kib(peak_file: Path) -> int:
-    """The launcher's report; 0 if it wrote none (it was killed)."""
+def _usage(usage_file: Path) -> tuple[int, float]:
+    """The launcher's report (peak KiB, CPU seconds); zeros if it wrote none (it was killed)."""
     try:
-        return int(peak_file.read_text().split()[-1])
-    except (OSError, ValueError, IndexError):
-        return 0
+        usage = json.loads(usage_file.read_text())
+        return int(usage["maxrss_kib"]), float(usage["cpu"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0, 0.0
 
 
 def _kill_group(pid: int) -> None:

@@ -7,17 +7,19 @@ and PNG and gzip sizes stay those of real digits. Labels are the source image's,
 copy modulo the class count (EMNIST byclass's 62 classes all occur).
 
 Each dataset is a folder mirror: four gzip'd IDX files (images and labels of train and test;
-transposed for EMNIST-like data) and ``dataset.json``, the ``datasets.<name>`` entry of
-params.yaml describing them with every size and digest computed. A folder whose
-``dataset.json`` matches the requested size and generator version is reused.
+transposed for EMNIST-like data) and ``dataset.json``, their splits with every size and digest
+computed. A folder whose ``dataset.json`` matches the requested size and generator version is
+reused. ``dataset_conf`` writes the ``conf/dataset/<name>.yaml`` that describes it (MNIST's
+facts, this dataset's classes and splits), so that a copy of the project selects it with
+``-S dataset=<name>`` as a team adds a dataset; the folder reaches the download stage through
+``MNIST_PIPELINE_MIRRORS`` (``mirror_env``), as a mirror of this machine does.
 
-Usage: ``python benchmarks/synthetic.py [--scale N | --emnist] OUTPUT_DIR``.
+Usage: ``python benchmarks/synthetic.py [--scale N | --emnist] [--mirror DIR] OUTPUT_DIR``.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import gzip
 import hashlib
 import json
@@ -34,6 +36,8 @@ import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MNIST_MIRROR = PROJECT_ROOT.parent / "shared" / "mirror" / "mnist"
+MNIST_CONF = PROJECT_ROOT / "conf" / "dataset" / "mnist.yaml"
+MIRRORS_ENV = "MNIST_PIPELINE_MIRRORS"
 MNIST_TRAIN, MNIST_TEST = 60_000, 10_000
 EMNIST_BYCLASS_TRAIN, EMNIST_BYCLASS_TEST = 697_932, 116_323
 EMNIST_BYCLASS_CONF = PROJECT_ROOT / "conf" / "dataset" / "emnist_byclass.yaml"
@@ -216,27 +220,28 @@ def write_split(pool: Pool, size: SyntheticSize, split: str, start: int, count: 
     }
 
 
-def dataset_entry(size: SyntheticSize, splits: dict[str, Any], mirror: Path) -> dict[str, Any]:
-    """The ``datasets.<name>`` entry: MNIST's facts with this dataset's classes, splits and mirror."""
-    entry: dict[str, Any] = copy.deepcopy(committed_params()["datasets"]["mnist"])
-    entry.update(
+def dataset_conf(size: SyntheticSize, splits: dict[str, Any]) -> str:
+    """``conf/dataset/<name>.yaml`` for a generated dataset: MNIST's file with this dataset's
+    title, classes, orientation and splits."""
+    conf: dict[str, Any] = yaml.safe_load(MNIST_CONF.read_text())
+    conf.update(
         title=f"Synthetic {size.description} (MNIST digits, permuted and shifted)",
         classes=list(size.classes),
         transposed=size.transposed,
-        mirrors=[str(mirror)],
         splits=splits,
     )
-    return entry
+    return f"# @package datasets.{size.name}\n" + yaml.safe_dump(conf, sort_keys=False)
 
 
-def committed_params() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
-    return loaded
+def mirror_env(mirrors: dict[str, Path]) -> dict[str, str]:
+    """The environment that points the download stage of each dataset at its folder."""
+    return {MIRRORS_ENV: " ".join(f"{name}={folder.resolve()}" for name, folder in mirrors.items())}
 
 
-def ensure_dataset(size: SyntheticSize, root: Path, pool: Pool | None = None) -> tuple[dict[str, Any], bool]:
-    """The folder mirror ``root/<name>`` for ``size`` (generated unless already there) and its
-    ``datasets`` entry; the flag says whether it was generated now."""
+def ensure_dataset(size: SyntheticSize, root: Path, mirror: Path = MNIST_MIRROR) -> tuple[dict[str, Any], bool]:
+    """The folder mirror ``root/<name>`` for ``size`` (generated from the MNIST archives in
+    ``mirror`` unless already there) and its entry (``splits``); the flag says whether it was
+    generated now."""
     folder = root / size.name
     manifest = folder / "dataset.json"
     wanted = {"version": GENERATOR_VERSION, "train": size.train, "test": size.test, "transposed": size.transposed}
@@ -247,12 +252,12 @@ def ensure_dataset(size: SyntheticSize, root: Path, pool: Pool | None = None) ->
             return entry, False
     folder.mkdir(parents=True, exist_ok=True)
     manifest.unlink(missing_ok=True)
-    pool = pool or load_pool()
+    pool = load_pool(mirror)
     splits = {
         "train": write_split(pool, size, "train", 0, size.train, folder),
         "test": write_split(pool, size, "test", size.train, size.test, folder),
     }
-    entry = dataset_entry(size, splits, folder)
+    entry = {"splits": splits}
     manifest.write_text(json.dumps({"generator": wanted, "entry": entry}, indent=1) + "\n")
     return entry, True
 
@@ -264,27 +269,21 @@ def _files_intact(folder: Path, splits: dict[str, Any]) -> bool:
     )
 
 
-def params_with(entries: dict[str, dict[str, Any]], formats: list[str]) -> dict[str, Any]:
-    """The committed params.yaml with ``datasets`` replaced by ``entries`` and ``formats`` selected."""
-    params = committed_params()
-    params["datasets"] = entries
-    params["export"]["formats"] = {name: {} for name in formats}
-    params["export"]["trees"] = {"png": {}} if "png" in formats else {}
-    return params
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("output", type=Path, help="folder that receives <name>/ (the mirror) and <name>.params.yaml")
+    parser.add_argument(
+        "output", type=Path, help="folder that receives <name>/ (the mirror) and <name>.yaml (its conf)"
+    )
+    parser.add_argument("--mirror", type=Path, default=MNIST_MIRROR, help="folder holding MNIST's four archives")
     parser.add_argument("--scale", type=float, default=1.0, help="N x MNIST's size (default 1)")
     parser.add_argument("--emnist", action="store_true", help="EMNIST byclass's size, 62 classes, transposed")
     args = parser.parse_args(argv)
     size = emnist_byclass_size() if args.emnist else mnist_size(args.scale)
-    entry, generated = ensure_dataset(size, args.output)
-    params_path = args.output / f"{size.name}.params.yaml"
-    params_path.write_text(yaml.safe_dump(params_with({size.name: entry}, ["npz", "csv", "png"]), sort_keys=False))
+    entry, generated = ensure_dataset(size, args.output, args.mirror)
+    conf_path = args.output / f"{size.name}.yaml"
+    conf_path.write_text(dataset_conf(size, entry["splits"]))
     verb = "generated" if generated else "reused"
-    print(f"{verb} {size.description} in {args.output / size.name}; params: {params_path}")
+    print(f"{verb} {size.description} in {args.output / size.name}; conf/dataset file: {conf_path}")
     return 0
 
 

@@ -4,23 +4,29 @@
 (in the root ``dvc.yaml`` next to the team's own, or in ``<dir>/dvc.yaml``), ``conf/``,
 ``params.yaml``, ignore entries and ``mnist-pipeline.yaml``. It never overwrites a file of the
 team's: a file that exists with other content is refused and named (stages are merged into an
-existing dvc.yaml only when none of their names is taken).
+existing dvc.yaml only when none of their names is taken), and no file is written through a
+symbolic link or outside the repository (``fsio.safe_target``, checked for every file before
+the first is written). The pipeline's stages go into the team's dvc.yaml as one block of text
+between two marker comments (``BLOCK_BEGIN``/``BLOCK_END``): adoption inserts it at the end of
+``stages:``, an upgrade replaces the lines between the markers, and every other byte of the file
+(the team's stages, comments, anchors, indentation, line endings) stays as it was.
 
 In this repository every stage lists the modules it imports as DVC deps. A team repository
 has no module files to list, so ``mnist-pipeline.yaml`` records a digest of each stage's code
 (its import closure in the installed package) and each stage tracks its own entry as a
 parameter: after an upgrade, ``mnist-pipeline init --upgrade`` rewrites the digests and
-exactly the stages whose code changed re-run. Until then the ``check`` stage (always run, a
-few hundred milliseconds) stops ``dvc repro`` with one line naming that command.
+exactly the stages whose code changed re-run. Until then nothing is stale to DVC (the outputs
+are what the recorded code made), and any stage that would run compares the record with the code
+it is about to run and stops with one line naming that command (mnist_pipeline.provenance,
+checked in the shell every stage shares): no ``always_changed`` stage, so a team repository's
+``dvc status`` is clean after a run.
 """
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import importlib.metadata
 import importlib.resources
-import io
 import os
 import re
 import subprocess
@@ -32,14 +38,12 @@ from typing import Any
 
 import yaml
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
 
 from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.fsio import safe_target, write_bytes_under
+from mnist_pipeline.provenance import CODE_FILE, DISTRIBUTION, PACKAGE, code_digest, package_root
 
-PACKAGE = __name__.split(".")[0]
-DISTRIBUTION = "mnist-pipeline"
-CODE_FILE = "mnist-pipeline.yaml"
 RESOURCES = "resources"
 CONF = "conf"
 IGNORED = (
@@ -49,17 +53,22 @@ IGNORED = (
     "/data/**/.*.tmp/",
     "/data/**/.*.old/",
     "/data/*/export/images/",
+    "/data/params.checked",
     "/dvc_plots/",
+    "# this machine's mirrors and download settings (README: Mirrors)",
+    "/mnist-pipeline.local.yaml",
 )
 _MODULE_IN_CMD = re.compile(rf"python -m ({PACKAGE}\.[\w${{}}.]+)")
+#: The lines around the pipeline's stages in a dvc.yaml: ``init --upgrade`` replaces what lies
+#: between them, and nothing else of the file.
+BLOCK_BEGIN = "# >>> mnist-pipeline stages: written by `mnist-pipeline init`; `init --upgrade` replaces them"
+BLOCK_END = "# <<< mnist-pipeline stages"
+_STAGES_KEY = re.compile(r"stages[ \t]*:[ \t]*(?:#.*)?")
+_MAPPING_KEY = re.compile(r"( *)(['\"]?)([^\s#'\":][^#'\":]*?)\2[ \t]*:(?:[ \t]|$)")
 
 
 class AdoptError(PipelineError):
     """The repository is not ready, or a file of the team's would be overwritten."""
-
-
-def package_root() -> Path:
-    return Path(str(importlib.resources.files(PACKAGE)))
 
 
 def version() -> str:
@@ -67,47 +76,6 @@ def version() -> str:
         return importlib.metadata.version(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
         return "0+unknown"
-
-
-def imported_modules(path: Path) -> set[str]:
-    """Names of the package modules that ``path`` imports (``mnist_pipeline.x``), at any nesting."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == PACKAGE:
-            if node.module == PACKAGE:
-                found.update(f"{PACKAGE}.{alias.name}" for alias in node.names)
-            else:
-                found.add(node.module)
-        elif isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names if alias.name.split(".")[0] == PACKAGE)
-    return found
-
-
-def module_file(module: str, root: Path) -> Path:
-    return root.parent / (module.replace(".", "/") + ".py")
-
-
-def import_closure(module: str, root: Path | None = None) -> set[str]:
-    """``module`` and every package module reachable through its imports."""
-    root = root or package_root()
-    seen: set[str] = set()
-    pending = [module]
-    while pending:
-        current = pending.pop()
-        if current in seen or current == PACKAGE:
-            continue
-        seen.add(current)
-        pending.extend(imported_modules(module_file(current, root)))
-    return seen
-
-
-def code_digest(module: str, root: Path | None = None) -> str:
-    """sha256 over the sources of ``module``'s import closure (names and bytes, sorted)."""
-    root = root or package_root()
-    digest = hashlib.sha256()
-    for name in sorted(import_closure(module, root)):
-        digest.update(name.encode() + b"\0" + module_file(name, root).read_bytes() + b"\0")
-    return digest.hexdigest()
 
 
 def stage_modules(stages: dict[str, Any]) -> dict[str, list[str]]:
@@ -138,7 +106,7 @@ def code_record(stages: dict[str, Any]) -> dict[str, Any]:
 
 def team_stages(stages: dict[str, Any], wdir: str | None) -> dict[str, Any]:
     """This repository's stages rewritten for a team repository: module deps replaced by the
-    stage's entry in mnist-pipeline.yaml, and the check stage always run."""
+    stage's entry in mnist-pipeline.yaml (which every stage also checks before it runs)."""
     rewritten = {}
     for name, original in stages.items():
         stage = dict(original)
@@ -152,8 +120,6 @@ def team_stages(stages: dict[str, Any], wdir: str | None) -> dict[str, Any]:
             del template["deps"]
         if wdir:
             template["wdir"] = wdir
-        if name == "check":
-            template["always_changed"] = True
         rewritten[name] = {**stage, "do": template} if "do" in stage else template
     return rewritten
 
@@ -164,6 +130,8 @@ class Planned:
     content: bytes
     #: "new", "same" (already there, identical), "update" (ours, from an older version)
     action: str
+    #: The repository: the file is written inside it, through no symbolic link.
+    root: Path
 
 
 def resource(name: str) -> Path:
@@ -188,10 +156,22 @@ def conf_files() -> Iterator[tuple[PurePosixPath, bytes]]:
 
 
 def plan(repo: Path, stages_dir: str, upgrade: bool) -> list[Planned]:
-    """Every file init writes, with what it would do; AdoptError for a file of the team's."""
+    """Every file init writes, with what it would do; AdoptError for a file of the team's,
+    ``UnsafePathError`` for a target reached through a symbolic link or outside ``repo``."""
     if not (repo / ".git").exists() or not (repo / ".dvc").is_dir():
         raise AdoptError(f"{repo}: expected a git + DVC repository (git init && dvc init), found none")
     stages_path = repo / stages_dir / "dvc.yaml"
+    conf = list(conf_files())
+    targets = [
+        *(repo / CONF / relative for relative, _ in conf),
+        stages_path,
+        repo / CODE_FILE,
+        repo / ".gitignore",
+        repo / "params.yaml",  # composed by init after these: refused now, before anything is written
+        repo / ".dvc" / "config",
+    ]
+    for target in targets:
+        safe_target(target, repo)
     relative_root = os.path.relpath(repo, repo / stages_dir) if stages_dir not in ("", ".") else None
     stages = team_stages(source_stages(), relative_root)
     previous = _read_yaml(repo / CODE_FILE) if (repo / CODE_FILE).exists() else None
@@ -208,92 +188,183 @@ def plan(repo: Path, stages_dir: str, upgrade: bool) -> list[Planned]:
         )
     written_before: dict[str, str] = (previous or {}).get("files", {})
     planned = [
-        _planned(repo / CONF / relative, content, written_before.get(f"{CONF}/{relative}"))
-        for relative, content in conf_files()
+        _planned(repo, repo / CONF / relative, content, written_before.get(f"{CONF}/{relative}"))
+        for relative, content in conf
     ]
-    planned.append(_planned_stages(stages_path, stages, upgrade, relative_root))
+    planned.append(_planned_stages(repo, stages_path, stages, upgrade, relative_root))
     record = code_record(source_stages())
-    record["files"] = {f"{CONF}/{relative}": hashlib.sha256(content).hexdigest() for relative, content in conf_files()}
-    planned.append(Planned(repo / CODE_FILE, _code_yaml(record), "update" if upgrade else "new"))
-    planned.append(_planned_ignore(repo / ".gitignore"))
+    record["files"] = {f"{CONF}/{relative}": hashlib.sha256(content).hexdigest() for relative, content in conf}
+    planned.append(Planned(repo / CODE_FILE, _code_yaml(record), "update" if upgrade else "new", repo))
+    planned.append(_planned_ignore(repo, repo / ".gitignore"))
     return planned
 
 
-def _planned(path: Path, content: bytes, written_sha256: str | None) -> Planned:
+def _planned(repo: Path, path: Path, content: bytes, written_sha256: str | None) -> Planned:
     """A conf file: new, identical, or ours and unedited since init wrote it (else refused)."""
     if not path.exists():
-        return Planned(path, content, "new")
+        return Planned(path, content, "new", repo)
     current = path.read_bytes()
     if current == content:
-        return Planned(path, content, "same")
+        return Planned(path, content, "same", repo)
     if written_sha256 is not None and hashlib.sha256(current).hexdigest() == written_sha256:
-        return Planned(path, content, "update")
+        return Planned(path, content, "update", repo)
     raise AdoptError(
         f"{path}: exists with content mnist-pipeline did not write; refusing to overwrite it "
         "(move it away, merge it by hand, or adopt in another repository)"
     )
 
 
-def _planned_stages(path: Path, stages: dict[str, Any], upgrade: bool, relative_root: str | None) -> Planned:
-    """dvc.yaml with the pipeline's stages merged in, the team's own entries kept. When
-    ``stages:`` is the file's last section the new stages are appended as text, so every byte of
-    the team's stays as it was; otherwise a round trip through ruamel.yaml (which DVC uses)
-    keeps their entries and comments. In a sub-folder, DVC's templating reads the params.yaml
-    beside the dvc.yaml: ``vars`` points it at the root one the stages use."""
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    existing = (_read_yaml(path).get("stages") or {}) if text.strip() else {}
+def _planned_stages(
+    repo: Path, path: Path, stages: dict[str, Any], upgrade: bool, relative_root: str | None
+) -> Planned:
+    """dvc.yaml with the pipeline's block of stages put in as text, every other byte kept.
+
+    Adoption inserts the block at the end of ``stages:`` (indented like the team's stages, with
+    the file's line endings); an upgrade replaces the lines between the block's markers (or,
+    in a file adopted before the markers existed, the pipeline's stage entries). The result is
+    parsed: the team's stages must read exactly as before and the pipeline's as given. In a
+    sub-folder, DVC's templating reads the params.yaml beside the dvc.yaml: ``vars`` points it
+    at the root one the stages use."""
+    text = _read_text(path) if path.exists() else ""
+    existing: dict[str, Any] = (_parse_yaml(path, text).get("stages") or {}) if text.strip() else {}
     taken = sorted(set(existing) & set(stages))
     if taken and not upgrade:
         raise AdoptError(
             f"{path}: already has stages named {taken}; refusing to merge (use --dir for another dvc.yaml)"
         )
-    if text.strip() and not taken and not relative_root and _last_section(text) == "stages":
-        appended = yaml.safe_dump({"stages": stages}, sort_keys=False, width=120).split("\n", 1)[1]
-        content = text + ("" if text.endswith("\n") else "\n") + appended
-    else:
-        content = _round_trip_merge(path, text, stages, relative_root)
-    merged = yaml.safe_load(content).get("stages") or {}
-    if list(merged) != [*(name for name in existing if name not in stages), *stages] and not taken:
-        raise AdoptError(f"{path}: could not merge the pipeline's stages into it; adopt with --dir instead")
-    action = "update" if path.exists() else "new"
-    return Planned(path, content.encode(), "same" if text == content else action)
-
-
-def _last_section(text: str) -> str | None:
-    """The last top-level key of a YAML mapping written in block style."""
-    keys = re.findall(r"^([A-Za-z_][\w-]*)\s*:", text, flags=re.MULTILINE)
-    return keys[-1] if keys else None
-
-
-def _round_trip_merge(path: Path, text: str, stages: dict[str, Any], relative_root: str | None) -> str:
-    round_trip = YAML()
-    round_trip.width = 120
-    try:
-        document = round_trip.load(text) if text.strip() else None
-    except (YAMLError, ValueError) as exc:
-        raise AdoptError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
-    if document is None:
-        document = CommentedMap()
-    if not isinstance(document, dict):
-        raise AdoptError(f"{path}: expected a mapping, found {type(document).__name__}")
+    newline = "\r\n" if "\r\n" in text else "\n"
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += newline
+    lines = _with_block(path, lines, stages, newline)
     if relative_root:
-        root_params = f"{relative_root}/params.yaml"
-        document["vars"] = [*(v for v in document.get("vars", []) if v != root_params), root_params]
-    existing = document.setdefault("stages", CommentedMap())
-    for name, stage in stages.items():
-        existing[name] = stage
-    buffer = io.StringIO()
-    round_trip.dump(document, buffer)
-    return buffer.getvalue()
+        lines = _with_root_vars(path, lines, f"{relative_root}/params.yaml", newline)
+    content = "".join(lines)
+    _check_merge(path, content, existing, stages)
+    action = "update" if path.exists() else "new"
+    return Planned(path, content.encode(), "same" if text == content else action, repo)
 
 
-def _planned_ignore(path: Path) -> Planned:
-    current = path.read_text(encoding="utf-8") if path.exists() else ""
+def _with_block(path: Path, lines: list[str], stages: dict[str, Any], newline: str) -> list[str]:
+    begins = [i for i, line in enumerate(lines) if line.strip() == BLOCK_BEGIN]
+    ends = [i for i, line in enumerate(lines) if line.strip() == BLOCK_END]
+    if begins or ends:
+        if len(begins) != 1 or len(ends) != 1 or ends[0] < begins[0]:
+            raise AdoptError(
+                f"{path}: expected one line {BLOCK_BEGIN!r} and then one {BLOCK_END!r}, found {len(begins)} and "
+                f"{len(ends)}; restore them (git diff) or remove the pipeline's stages and both lines"
+            )
+        begin, end = begins[0], ends[0]
+        indent = len(lines[begin]) - len(lines[begin].lstrip(" "))
+        return [*lines[:begin], _stages_block(stages, indent, newline), *lines[end + 1 :]]
+    region = _stages_region(path, lines)
+    if region is None:
+        return [*lines, f"stages:{newline}", _stages_block(stages, 2, newline)]
+    start, end, indent = region
+    spans = _entry_spans(lines, start, end, indent, set(stages))
+    if not spans:
+        return [*lines[:end], _stages_block(stages, indent, newline), *lines[end:]]
+    # Adopted before the markers existed: the first of the pipeline's entries becomes the block.
+    kept = []
+    position = 0
+    for number, (span_start, span_end) in enumerate(spans):
+        kept += lines[position:span_start]
+        if number == 0:
+            kept.append(_stages_block(stages, indent, newline))
+        position = span_end
+    return kept + lines[position:]
+
+
+def _stages_region(path: Path, lines: list[str]) -> tuple[int, int, int] | None:
+    """(first line after ``stages:``, line after its last entry line, indentation of its keys),
+    or None when the file has no top-level ``stages:``. Only block style is accepted."""
+    keys = [i for i, line in enumerate(lines) if line.startswith("stages") and re.match(r"stages[ \t]*:", line)]
+    if not keys:
+        return None
+    (key,) = keys  # the file parsed, so the key is unique
+    if not _STAGES_KEY.fullmatch(lines[key].rstrip("\r\n")):
+        raise AdoptError(
+            f"{path}: expected `stages:` in block style (one stage per indented entry), found "
+            f"{lines[key].strip()!r}; rewrite it in block style or adopt with --dir"
+        )
+    end = key + 1
+    indent = None
+    for index in range(key + 1, len(lines)):
+        content = lines[index].strip()
+        if not content or content.startswith("#"):
+            continue
+        width = len(lines[index]) - len(lines[index].lstrip(" "))
+        if width == 0:
+            break
+        indent = width if indent is None else indent
+        end = index + 1
+    return key + 1, end, indent or 2
+
+
+def _entry_spans(lines: list[str], start: int, end: int, indent: int, names: set[str]) -> list[tuple[int, int]]:
+    """Line ranges of the entries of ``stages:`` named in ``names``: the key line through its
+    last more-indented line (comments and blank lines after it belong to what follows)."""
+    keys = []
+    for index in range(start, end):
+        match = _MAPPING_KEY.match(lines[index])
+        if match and len(match.group(1)) == indent:
+            keys.append((index, match.group(3)))
+    spans = []
+    for number, (index, name) in enumerate(keys):
+        if name not in names:
+            continue
+        limit = keys[number + 1][0] if number + 1 < len(keys) else end
+        last = index
+        for body in range(index + 1, limit):
+            content = lines[body].strip()
+            width = len(lines[body]) - len(lines[body].lstrip(" "))
+            if content and (width > indent or not content.startswith("#")):
+                last = body
+        spans.append((index, last + 1))
+    return spans
+
+
+def _stages_block(stages: dict[str, Any], indent: int, newline: str) -> str:
+    dumped = yaml.safe_dump(stages, sort_keys=False, width=120).splitlines()
+    pad = " " * indent
+    return newline.join([pad + BLOCK_BEGIN, *(pad + line if line else line for line in dumped), pad + BLOCK_END]) + (
+        newline
+    )
+
+
+def _with_root_vars(path: Path, lines: list[str], root_params: str, newline: str) -> list[str]:
+    document = _parse_yaml(path, "".join(lines))
+    found = document.get("vars")
+    if found is None:
+        stages_line = next(i for i, line in enumerate(lines) if _STAGES_KEY.fullmatch(line.rstrip("\r\n")))
+        return [*lines[:stages_line], f"vars:{newline}", f"  - {root_params}{newline}", *lines[stages_line:]]
+    if isinstance(found, list) and root_params in found:
+        return lines
+    raise AdoptError(
+        f"{path}: expected its vars: to list {root_params!r} (the stages read the root params.yaml), found "
+        f"{found!r}; add `- {root_params}` to it, or adopt with another --dir"
+    )
+
+
+def _check_merge(path: Path, content: str, existing: dict[str, Any], stages: dict[str, Any]) -> None:
+    """The merged text parses, the team's stages read exactly as before and ours as given."""
+    merged = _parse_yaml(path, content).get("stages") or {}
+    theirs_before = {name: stage for name, stage in existing.items() if name not in stages}
+    theirs_after = {name: stage for name, stage in merged.items() if name not in stages}
+    ours = yaml.safe_load(yaml.safe_dump(stages))
+    if theirs_after != theirs_before or {name: merged.get(name) for name in stages} != ours:
+        raise AdoptError(f"{path}: could not merge the pipeline's stages into it as text; adopt with --dir instead")
+
+
+def _planned_ignore(repo: Path, path: Path) -> Planned:
+    current = _read_text(path) if path.exists() else ""
     missing = [line for line in IGNORED if line not in current.splitlines()]
     if not missing:
-        return Planned(path, current.encode(), "same")
-    separator = "" if not current or current.endswith("\n") else "\n"
-    return Planned(path, (current + separator + "\n".join(missing) + "\n").encode(), "update" if current else "new")
+        return Planned(path, current.encode(), "same", repo)
+    newline = "\r\n" if "\r\n" in current else "\n"
+    separator = "" if not current or current.endswith("\n") else newline
+    content = current + separator + newline.join(missing) + newline
+    return Planned(path, content.encode(), "update" if current else "new", repo)
 
 
 def _code_yaml(record: dict[str, Any]) -> bytes:
@@ -305,39 +376,39 @@ def _code_yaml(record: dict[str, Any]) -> bytes:
     return (header + yaml.safe_dump(record, sort_keys=False)).encode()
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_text(path: Path) -> str:
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
-        raise AdoptError(f"{path}: not valid YAML: {exc}") from exc
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise AdoptError(f"{path}: expected UTF-8 text, found {exc.reason} at byte {exc.start}") from exc
+
+
+def _parse_yaml(path: Path, text: str) -> dict[str, Any]:
+    """``text`` read as DVC reads a dvc.yaml (ruamel.yaml's safe loader: duplicate keys refused)."""
+    try:
+        loaded = YAML(typ="safe").load(text)
+    except (YAMLError, ValueError) as exc:
+        raise AdoptError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
+    if loaded is None:
+        return {}
     if not isinstance(loaded, dict):
         raise AdoptError(f"{path}: expected a mapping, found {type(loaded).__name__}")
     return loaded
 
 
+def _read_yaml(path: Path) -> dict[str, Any]:
+    loaded = _parse_yaml(path, _read_text(path))
+    if not loaded:
+        raise AdoptError(f"{path}: expected a mapping, found an empty file")
+    return loaded
+
+
 def apply(planned: list[Planned]) -> None:
+    """Write each planned file atomically, inside its repository and through no link (each
+    target is checked again: ``plan`` may have run a while before)."""
     for item in planned:
-        if item.action == "same":
-            continue
-        item.path.parent.mkdir(parents=True, exist_ok=True)
-        temp = item.path.with_name(f".{item.path.name}.init-tmp")
-        temp.write_bytes(item.content)
-        temp.replace(item.path)
-
-
-def outdated_code(code_file: Path) -> str | None:
-    """Why the recorded stage code differs from the installed package, or None if it agrees
-    (or if there is no record: this repository lists the module files as deps instead)."""
-    if not code_file.exists():
-        return None
-    recorded = _read_yaml(code_file)
-    current = code_record(source_stages())
-    if recorded.get("code") == current["code"]:
-        return None
-    return (
-        f"{code_file}: records the stage code of {DISTRIBUTION} {recorded.get('version')}, but the installed "
-        f"{current['version']} differs; run `mnist-pipeline init --upgrade`, then commit"
-    )
+        if item.action != "same":
+            write_bytes_under(item.path, item.content, item.root)
 
 
 def enable_hydra(repo: Path) -> bool:

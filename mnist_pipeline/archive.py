@@ -20,12 +20,27 @@ from mnist_pipeline.config import ArchiveCheck, Compression, ContainerSpec, File
 from mnist_pipeline.errors import ArchiveError, ChecksumError
 from mnist_pipeline.fsio import CHUNK_SIZE, Digests, Hasher, atomic_path, digests_of
 
-#: compression -> (magic the file must start with, opener of its decompressed stream).
-OPENERS: dict[Compression, tuple[bytes, Callable[[Path], BinaryIO]]] = {
-    Compression.gzip: (b"\x1f\x8b", lambda path: cast(BinaryIO, gzip.open(path, "rb"))),  # noqa: SIM115 - caller closes
-    Compression.xz: (b"\xfd7zXZ\x00", lambda path: cast(BinaryIO, lzma.open(path, "rb"))),  # noqa: SIM115 - caller closes
-    Compression.none: (b"", lambda path: path.open("rb")),
+
+@dataclass(frozen=True)
+class Wrapper:
+    """How one compression wraps an IDX payload in a published file."""
+
+    #: Bytes the published file must start with.
+    magic: bytes
+    #: Suffix the published files carry on top of the IDX name (``x-idx3-ubyte.gz``).
+    suffix: str
+    #: Opens the decompressed stream of a published file (the caller closes it).
+    open: Callable[[Path], BinaryIO]
+
+
+#: Compression (a config value) -> how files are wrapped, as torchvision's _COMPRESSED_FILE_OPENERS.
+OPENERS: dict[Compression, Wrapper] = {
+    Compression.gzip: Wrapper(b"\x1f\x8b", ".gz", lambda path: cast(BinaryIO, gzip.open(path, "rb"))),  # noqa: SIM115
+    Compression.xz: Wrapper(b"\xfd7zXZ\x00", ".xz", lambda path: cast(BinaryIO, lzma.open(path, "rb"))),  # noqa: SIM115
+    Compression.none: Wrapper(b"", "", lambda path: path.open("rb")),
 }
+#: The payload's name when a published file does not carry its compression's suffix.
+PAYLOAD_SUFFIX = ".idx"
 _DECOMPRESSION_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError)
 #: A recompressed file (``verify.archive: payload``) may be larger than its payload, but no
 #: compressor grows incompressible data by more than a few bytes per block.
@@ -33,7 +48,16 @@ RECOMPRESSED_SLACK = 1 << 16
 
 
 def magic_of(compression: Compression) -> bytes:
-    return OPENERS[compression][0]
+    return OPENERS[compression].magic
+
+
+def payload_name(file_name: str, compression: Compression) -> str:
+    """The IDX payload's file name for a published file: ``x-idx3-ubyte.gz`` -> ``x-idx3-ubyte``
+    (the compression's suffix dropped), else the name plus ``.idx``."""
+    suffix = OPENERS[compression].suffix
+    if suffix and file_name.endswith(suffix) and file_name != suffix:
+        return file_name.removesuffix(suffix)
+    return file_name + PAYLOAD_SUFFIX
 
 
 def max_archive_size(spec: FileSpec, mode: ArchiveCheck) -> int:
@@ -45,7 +69,8 @@ def max_archive_size(spec: FileSpec, mode: ArchiveCheck) -> int:
 
 def iter_payload(path: Path, compression: Compression, max_size: int) -> Iterator[bytes]:
     """Yield the decompressed payload in chunks; ArchiveError if corrupt or beyond ``max_size``."""
-    magic, opener = OPENERS[compression]
+    wrapper = OPENERS[compression]
+    magic = wrapper.magic
     with path.open("rb") as raw:
         head = raw.read(len(magic))
     if head != magic:
@@ -53,7 +78,7 @@ def iter_payload(path: Path, compression: Compression, max_size: int) -> Iterato
         raise ArchiveError(f"{path}: expected {compression.value} magic 0x{magic.hex()}, found {found}")
     produced = 0
     try:
-        with opener(path) as stream:
+        with wrapper.open(path) as stream:
             # read() of a bounded size: at most one chunk past the limit is ever in memory.
             while chunk := stream.read(CHUNK_SIZE):
                 produced += len(chunk)
@@ -96,10 +121,6 @@ class ArchiveVerdict:
     passed: str  # "archive": size and digests match; "payload": recompressed, payload matches
 
 
-def has_payload_digest(spec: FileSpec) -> bool:
-    return spec.payload_sha256 is not None or spec.payload_md5 is not None
-
-
 def check_archive(
     path: Path,
     spec: FileSpec,
@@ -126,7 +147,7 @@ def check_archive(
     verdict = ArchiveVerdict(digests, payload, passed="archive")
     if not archive_problems and not payload_problems:
         return verdict
-    if mode is ArchiveCheck.payload and payload and not payload_problems and has_payload_digest(spec):
+    if mode is ArchiveCheck.payload and payload and not payload_problems and spec.has_payload_digest:
         return replace(verdict, passed="payload")
     raise ChecksumError(f"{path}: " + "; ".join(archive_problems + payload_problems))
 

@@ -1,24 +1,34 @@
-"""The ``mnist-pipeline`` command: adopt the pipeline in a repository, compose params, unpack a tree.
+"""mnist-pipeline: the MNIST family (MNIST, Fashion-MNIST, KMNIST, EMNIST, QMNIST) as a DVC +
+Hydra pipeline in your own git repository, exported as npz, CSV, PNG and Parquet.
 
-mnist-pipeline init [--dir DIR]   write stages, conf/, params.yaml and ignore entries here
-mnist-pipeline init --upgrade     after upgrading the package: refresh them (re-runs what changed)
-mnist-pipeline params [OVERRIDE]  compose conf/ into params.yaml, as `dvc exp run` does
-mnist-pipeline unpack ZIP DIR     turn an imported images.zip into its PNG tree
+  mnist-pipeline datasets            list the datasets: images per split, classes, download, license
+  mnist-pipeline formats             list the exports: options, defaults and the files they write
+  mnist-pipeline init [--dir DIR]    adopt the pipeline here: stages, conf/, params.yaml, ignore entries
+  mnist-pipeline init --upgrade      after upgrading the package: refresh them (re-runs what changed)
+  mnist-pipeline params [OVERRIDE]   compose conf/ into params.yaml, as dvc exp run does
+  mnist-pipeline unpack ZIP DIR      turn an imported images.zip into its PNG tree
+
+Then: dvc exp run -S dataset=fashion_mnist builds a dataset under data/fashion_mnist/; in Python,
+mnist_pipeline.load("fashion_mnist", split="train") returns its images, labels and class names.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
+import yaml
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from mnist_pipeline.adopt import CODE_FILE, apply, enable_hydra, plan
+from mnist_pipeline.adopt import apply, enable_hydra, plan, resource, version
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.params import compose_params
-from mnist_pipeline.tree import MANIFEST, unpack_zip
+from mnist_pipeline.provenance import CODE_FILE
+from mnist_pipeline.tree import unpack_zip
 
 
 def init(repo: Path, stages_dir: str, upgrade: bool) -> str:
@@ -42,36 +52,148 @@ def init(repo: Path, stages_dir: str, upgrade: bool) -> str:
     return f"wrote {', '.join(changed) or 'nothing new'}; {hint}"
 
 
-def refuse_foreign_folder(tree: Path) -> None:
-    """The tree replaces its folder whole: refuse a folder that is not an earlier tree."""
-    if tree.is_dir() and any(tree.iterdir()) and not (tree / MANIFEST).is_file():
-        raise PipelineError(f"{tree}: exists and holds no {MANIFEST} of an earlier unpack; refusing to replace it")
+#: What each export writes under data/<dataset>/export/ (tests/test_cli.py checks it against the exports).
+FORMAT_FILES = {
+    "npz": "npz/<dataset>.npz: x_<split>, y_<split> (Keras' layout; np.load)",
+    "csv": "csv/<split>.csv (<split>.csv.gz with gzip=true): label,pixel0,...; pd.read_csv(path, dtype='uint8')",
+    "png": "png/images.zip: <split>/<class>/<index>.png and manifest.csv; the trees group unpacks it",
+    "parquet": "parquet/<split>.parquet + parquet/README.md: image (PNG), label (+ pixels, label columns) and their "
+    "Hugging Face card; datasets.load_dataset('data/<dataset>/export/parquet')",
+}
+#: What each tree (the `trees` group) unpacks, and where.
+TREE_FILES = {"png": "images/<split>/<class>/<index>.png: torchvision ImageFolder"}
+
+
+def conf_dir() -> Path:
+    """This repository's conf/ when there is one, else the one the package carries."""
+    return Path("conf") if Path("conf").is_dir() else resource("conf")
+
+
+def megabytes(size: int) -> str:
+    return f"{size / 1e6:,.1f} MB"
+
+
+def download_size(dataset: dict[str, Any]) -> str:
+    """What a build downloads: the files' published sizes (of the zip's members, for a container)."""
+    files = {
+        spec["file"]: spec.get("size")
+        for split in dataset["splits"].values()
+        for spec in (split["images"], split["labels"])
+    }
+    known = sum(size for size in files.values() if isinstance(size, int))
+    unknown = sum(not isinstance(size, int) for size in files.values())
+    text = megabytes(known) + (" of the zip" if dataset.get("container") else "")
+    return text + (f" + {unknown} file(s) of unpublished size" if unknown else "")
+
+
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+def describe_datasets(conf: Path) -> str:
+    """One line per dataset of conf/dataset/, composed as dvc exp run would compose it (the facts
+    are read as composed: the stages validate them when they run)."""
+    names = sorted(path.stem for path in (conf / "dataset").glob("*.yaml"))
+    with tempfile.TemporaryDirectory() as scratch:
+        composed = Path(scratch) / "params.yaml"
+        compose_params(composed, [f"dataset=[{','.join(names)}]"], conf)
+        datasets: dict[str, Any] = yaml.safe_load(composed.read_text(encoding="utf-8"))["datasets"]
+    rows = [["dataset", "images per split", "classes", "download", "license"]]
+    for name in names:
+        dataset = datasets[name]
+        splits = " / ".join(f"{split} {spec['count']:,}" for split, spec in dataset["splits"].items())
+        rows.append([name, splits, str(len(dataset["classes"])), download_size(dataset), str(dataset["license"])])
+    return (
+        table(rows)
+        + "\n\nBuild one with dvc exp run -S dataset=<name> (several: -S 'dataset=[mnist,kmnist]');"
+        + "\nits files go to data/<name>/ (exports in data/<name>/export/, the dataset card in export/README.md)."
+    )
+
+
+def option_comments(config_text: str, section: str) -> dict[str, str]:
+    """The comment after each option of export.<section> in conf/config.yaml: its description."""
+    comments: dict[str, str] = {}
+    inside = False
+    for line in config_text.splitlines():
+        if line.startswith(f"  {section}:"):
+            inside = True
+        elif inside and line.startswith("    ") and ":" in line:
+            key, _, rest = line.strip().partition(":")
+            comments[key] = rest.partition("#")[2].strip()
+        elif inside and line.strip():
+            break
+    return comments
+
+
+def describe_formats(conf: Path) -> str:
+    """Every export and tree: whether it is selected by default, its options with their defaults
+    and descriptions (conf/config.yaml), and the files it writes."""
+    text = (conf / "config.yaml").read_text(encoding="utf-8")
+    config: dict[str, Any] = yaml.safe_load(text)
+    groups: dict[str, Any] = {}
+    for entry in config.get("defaults", []):
+        if isinstance(entry, dict):
+            groups.update(entry)
+    lines = []
+    for name in sorted(path.stem for path in (conf / "formats").glob("*.yaml")):
+        default = "selected by default" if name in groups.get("formats", []) else "opt-in"
+        lines += [f"{name} ({default}): data/<dataset>/export/{FORMAT_FILES.get(name, name + '/')}"]
+        comments = option_comments(text, name)
+        for key, value in (config.get("export", {}).get(name) or {}).items():
+            shown = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+            lines.append(f"    {name}.{key} = {shown}" + (f"    {comments[key]}" if comments.get(key) else ""))
+    for name in sorted(path.stem for path in (conf / "trees").glob("*.yaml")) if (conf / "trees").is_dir() else []:
+        default = "selected by default" if name in groups.get("trees", []) else "opt-in"
+        lines.append(f"tree {name} ({default}): data/<dataset>/export/{TREE_FILES.get(name, name)}")
+    return "\n".join(
+        [
+            *lines,
+            "",
+            "Pick exports with -S 'formats=[npz,csv,png,parquet]', trees with -S 'trees=[png]', an option with",
+            "-S export.csv.header=false (every dataset) or -S '++datasets.<name>.export.csv.header=false' (one).",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="mnist-pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("datasets", help="list the datasets of conf/dataset/: splits, classes, download, license")
+    commands.add_parser("formats", help="list the exports: options, defaults and the files each writes")
     adopt = commands.add_parser("init", help="adopt the pipeline in this git + DVC repository")
-    adopt.add_argument("--dir", default=".", help="folder for the pipeline's dvc.yaml (default: the root one)")
+    adopt.add_argument(
+        "--dir", default=".", metavar="DIR", help="folder for the pipeline's dvc.yaml (default: the root one)"
+    )
     adopt.add_argument("--upgrade", action="store_true", help=f"refresh the files {CODE_FILE} records after an upgrade")
     params = commands.add_parser("params", help="compose conf/ into params.yaml")
-    params.add_argument("overrides", nargs="*")
+    params.add_argument(
+        "overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides, as dvc exp run -S takes them: dataset=kmnist"
+    )
     unpacking = commands.add_parser("unpack", help="unpack an images.zip into its tree")
-    unpacking.add_argument("archive", type=Path)
-    unpacking.add_argument("tree", type=Path)
+    unpacking.add_argument("archive", type=Path, help="an export/png/images.zip (e.g. from `dvc import`)")
+    unpacking.add_argument(
+        "tree", type=Path, help="the folder to create (absent, empty, or a tree this command wrote before)"
+    )
     args = parser.parse_args(argv)
     try:
-        if args.command == "init":
+        if args.command == "datasets":
+            print(describe_datasets(conf_dir()))
+        elif args.command == "formats":
+            print(describe_formats(conf_dir()))
+        elif args.command == "init":
             print(init(Path.cwd(), args.dir, args.upgrade))
         elif args.command == "params":
             if not Path("conf").is_dir():
                 raise PipelineError("conf/: not found here; adopt the pipeline first with `mnist-pipeline init`")
             compose_params(Path("params.yaml"), args.overrides)
         else:
-            refuse_foreign_folder(args.tree)
-            print(f"{unpack_zip(args.archive, args.tree):,} files -> {args.tree}")
+            print(f"{unpack_zip(args.archive, args.tree):,} files -> {args.tree}")  # refuses a foreign DEST itself
     except (PipelineError, HydraException, OmegaConfBaseException) as exc:
         print(f"mnist-pipeline: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1

@@ -3,13 +3,16 @@
 OmegaConf checks types, enum values and unknown or missing keys, naming the full key; the
 rules types cannot express follow in ``_problems``. Every value that becomes a path, a URL,
 a header or a resource bound is checked here, so that a stage (and the ``check`` stage that
-runs before all of them) refuses a bad override before DVC has removed any output.
+runs before all of them) refuses a bad override before DVC has removed any output. Each rule
+lives here once; the stages trust a loaded ``Params``.
 (The dataclasses are not ``frozen``: OmegaConf cannot merge into frozen ones. Treat a loaded
 Params as read-only.)
 
 ``conf/`` is plain YAML that DVC composes without importing this package; ``params.yaml`` is
 its composition: ``datasets`` maps each selected dataset's name to its facts
-(``conf/dataset/<name>.yaml``), the other sections are shared by every dataset.
+(``conf/dataset/<name>.yaml``), the other sections are shared by every dataset. Each dataset's
+export options are resolved once, here: ``export.<format>`` with ``datasets.<d>.export.<format>``
+over it, typed, in ``datasets.<d>.export``.
 """
 
 from __future__ import annotations
@@ -21,18 +24,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mnist_pipeline.errors import ConfigError
+from mnist_pipeline.names import NAME_PATTERN, is_member_name, is_plain_file_name, is_printable_line, mirror_problem
 
-MIRROR_SCHEMES = ("http", "https", "file")
-#: Dataset and split names become folder names, file names and DVC stage names
-#: (``export@<dataset>-<format>``): lower-case, no dot, no dash.
-NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _HEX = {"md5": 32, "sha256": 64}
 MAX_TIMEOUT = 3600.0
 MAX_RETRIES = 10
@@ -42,6 +41,8 @@ MAX_CLASSES = 256  # labels are stored as uint8
 MAX_IMAGE_SIDE = 4096
 MAX_HEADER_VALUE = 256
 MAX_FILE_SIZE = 1 << 40
+#: The whole family with every format composes to ~28 KB; a params.yaml far beyond that is not ours.
+MAX_PARAMS_BYTES = 1 << 18
 
 
 class ArchiveCheck(enum.Enum):
@@ -58,10 +59,28 @@ class Compression(enum.Enum):
 
 
 class LabelLayout(enum.Enum):
-    """idx_vector: IDX uint8 (n,); idx_table: IDX int32 (n, columns) with a label column."""
+    """How a label file holds its labels; what each layout's files hold: ``LABEL_SOURCES``."""
 
     idx_vector = "idx_vector"
     idx_table = "idx_table"
+
+
+@dataclass(frozen=True)
+class LabelSource:
+    """What the label files of one layout hold."""
+
+    #: IDX item type of the label file (numpy notation, big-endian).
+    idx_dtype: str
+    #: The file is a table of named columns (``labels.columns``), one of them the class label;
+    #: decode keeps the whole table beside the labels. Otherwise it is one label per image.
+    table: bool
+
+
+#: Label layouts: idx_vector is IDX uint8 (n,); idx_table is IDX int32 (n, columns) (QMNIST).
+LABEL_SOURCES: dict[LabelLayout, LabelSource] = {
+    LabelLayout.idx_vector: LabelSource(idx_dtype=">u1", table=False),
+    LabelLayout.idx_table: LabelSource(idx_dtype=">i4", table=True),
+}
 
 
 class SplitMethod(enum.Enum):
@@ -118,6 +137,10 @@ class FileSpec:
     payload_md5: str | None = None
     member: str | None = None
 
+    @property
+    def has_payload_digest(self) -> bool:
+        return self.payload_sha256 is not None or self.payload_md5 is not None
+
 
 @dataclass
 class SplitSpec:
@@ -147,6 +170,23 @@ class LabelSpec:
     #: Subtracted from every stored label, so that labels count from 0 (EMNIST letters: 1..26).
     offset: int = 0
 
+    @property
+    def source(self) -> LabelSource:
+        return LABEL_SOURCES[self.layout]
+
+    @property
+    def table_width(self) -> int | None:
+        """Columns of the label table kept beside the labels; None when the files hold plain labels."""
+        return len(self.columns) if self.source.table else None
+
+    @property
+    def extra_columns(self) -> list[tuple[int, str]]:
+        """(index, name) of the table's columns besides the class label (which an export's own
+        label column holds): what ``extended_labels`` adds. Empty for plain labels."""
+        if not self.source.table:
+            return []
+        return [(index, name) for index, name in enumerate(self.columns) if index != self.column]
+
 
 @dataclass
 class DatasetSpec:
@@ -163,8 +203,9 @@ class DatasetSpec:
     #: The files store every image transposed (EMNIST): decode turns them upright.
     transposed: bool = False
     labels: LabelSpec = field(default_factory=LabelSpec)
-    #: Export options for this dataset only, merged over the shared ``export`` section.
-    export: dict[str, Any] = field(default_factory=dict)
+    #: This dataset's options of every format: the shared ``export.<format>`` with the dataset's own
+    #: ``datasets.<d>.export.<format>`` values over it, resolved once by ``params_from_dict``.
+    export: ExportOptions = MISSING
 
     def files(self) -> list[FileSpec]:
         """Every distinct published file, in config order (splits may share files)."""
@@ -232,16 +273,32 @@ class ParquetOptions:
 
 
 @dataclass
-class ExportConfig:
+class ExportOptions:
+    """The options of every format, for one dataset or (``export``) shared by all."""
+
+    npz: NpzOptions
+    csv: CsvOptions
+    png: PngOptions
+    parquet: ParquetOptions
+
+
+#: The sections of ``ExportOptions``: the formats, and the ``datasets.<d>.export`` keys.
+KNOWN_FORMATS = ("csv", "npz", "parquet", "png")
+KNOWN_TREES = ("png",)
+
+
+@dataclass
+class ExportConfig(ExportOptions):
+    #: PNG encoding processes (PNG and Parquet); never changes the bytes, so no stage tracks it.
     workers: int
     #: Selected formats (the ``formats`` config group). Each writes data/<dataset>/export/<format>/.
     formats: dict[str, Any]
     #: Archives unpacked into a browsable tree (filled by formats/png.yaml).
     trees: dict[str, Any]
-    npz: NpzOptions
-    csv: CsvOptions
-    png: PngOptions
-    parquet: ParquetOptions
+    #: Per format, the datasets DVC makes an ``export_<format>@<dataset>`` stage for: every
+    #: selected dataset for a selected format, none otherwise (filled by the ``formats`` group;
+    #: DVC's ``foreach`` cannot filter, and a stage list must exist for every format).
+    build: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -263,27 +320,47 @@ class Params:
             raise ConfigError(f"datasets.{name}: not in params.yaml (selected: {chosen}); add it with -S dataset=...")
         return self.datasets[name]
 
-    def export_for(self, name: str) -> ExportConfig:
-        """The shared export options with ``datasets.<name>.export`` merged over them."""
-        overrides = self.dataset(name).export
-        if not overrides:
-            return self.export
-        merged = OmegaConf.merge(OmegaConf.structured(self.export), overrides)
-        return cast(ExportConfig, OmegaConf.to_object(merged))
+    def export_for(self, name: str) -> ExportOptions:
+        """The export options of dataset ``name`` (resolved when loaded)."""
+        return self.dataset(name).export
 
 
-KNOWN_FORMATS = ("csv", "npz", "parquet", "png")
-KNOWN_TREES = ("png",)
+class _AnchorError(yaml.YAMLError):
+    def __init__(self, line: int) -> None:
+        super().__init__(f"line {line}")
+        self.line = line
+
+
+class _PlainLoader(yaml.SafeLoader):
+    """SafeLoader refusing anchors and aliases: params.yaml is composed without them, and a few
+    nested aliases (a "billion laughs") expand to gigabytes once built."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _AnchorError(event.start_mark.line + 1)
+        return super().compose_node(parent, index)
 
 
 def load_params(path: Path) -> Params:
-    """Read and validate params.yaml; raise ConfigError naming the first bad key."""
+    """Read and validate params.yaml; raise ConfigError naming the first bad key.
+
+    Bounded before anything is built: at most ``MAX_PARAMS_BYTES``, no anchors or aliases."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with path.open("rb") as stream:
+            data = stream.read(MAX_PARAMS_BYTES + 1)
     except FileNotFoundError as exc:
         raise ConfigError(
             f"{path}: not found; compose it from conf/ with `dvc exp run` or `mnist-pipeline params` "
             "(in a repository without conf/, adopt the pipeline first: `mnist-pipeline init`)"
+        ) from exc
+    if len(data) > MAX_PARAMS_BYTES:
+        raise ConfigError(f"{path}: expected at most {MAX_PARAMS_BYTES:,} bytes of params, found more")
+    try:
+        raw = yaml.load(data.decode("utf-8"), Loader=_PlainLoader)
+    except _AnchorError as exc:
+        raise ConfigError(
+            f"{path}: line {exc.line}: expected plain YAML values, found an anchor or alias (& or *)"
         ) from exc
     except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
@@ -293,21 +370,51 @@ def load_params(path: Path) -> Params:
 
 
 def params_from_dict(raw: dict[str, Any], source: str = "params") -> Params:
-    """Validate a composed config against the schema, then the rules types cannot express."""
-    params = cast(Params, _structured(Params, raw, source))
+    """Validate a composed config against the schema, then the rules types cannot express.
+    Each dataset's export options are resolved here, once (``with_dataset_exports``)."""
+    params = cast(Params, _structured(Params, with_dataset_exports(raw), source))
     problems = _problems(params)
-    for name in params.datasets:
-        try:
-            export = params.export_for(name)
-        except OmegaConfBaseException as exc:
-            raise ConfigError(f"{source}: datasets.{name}.export.{_reason(exc)}") from exc
-        # Shared options are reported under their own key; a dataset's overrides under its name.
-        prefix = f"datasets.{name}: " if params.dataset(name).export else ""
-        problems += [(f"{prefix}{key}", problem) for key, problem in _export_problems(export, params, name)]
+    for name, dataset in params.datasets.items():
+        overridden = _overridden_keys(raw, name)
+        for key, problem in _export_problems(dataset.export, dataset):
+            # A value the dataset sets is reported under its own key, a shared one under export.
+            where = f"datasets.{name}.export" if key in overridden else "export"
+            problems.append((f"{where}.{key}", problem))
     if problems:
         key, problem = problems[0]
         raise ConfigError(f"{source}: {key}: {problem}")
     return params
+
+
+def with_dataset_exports(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` with every ``datasets.<d>.export`` made whole: for each format, the shared
+    ``export.<format>`` with the dataset's own values over it. ``export`` comes first, so that
+    a bad shared value is reported under ``export``, not under the first dataset."""
+    shared, datasets = raw.get("export"), raw.get("datasets")
+    if not isinstance(shared, dict) or not isinstance(datasets, dict):
+        return raw
+    resolved = {}
+    for name, entry in datasets.items():
+        own = entry.get("export") if isinstance(entry, dict) else None
+        resolved[name] = entry
+        if isinstance(entry, dict) and (own is None or isinstance(own, dict)):
+            own = own or {}
+            sections = {fmt: _over(shared.get(fmt), own.get(fmt)) for fmt in KNOWN_FORMATS}
+            # Unknown keys are kept, for the schema to refuse them by name.
+            resolved[name] = {**entry, "export": {**own, **sections}}
+    return {"export": shared, **raw, "datasets": resolved}
+
+
+def _over(shared: Any, own: Any) -> Any:
+    if isinstance(shared, dict) and isinstance(own, dict):
+        return {**shared, **own}
+    return shared if own is None else own
+
+
+def _overridden_keys(raw: dict[str, Any], name: str) -> set[str]:
+    """``<format>.<option>`` for every option ``datasets.<name>.export`` sets itself."""
+    own = raw.get("datasets", {}).get(name, {}).get("export") or {}
+    return {f"{fmt}.{key}" for fmt, values in own.items() if isinstance(values, dict) for key in values}
 
 
 def _structured(schema: type[Any], raw: Any, source: str) -> Any:
@@ -332,9 +439,27 @@ def _problems(params: Params) -> Problems:
     for name, dataset in params.datasets.items():
         problems += _dataset_problems(f"datasets.{name}", name, dataset)
     problems += download_problems(params.download)
+    problems += _shared_export_problems(params.export)
+    problems += _payload_check_problems(params)
     if not 1 <= params.report.samples_per_class <= 100:
         problems.append(("report.samples_per_class", f"expected 1 to 100, found {params.report.samples_per_class}"))
     return problems
+
+
+def _payload_check_problems(params: Params) -> Problems:
+    """``verify.archive: payload`` accepts a recompressed file on its payload digest: every file
+    must publish one."""
+    if params.verify.archive is not ArchiveCheck.payload:
+        return []
+    return [
+        (
+            "verify.archive",
+            f"'payload' needs a published payload digest, and datasets.{name} has none for {spec.file}; use 'strict'",
+        )
+        for name, dataset in params.datasets.items()
+        for spec in dataset.files()
+        if not spec.has_payload_digest
+    ][:1]
 
 
 def _dataset_problems(key: str, name: str, ds: DatasetSpec) -> Problems:
@@ -426,7 +551,7 @@ def _file_problems(key: str, spec: FileSpec | ContainerSpec) -> Problems:
 
 def _label_problems(key: str, labels: LabelSpec) -> Problems:
     problems: Problems = []
-    if labels.layout is LabelLayout.idx_table:
+    if labels.source.table:
         if not labels.columns:
             problems.append((f"{key}.columns", "expected a name for every column of the label table, found none"))
         if not 0 <= labels.column < max(len(labels.columns), 1):
@@ -474,8 +599,7 @@ def download_problems(download: DownloadConfig) -> Problems:
     return problems
 
 
-def _export_problems(export: ExportConfig, params: Params, dataset_name: str) -> Problems:
-    """Problems of one dataset's effective export options (keys relative to ``export``)."""
+def _shared_export_problems(export: ExportConfig) -> Problems:
     problems: Problems = []
     if not 1 <= export.workers <= MAX_WORKERS:
         problems.append(("export.workers", f"expected 1 to {MAX_WORKERS} (4 x cores), found {export.workers}"))
@@ -491,110 +615,45 @@ def _export_problems(export: ExportConfig, params: Params, dataset_name: str) ->
                     f"found tree {name!r} with formats {list(export.formats)}",
                 )
             )
-    splits = params.dataset(dataset_name).splits
-    for section in ("npz", "csv"):
-        size = getattr(export, section).validation_size
-        train = splits.get("train")
-        if size < 0:
-            problems.append((f"export.{section}.validation_size", f"expected >= 0, found {size}"))
-        elif size and train is None:
-            problems.append(
-                (f"export.{section}.validation_size", f"expected 0: this dataset has no train split, found {size}")
-            )
-        elif train is not None and size >= train.count:
-            problems.append(
-                (
-                    f"export.{section}.validation_size",
-                    f"expected fewer than the {train.count} training images, found {size}",
-                )
-            )
-    if export.npz.scale is Scale.standardize and "train" not in splits:
-        problems.append(
-            ("export.npz.scale", "'standardize' needs the train split's mean and std; this dataset has none")
-        )
-    if export.npz.scale is not Scale.none and export.npz.dtype is not ArrayDtype.float32:
-        problems.append(("export.npz.scale", f"{export.npz.scale.value!r} needs export.npz.dtype float32, found uint8"))
-    if not 0 <= export.csv.decimals <= 10:
-        problems.append(("export.csv.decimals", f"expected 0 to 10, found {export.csv.decimals}"))
-    if not 1 <= export.parquet.row_group_size <= 1_000_000:
-        problems.append(
-            ("export.parquet.row_group_size", f"expected 1 to 1000000, found {export.parquet.row_group_size}")
-        )
+    for name in export.build:
+        if name not in KNOWN_FORMATS:
+            problems.append(("export.build", f"unknown format {name!r}; allowed: {', '.join(KNOWN_FORMATS)}"))
     return problems
 
 
+def _export_problems(options: ExportOptions, dataset: DatasetSpec) -> Problems:
+    """Problems of one dataset's export options, keyed ``<format>.<option>``."""
+    problems: Problems = []
+    train = dataset.splits.get(TRAIN_SPLIT)
+    for section in ("npz", "csv"):
+        size = getattr(options, section).validation_size
+        if size < 0:
+            problems.append((f"{section}.validation_size", f"expected >= 0, found {size}"))
+        elif size and train is None:
+            problems.append(
+                (f"{section}.validation_size", f"expected 0: this dataset has no {TRAIN_SPLIT!r} split, found {size}")
+            )
+        elif train is not None and size >= train.count:
+            problems.append(
+                (f"{section}.validation_size", f"expected fewer than the {train.count} training images, found {size}")
+            )
+    npz = options.npz
+    if npz.scale is Scale.standardize and train is None:
+        problems.append(("npz.scale", "'standardize' needs the train split's mean and std; this dataset has none"))
+    if npz.scale is not Scale.none and npz.dtype is not ArrayDtype.float32:
+        problems.append(("npz.scale", f"{npz.scale.value!r} needs export.npz.dtype float32, found uint8"))
+    if not 0 <= options.csv.decimals <= 10:
+        problems.append(("csv.decimals", f"expected 0 to 10, found {options.csv.decimals}"))
+    if not 1 <= options.parquet.row_group_size <= 1_000_000:
+        problems.append(("parquet.row_group_size", f"expected 1 to 1000000, found {options.parquet.row_group_size}"))
+    return problems
+
+
+#: The split a validation split is carved from, and the one whose mean and std standardize uses.
+TRAIN_SPLIT = "train"
+#: The split the exports carve from the training images (``validation_size``).
+VALIDATION_SPLIT = "val"
 #: Split names the exports create themselves.
-RESERVED_SPLITS = ("val",)
+RESERVED_SPLITS = (VALIDATION_SPLIT,)
 #: Column names the exports write themselves (extended label columns must not collide).
 RESERVED_COLUMNS = ("image", "pixels", "path", "split", "index", "class")
-
-
-def mirror_problem(mirror: str) -> str | None:
-    """Why ``mirror`` (a URL or a local folder) is unusable, or None."""
-    if not is_printable_line(mirror, 2048):
-        return f"expected one line of printable characters, found {mirror!r}"
-    try:
-        parts = urlsplit(mirror)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        return f"not a valid URL ({exc}): {redact(mirror)!r}"
-    if len(parts.scheme) <= 1:  # no scheme, or a Windows drive letter: a local folder
-        return None
-    if parts.scheme not in MIRROR_SCHEMES:
-        allowed = ", ".join(MIRROR_SCHEMES)
-        return f"unsupported scheme {parts.scheme!r} in {redact(mirror)!r}; allowed: {allowed} or a local folder"
-    if parts.username is not None or parts.password is not None:
-        return (
-            f"credentials in a mirror URL would be written to params.yaml and dvc.lock: {redact(mirror)!r}; "
-            "put them in ~/.netrc (or $NETRC) instead (README: Mirrors that need a login)"
-        )
-    if parts.scheme != "file" and not parts.hostname:
-        return f"expected a host name in {redact(mirror)!r}"
-    return None
-
-
-def redact(url: str) -> str:
-    """``url`` without the password of its user info, for messages."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None and parts.username is None:
-            return url
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-        return parts._replace(netloc=f"***@{host}{port}").geturl()
-    except ValueError:
-        return re.sub(r"//[^/@]*@", "//***@", url)
-
-
-def is_printable_line(value: str, max_length: int, *, ascii_only: bool = False) -> bool:
-    """Non-empty, at most ``max_length`` characters, no control characters (CR, LF, NUL, ...)."""
-    if not 0 < len(value) <= max_length or not value.isprintable():
-        return False
-    return value.isascii() or not ascii_only
-
-
-def is_plain_file_name(name: str) -> bool:
-    """True for a bare file name that cannot point outside the folder it is joined to."""
-    return (
-        is_printable_line(name, 255)
-        and name not in (".", "..")
-        and "/" not in name
-        and "\\" not in name
-        and name.strip() == name
-    )
-
-
-def is_member_name(name: str) -> bool:
-    """A relative zip member path that stays inside (no empty, ``.`` or ``..`` parts)."""
-    return (
-        is_printable_line(name, 1024)
-        and is_relative_inside(name)
-        and all(part not in ("", ".", "..") for part in name.split("/"))
-    )
-
-
-def is_relative_inside(path: str) -> bool:
-    """True for a relative POSIX path with no ``..`` part (stays inside its base folder).
-    Plain string work: the unpack stage calls it for every member of a zip of up to millions."""
-    parts = [part for part in path.split("/") if part not in ("", ".")]
-    return bool(parts) and not path.startswith("/") and ".." not in parts and "\\" not in path and "\x00" not in path

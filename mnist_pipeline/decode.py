@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from mnist_pipeline.config import DatasetSpec, LabelLayout, LabelSpec, Params, SplitSpec
+from mnist_pipeline.archive import payload_name
+from mnist_pipeline.config import DatasetSpec, LabelSpec, Params, SplitSpec
 from mnist_pipeline.decoded import (
     add_to_histogram,
     batch_ranges,
@@ -32,25 +31,14 @@ from mnist_pipeline.decoded import (
 )
 from mnist_pipeline.errors import DatasetError
 from mnist_pipeline.fsio import atomic_dir, write_bytes_atomic
-from mnist_pipeline.idx import IdxHeader, idx_name, read_idx_header, read_idx_rows
+from mnist_pipeline.idx import IdxHeader, read_idx_header, read_idx_rows
 from mnist_pipeline.stage import run_stage, stage_parser
 
 
-@dataclass(frozen=True)
-class LabelSource:
-    """How a label file's rows become labels (and, for tables, the kept table)."""
-
-    dtype: np.dtype[Any]
-    ndim: int
-    #: rows of the file -> class labels as stored (before the offset)
-    to_labels: Callable[[npt.NDArray[Any], LabelSpec], npt.NDArray[np.int64]]
-
-
-#: Label layouts: a table from the config value to the file's shape and how to read labels.
-LABEL_SOURCES: dict[LabelLayout, LabelSource] = {
-    LabelLayout.idx_vector: LabelSource(np.dtype(">u1"), 1, lambda rows, _spec: rows.astype(np.int64)),
-    LabelLayout.idx_table: LabelSource(np.dtype(">i4"), 2, lambda rows, spec: rows[:, spec.column].astype(np.int64)),
-}
+def stored_labels(rows: npt.NDArray[Any], labels: LabelSpec) -> npt.NDArray[np.int64]:
+    """Rows of a label file -> class labels as stored (before the offset): the rows themselves,
+    or the label column of a table."""
+    return (rows[:, labels.column] if labels.source.table else rows).astype(np.int64)
 
 
 def check_images_header(path: Path, header: IdxHeader, shape: tuple[int, int], transposed: bool) -> None:
@@ -63,10 +51,10 @@ def check_images_header(path: Path, header: IdxHeader, shape: tuple[int, int], t
 
 
 def check_labels_header(path: Path, header: IdxHeader, labels: LabelSpec, images: int) -> None:
-    source = LABEL_SOURCES[labels.layout]
-    columns = (len(labels.columns),) if labels.layout is LabelLayout.idx_table else ()
-    if header.dtype != source.dtype or header.dims[1:] != columns or len(header.dims) != source.ndim:
-        wanted = f"{source.dtype.name} of shape (n{''.join(f', {c}' for c in columns)})"
+    dtype = np.dtype(labels.source.idx_dtype)
+    columns = () if labels.table_width is None else (labels.table_width,)
+    if header.dtype != dtype or header.dims[1:] != columns or len(header.dims) != 1 + len(columns):
+        wanted = f"{dtype.name} of shape (n{''.join(f', {c}' for c in columns)})"
         raise DatasetError(
             f"{path}: expected labels {wanted} ({labels.layout.value}), found {header.dtype.name} {header.dims}"
         )
@@ -86,12 +74,14 @@ def decode_split(name: str, split: SplitSpec, dataset: DatasetSpec, idx_dir: Pat
     """Write the split's decoded files a slice at a time; return its statistics."""
     rows, cols = dataset.image_shape
     num_classes = len(dataset.classes)
-    image_file, label_file = idx_dir / idx_name(split.images.file), idx_dir / idx_name(split.labels.file)
+    image_file, label_file = (
+        idx_dir / payload_name(split.images.file, dataset.compression),
+        idx_dir / payload_name(split.labels.file, dataset.compression),
+    )
     image_header, label_header = read_idx_header(image_file), read_idx_header(label_file)
     check_images_header(image_file, image_header, (rows, cols), dataset.transposed)
     check_labels_header(label_file, label_header, dataset.labels, image_header.dims[0])
     start, stop = row_range(split, image_header.dims[0], image_file)
-    source = LABEL_SOURCES[dataset.labels.layout]
     histogram = np.zeros(256, dtype=np.float64)
     class_counts = np.zeros(num_classes, dtype=np.int64)
     with ExitStack() as files:
@@ -99,9 +89,10 @@ def decode_split(name: str, split: SplitSpec, dataset: DatasetSpec, idx_dir: Pat
             npy_writer(images_path(decoded_dir, name), np.dtype(np.uint8), (split.count, rows, cols))
         )
         labels_out = files.enter_context(npy_writer(labels_path(decoded_dir, name), np.dtype(np.uint8), (split.count,)))
+        width = dataset.labels.table_width
         table_out = None
-        if dataset.labels.layout is LabelLayout.idx_table:
-            shape = (split.count, len(dataset.labels.columns))
+        if width is not None:
+            shape = (split.count, width)
             table_out = files.enter_context(npy_writer(table_path(decoded_dir, name), np.dtype(np.int32), shape))
         for low, high in batch_ranges(stop - start):
             images = read_idx_rows(image_file, image_header, start + low, start + high)
@@ -110,7 +101,7 @@ def decode_split(name: str, split: SplitSpec, dataset: DatasetSpec, idx_dir: Pat
             images_out.write(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
             add_to_histogram(histogram, images.astype(np.uint8, copy=False))
             label_rows = read_idx_rows(label_file, label_header, start + low, start + high)
-            labels = checked_labels(label_file, source.to_labels(label_rows, dataset.labels), dataset, start + low)
+            labels = checked_labels(label_file, stored_labels(label_rows, dataset.labels), dataset, start + low)
             labels_out.write(labels.astype(np.uint8).tobytes())
             class_counts += np.bincount(labels, minlength=num_classes)
             if table_out is not None:

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import numpy.typing as npt
 
-from mnist_pipeline.config import DatasetSpec, LabelLayout
+from mnist_pipeline.config import DatasetSpec
 from mnist_pipeline.errors import DatasetError
 from mnist_pipeline.fsio import atomic_path
 
@@ -159,9 +159,8 @@ def open_decoded(decoded_dir: Path, dataset: DatasetSpec) -> list[DecodedSplit]:
     for name, spec in dataset.splits.items():
         images = open_npy(images_path(decoded_dir, name), np.dtype(np.uint8), (rows, cols))
         labels = open_npy(labels_path(decoded_dir, name), np.dtype(np.uint8), ())
-        table = None
-        if dataset.labels.layout is LabelLayout.idx_table:
-            table = open_npy(table_path(decoded_dir, name), np.dtype(np.int32), (len(dataset.labels.columns),))
+        width = dataset.labels.table_width
+        table = None if width is None else open_npy(table_path(decoded_dir, name), np.dtype(np.int32), (width,))
         for array in (images, labels, table):
             if array is not None and len(array) != spec.count:
                 raise DatasetError(f"{array.path}: expected {spec.count} rows (datasets config), found {len(array)}")

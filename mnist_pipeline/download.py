@@ -1,18 +1,20 @@
 """download stage: put every published file of one dataset into its raw folder, taken from the
 first mirror that delivers the canonical bytes.
 
-Per file, mirrors are tried in order. A mirror is skipped on an HTTP error, a refused redirect,
-a body without the compression's magic (an HTML page with status 200), a wrong size or a wrong
-digest; 5xx, 429, resets, timeouts and cut bodies are retried with exponential backoff, resuming
-with a Range request. A mirror that keeps failing at the network level is given up for the rest
-of the run, not once per file. Bytes stream into ``data/<dataset>/.partial/`` while being hashed
-and reach the raw folder only once accepted.
+This module is the mirror policy; ``transfer.py`` moves the bytes. Mirrors are tried in order,
+each for every file still missing. A mirror is skipped for a file on an HTTP error, a refused
+redirect, a body without the compression's magic (an HTML page with status 200), a wrong size
+or a wrong digest, and for the rest of the run once it is down (refused, unreachable, too slow,
+or asking to wait too long). Bytes stream into ``data/<dataset>/.partial/`` while being hashed
+and reach the raw folder only once accepted. Each failure is a ``Failure``; when no mirror
+delivers a file, they make the stage's one error line.
 
 A dataset published inside a zip (``container``) is read member by member: over HTTP with Range
 requests (the end of the zip, its central directory, then each needed member), from a local
-copy of the zip, or from a folder holding the member files. When a server ignores Range, the
-whole zip is downloaded once into ``data/.downloads/``, where later runs and the other datasets
-of the same zip find it.
+copy of the zip, or from a folder holding the member files. A zip whose size is not its
+published ``container.size`` is refused before its central directory is read. When a server
+ignores Range, the whole zip is downloaded once into ``data/.downloads/``, where later runs and
+the other datasets of the same zip find it.
 """
 
 from __future__ import annotations
@@ -20,47 +22,41 @@ from __future__ import annotations
 import argparse
 import http.client
 import logging
+import shutil
 import sys
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, NoReturn
+from typing import Protocol
 from urllib.parse import quote, urlsplit
 from urllib.request import url2pathname
-
-from tqdm import tqdm
 
 from mnist_pipeline.archive import ArchiveVerdict, archive_differences, check_archive, magic_of, max_archive_size
 from mnist_pipeline.config import ArchiveCheck, Compression, ContainerSpec, DatasetSpec, FileSpec, Params
 from mnist_pipeline.errors import ArchiveError, ChecksumError, DownloadError
-from mnist_pipeline.fsio import CHUNK_SIZE, Digests, Hasher, symlinked_part
-from mnist_pipeline.http import (
-    FOLLOWED_SCHEMES,
-    Deadline,
-    HttpClient,
-    HttpReadAt,
-    HttpSettings,
-    MirrorError,
-    MirrorHealth,
-    RetryableError,
-    build_opener,
-    header,
-    loggable_url,
-    netrc_passwords,
-    open_ranged,
-    parse_content_range,
-    parse_count,
-    read_chunk,
-    shown,
-)
+from mnist_pipeline.fsio import CHUNK_SIZE, symlinked_part
 from mnist_pipeline.machine import Sources, sources_for
 from mnist_pipeline.stage import run_stage, stage_parser
+from mnist_pipeline.transfer import (
+    FOLLOWED_SCHEMES,
+    Budget,
+    Client,
+    PartialFile,
+    RangedFile,
+    Severity,
+    Target,
+    TransferError,
+    copy_file,
+    fetch,
+    loggable_url,
+    open_ranged,
+)
 from mnist_pipeline.ziparchive import (
     MAX_EOCD_SEARCH,
     STORED,
-    CentralDirectory,
     FileReadAt,
     ReadAt,
     ZipMember,
@@ -76,6 +72,8 @@ PARTIAL_DIR_NAME = ".partial"
 #: Beside the datasets' folders (``data/.downloads/``): whole containers, shared by every
 #: dataset cut from the same zip. Not a stage output, so neither git nor DVC tracks it.
 DOWNLOADS_DIR_NAME = ".downloads"
+#: A whole container grows here (``data/.downloads/gzip.zip.partial``) until it is accepted.
+PARTIAL_SUFFIX = ".partial"
 ZIP_MAGIC = b"PK\x03\x04"
 #: The suffix read first: the end record with the longest comment, plus the zip64 locator
 #: (20 bytes) and zip64 end record (56 bytes) that precede it, so one request finds them all.
@@ -84,38 +82,53 @@ ZIP_TAIL_LENGTH = MAX_EOCD_SEARCH + 20 + 56
 MAX_KEPT_DIRECTORY = 16 << 20
 #: Dataset containers hold tens of members; anything near this bound is something else.
 MAX_CONTAINER_MEMBERS = 100_000
-HTTP_RANGE_NOT_SATISFIABLE = 416
 OFFLINE_HINT = (
     "(offline? point at a local copy: make repro MIRROR=/path/to/folder, "
     "or MNIST_PIPELINE_MIRRORS={name}=/path/to/folder, or mirrors.{name} in mnist-pipeline.local.yaml)"
 )
 _URL_PATH_SAFE = "/%:@!$&'()*+,;=~"
+#: What makes a mirror fail a file: the transfer, the archive check, the zip reader.
+FAILURES = (TransferError, ChecksumError, ArchiveError)
 
 
 @dataclass(frozen=True)
-class Target:
-    """What one transfer must deliver."""
+class Failure:
+    """Why one mirror did not deliver one file."""
 
-    name: str
-    kind: str  # what the bytes are, for messages: gzip, xz, zip
-    magic: bytes
-    limit: int  # most bytes accepted
-    size: int | None  # exact size required (strict check, size published)
-    expected: int  # bytes the deadline is computed for
+    file: str
+    where: str  # the URL or path read, fit for a log line
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.reason}"
 
 
 @dataclass(frozen=True)
 class Run:
     """Everything one run of the stage shares."""
 
+    dataset: DatasetSpec
     dataset_name: str
-    client: HttpClient
+    client: Client
     mode: ArchiveCheck
-    compression: Compression
     progress: bool
     raw_dir: Path
     partial_dir: Path
     downloads_dir: Path
+
+    @property
+    def compression(self) -> Compression:
+        return self.dataset.compression
+
+
+class Source(Protocol):
+    """One mirror, opened for this run."""
+
+    def where(self, spec: FileSpec) -> str:
+        """What is read for ``spec``, fit for a log line."""
+
+    def deliver(self, spec: FileSpec, partial: Path) -> ArchiveVerdict:
+        """Bring ``spec``'s bytes into ``partial`` and check them; a FAILURES error if not."""
 
 
 def mirror_url(mirror: str, file_name: str) -> str:
@@ -135,7 +148,7 @@ def local_folder(mirror: str) -> Path | None:
         return None
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost"):
-            raise MirrorError(f"file URL on host {parts.netloc!r}: only local paths can be read")
+            raise TransferError(f"file URL on host {parts.netloc!r}: only local paths can be read", Severity.SKIP)
         return Path(url2pathname(parts.path))
     return Path(mirror)
 
@@ -144,69 +157,39 @@ def download(params: Params, dataset_name: str, raw_dir: Path, sources: Sources)
     """Fetch every file of ``dataset_name`` from ``sources`` (this machine's mirrors, then the
     published ones) into ``raw_dir``."""
     dataset = params.dataset(dataset_name)
-    settings = sources.download
     for folder in (raw_dir, raw_dir.parent / PARTIAL_DIR_NAME, raw_dir.parent.parent / DOWNLOADS_DIR_NAME):
         linked = symlinked_part(folder)
         if linked is not None:
             # Writing through a link would put bytes wherever it points, perhaps outside data/.
             raise DownloadError(f"{linked}: is a symbolic link; refusing to write {folder} through it")
-    http_settings = HttpSettings(
-        timeout=settings.timeout,
-        retries=settings.retries,
-        backoff=settings.backoff,
-        min_rate=settings.min_rate,
-        user_agent=settings.user_agent,
-    )
     run = Run(
+        dataset=dataset,
         dataset_name=dataset_name,
-        # Built per run, so HTTP(S)_PROXY / NO_PROXY and netrc are read when the stage starts.
-        client=HttpClient(
-            http_settings, build_opener(netrc_passwords(sources.mirrors)), MirrorHealth(settings.retries)
-        ),
+        client=Client.for_mirrors(sources.download, sources.mirrors),
         mode=params.verify.archive,
-        compression=dataset.compression,
         progress=sys.stderr.isatty(),
         raw_dir=raw_dir,
         partial_dir=raw_dir.parent / PARTIAL_DIR_NAME,
         downloads_dir=raw_dir.parent.parent / DOWNLOADS_DIR_NAME,
     )
     try:
-        if dataset.container is None:
-            for spec in dataset.files():
-                started = time.monotonic()
-                origin = download_file(spec, sources.mirrors, run)
-                log.info("%s: %s in %.1f s", spec.file, origin, time.monotonic() - started)
-        else:
-            download_members(dataset, dataset.container, sources.mirrors, run)
+        pending = [spec for spec in dataset.files() if not _present_and_valid(spec, run)]
+        if dataset.container is not None:
+            pending = _from_cached_zip(dataset.container, pending, run)
+        failures: list[Failure] = []
+        for mirror in sources.mirrors:
+            if not pending:
+                break
+            pending = _from_mirror(mirror, pending, run, failures)
+        if pending:
+            raise DownloadError(_every_mirror_failed(pending, failures, dataset_name))
+        # Every file is in raw/: what is left in .partial/ (a killed run's) can never be used.
+        shutil.rmtree(run.partial_dir, ignore_errors=True)
     finally:
         for folder in (run.partial_dir, run.downloads_dir):
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
     return f"{len(dataset.files())} files of {dataset_name} in {raw_dir}"
-
-
-def download_file(spec: FileSpec, mirrors: list[str], run: Run) -> str:
-    """Put the accepted bytes of ``spec`` at ``raw_dir/spec.file``; return where they came from."""
-    if _present_and_valid(spec, run):
-        return "already present"
-    failures: list[str] = []
-    for mirror in mirrors:
-        where = _where(mirror, spec.file)
-        try:
-            verdict = fetch_from_mirror(mirror, spec, run)
-        except MirrorError as exc:
-            _note_failure(run, mirror, spec.file, where, exc, failures)
-            continue
-        _publish(spec, run)
-        return f"from {where} ({verdict.passed} check passed)"
-    raise DownloadError(_every_mirror_failed(spec.file, failures, run.dataset_name))
-
-
-def _where(mirror: str, file_name: str) -> str:
-    try:
-        return loggable_url(mirror_url(mirror, file_name))
-    except ValueError:
-        return loggable_url(mirror)
 
 
 def _present_and_valid(spec: FileSpec, run: Run) -> bool:
@@ -222,398 +205,215 @@ def _present_and_valid(spec: FileSpec, run: Run) -> bool:
     return True
 
 
-def _publish(spec: FileSpec, run: Run) -> None:
-    run.raw_dir.mkdir(parents=True, exist_ok=True)
-    (run.partial_dir / spec.file).replace(run.raw_dir / spec.file)
-
-
-def _note_failure(run: Run, mirror: str, file_name: str, where: str, exc: MirrorError, failures: list[str]) -> None:
-    if exc.down:
-        run.client.health.give_up(mirror, str(exc))
-    failures.append(f"{where}: {exc}")
-    log.warning("%s: skipping mirror %s: %s", file_name, where, exc)
-    (run.partial_dir / file_name).unlink(missing_ok=True)
-
-
-def _every_mirror_failed(file_name: str, failures: list[str], dataset_name: str, others: int = 0) -> str:
-    listed = "; ".join(f"[{index}] {failure}" for index, failure in enumerate(failures, 1)) or "no mirror tried"
-    more = f"; {others} more files failed as well" if others else ""
-    return f"{file_name}: every mirror failed: {listed}{more} {OFFLINE_HINT.format(name=dataset_name)}"
-
-
-def fetch_from_mirror(mirror: str, spec: FileSpec, run: Run) -> ArchiveVerdict:
-    """Bring ``spec`` from ``mirror`` into ``.partial/`` and check it; MirrorError if it cannot."""
-    down = run.client.health.down_reason(mirror)
-    if down is not None:
-        raise MirrorError(f"gave up on this mirror earlier in this run ({down})")
-    run.partial_dir.mkdir(parents=True, exist_ok=True)
-    partial = run.partial_dir / spec.file
-    target = file_target(spec, run)
-    folder = local_folder(mirror)
-    if folder is not None:
-        digests = copy_local(folder / spec.file, partial, target, run.progress)
-        return _checked(partial, spec, run, digests)
-    url = mirror_url(mirror, spec.file)
-    may_blame_old_partial = partial.exists()
-    while True:
-        digests = fetch_http(url, mirror, target, partial, run)
+def _from_mirror(mirror: str, pending: list[FileSpec], run: Run, failures: list[Failure]) -> list[FileSpec]:
+    """Deliver what ``mirror`` can of ``pending``; return the files still missing."""
+    with ExitStack() as stack:
         try:
-            return check_archive(partial, spec, run.mode, run.compression, digests=digests)
-        except (ChecksumError, ArchiveError) as exc:
-            if not may_blame_old_partial:
-                raise MirrorError(str(exc).removeprefix(f"{partial}: ")) from exc
-            # The bad bytes may come from a partial file left by an earlier, killed run.
-            log.warning("%s: resumed file failed its check; restarting from byte 0", spec.file)
-            partial.unlink()
-            may_blame_old_partial = False
+            source = _open_source(mirror, pending, run, stack)
+        except FAILURES as exc:
+            # The mirror as a whole failed (its zip is unreadable, or it is down): every file did.
+            what = run.dataset.container.file if run.dataset.container else pending[0].file
+            where = _where(mirror, what)
+            reason = _reason(exc, where)
+            log.warning("%s: skipping mirror %s: %s", what, where, reason)
+            failures.extend(Failure(spec.file, where, reason) for spec in pending)
+            return pending
+        return _deliver_each(source, pending, run, failures)
+
+
+def _deliver_each(source: Source, pending: list[FileSpec], run: Run, failures: list[Failure]) -> list[FileSpec]:
+    """Each file of ``pending`` from ``source`` into the raw folder; return those it failed.
+    Once the mirror is down, the rest are not asked for."""
+    still: list[FileSpec] = []
+    down: Failure | None = None
+    for spec in pending:
+        where = source.where(spec)
+        partial = run.partial_dir / spec.file
+        started = time.monotonic()
+        try:
+            if down is not None:
+                raise TransferError(f"gave up on this mirror earlier in this run ({down.reason})", Severity.DOWN)
+            verdict = source.deliver(spec, partial)
+        except FAILURES as exc:
+            failure = Failure(spec.file, where, _reason(exc, where, partial))
+            failures.append(failure)
+            log.warning("%s: skipping mirror %s: %s", spec.file, where, failure.reason)
+            partial.unlink(missing_ok=True)
+            if isinstance(exc, TransferError) and exc.severity is Severity.DOWN and down is None:
+                down = failure
+            still.append(spec)
+            continue
+        run.raw_dir.mkdir(parents=True, exist_ok=True)
+        partial.replace(run.raw_dir / spec.file)
+        log.info(
+            "%s: from %s (%s check passed) in %.1f s", spec.file, where, verdict.passed, time.monotonic() - started
+        )
+    return still
+
+
+def _reason(exc: Exception, *named: object) -> str:
+    """A failure's reason for a line that already names where it happened. A TransferError
+    carries it; archive.py and ziparchive.py begin their one-line errors with the path or URL
+    they checked (here a scratch file, or ``where``), which the line names already."""
+    if isinstance(exc, TransferError):
+        return exc.reason
+    text = str(exc)
+    for prefix in (f"{name}: " for name in named):
+        if text.startswith(prefix):
+            return text[len(prefix) :]
+    return text
+
+
+def _every_mirror_failed(pending: list[FileSpec], failures: list[Failure], dataset_name: str) -> str:
+    first = pending[0].file
+    tried = [failure for failure in failures if failure.file == first]
+    listed = "; ".join(f"[{index}] {failure}" for index, failure in enumerate(tried, 1)) or "no mirror tried"
+    more = f"; {len(pending) - 1} more files failed as well" if len(pending) > 1 else ""
+    return f"{first}: every mirror failed: {listed}{more} {OFFLINE_HINT.format(name=dataset_name)}"
+
+
+def _where(mirror: str, file_name: str) -> str:
+    try:
+        return loggable_url(mirror_url(mirror, file_name))
+    except ValueError:
+        return loggable_url(mirror)
 
 
 def file_target(spec: FileSpec, run: Run) -> Target:
-    limit = max_archive_size(spec, run.mode)
     return Target(
         name=spec.file,
         kind=run.compression.value,
         magic=magic_of(run.compression),
-        limit=limit,
+        limit=max_archive_size(spec, run.mode),
         size=spec.size if run.mode is ArchiveCheck.strict else None,
-        expected=spec.size if spec.size is not None else limit,
     )
 
 
-def _checked(partial: Path, spec: FileSpec, run: Run, digests: Digests) -> ArchiveVerdict:
-    try:
-        return check_archive(partial, spec, run.mode, run.compression, digests=digests)
-    except (ChecksumError, ArchiveError) as exc:
-        raise MirrorError(str(exc).removeprefix(f"{partial}: ")) from exc
+def _checked(partial: Path, spec: FileSpec, run: Run, writer: PartialFile) -> ArchiveVerdict:
+    return check_archive(partial, spec, run.mode, run.compression, digests=writer.digests())
 
 
-class HashingWriter:
-    """Writes a body to ``out`` while hashing it; refuses bytes past ``target.limit`` and a body
-    whose first bytes are not ``target.magic``. Bytes already in ``out`` (a resumed partial
-    file) are hashed first."""
-
-    def __init__(self, out: BinaryIO, target: Target, offset: int, bar: tqdm[NoReturn]) -> None:
-        self._out = out
-        self._target = target
-        self._bar = bar
-        self._hasher = Hasher()
-        remaining = offset
-        while remaining:
-            chunk = out.read(min(CHUNK_SIZE, remaining))
-            if not chunk:
-                break
-            self._hasher.update(chunk)
-            remaining -= len(chunk)
-        out.truncate(self.size)
-
-    @property
-    def size(self) -> int:
-        return self._hasher.size
-
-    def write(self, chunk: bytes) -> None:
-        magic = self._target.magic
-        if self.size < len(magic) and not chunk.startswith(magic[self.size : self.size + len(chunk)]):
-            raise MirrorError(f"body is not {self._target.kind} (starts with {chunk[:16]!r})")
-        if self.size + len(chunk) > self._target.limit:
-            raise MirrorError(f"body exceeds the expected {self._target.limit} bytes")
-        self._out.write(chunk)
-        self._hasher.update(chunk)
-        self._bar.update(len(chunk))
-
-    def digests(self) -> Digests:
-        return self._hasher.digests()
-
-
-def _progress(target: Target, initial: int, enabled: bool) -> tqdm[NoReturn]:
-    return tqdm(
-        total=target.size or target.expected,
-        initial=initial,
-        unit="B",
-        unit_scale=True,
-        desc=target.name,
-        disable=not enabled,
-        leave=False,
-    )
-
-
-def copy_local(source: Path, partial: Path, target: Target, progress: bool) -> Digests:
-    """Copy a file of a local mirror into ``partial``, hashing it."""
-    if not source.is_file():  # also keeps a FIFO from blocking the read
-        raise MirrorError("not found" if not source.exists() else "not a regular file")
-    try:
-        stream = source.open("rb")
-    except OSError as exc:
-        raise MirrorError(exc.strerror or str(exc)) from exc
-    with stream, partial.open("wb") as out, _progress(target, 0, progress) as bar:
-        writer = HashingWriter(out, target, 0, bar)
-        while chunk := stream.read(CHUNK_SIZE):
-            writer.write(chunk)
-    return writer.digests()
-
-
-def fetch_http(
-    url: str,
-    mirror: str,
-    target: Target,
-    partial: Path,
-    run: Run,
-    response: http.client.HTTPResponse | None = None,
-) -> Digests:
-    """Bring ``partial`` to the whole body of ``url``, resuming and retrying; ``response``: an
-    already open answer to use first. The deadline covers every attempt at this mirror."""
-    deadline = Deadline.for_size(run.client.settings, target.expected)
-    attempt = 0
-    while True:
-        try:
-            return _transfer(url, target, partial, run, deadline, response)
-        except RetryableError as exc:
-            response = None
-            run.client.after_failure(mirror, exc, attempt, f"{target.name}: {loggable_url(url)}", deadline)
-            attempt += 1
-
-
-def _transfer(
-    url: str,
-    target: Target,
-    partial: Path,
-    run: Run,
-    deadline: Deadline,
-    response: http.client.HTTPResponse | None,
-) -> Digests:
-    asked = 0 if response is not None else _resumable_size(partial, target)
-    if response is None:
-        response = _open_resuming(url, asked, partial, run, deadline)
-    with response:
-        offset, total = _body_start(response, asked, partial)
-        _check_announced(total, target)
-        with partial.open("r+b" if offset else "wb") as out, _progress(target, offset, run.progress) as bar:
-            writer = HashingWriter(out, target, offset, bar)
-            while chunk := read_chunk(response, deadline, writer.size):
-                writer.write(chunk)
-    end = total if total is not None else target.size
-    if end is not None and writer.size < end:
-        raise RetryableError(f"transfer ended at byte {writer.size} of {end}")
-    return writer.digests()
-
-
-def _open_resuming(url: str, asked: int, partial: Path, run: Run, deadline: Deadline) -> http.client.HTTPResponse:
-    try:
-        return run.client.open(url, byte_range=f"bytes={asked}-" if asked else None, deadline=deadline)
-    except MirrorError as exc:
-        if not asked or exc.status != HTTP_RANGE_NOT_SATISFIABLE:
-            raise
-        # The partial file is as long as the whole file (a recompressed one can be shorter
-        # than the limit), or the file changed on the server.
-        partial.unlink(missing_ok=True)
-        raise RetryableError(f"server refused to resume at byte {asked} ({exc}); restarting from byte 0") from exc
-
-
-def _resumable_size(partial: Path, target: Target) -> int:
-    size = partial.stat().st_size if partial.exists() else 0
-    if size >= target.limit:
-        partial.unlink()
-        return 0
-    return size
-
-
-def _body_start(response: http.client.HTTPResponse, asked: int, partial: Path) -> tuple[int, int | None]:
-    """Where the body starts in the file and the file's announced total size, if any."""
-    length = parse_count(header(response.headers, "Content-Length"))
-    if response.status == 200:
-        if asked:
-            log.info("%s: server ignored the Range request; restarting from byte 0", partial.name)
-        return 0, length
-    value = header(response.headers, "Content-Range")
-    found = parse_content_range(value)
-    if response.status == 206 and found is not None and found.start == asked:
-        if found.total is not None and found.end == found.total - 1:
-            return asked, found.total
-        if found.total is None and (length is None or length == found.end - found.start + 1):
-            return asked, None
-    partial.unlink(missing_ok=True)
-    raise RetryableError(
-        f"asked for bytes {asked}-, got HTTP {response.status} with Content-Range {shown(value)}; "
-        "restarting from byte 0"
-    )
-
-
-def _check_announced(total: int | None, target: Target) -> None:
-    if total is None:
-        return
-    if target.size is not None and total != target.size:
-        raise MirrorError(f"server announces {total} bytes, expected {target.size}")
-    if total > target.limit:
-        raise MirrorError(f"server announces {total} bytes, more than the expected {target.limit}")
-
-
-def download_members(dataset: DatasetSpec, container: ContainerSpec, mirrors: list[str], run: Run) -> None:
-    """Put every file of a container dataset into the raw folder, reading only its members."""
-    pending = [spec for spec in dataset.files() if not _present_and_valid(spec, run)]
-    failures: dict[str, list[str]] = {spec.file: [] for spec in pending}
-    cached = run.downloads_dir / container.file
-    if pending and cached.is_file():
-        pending = _members_from_cached_zip(cached, container, pending, run)
-    for mirror in mirrors:
-        if not pending:
-            break
-        pending = members_from_mirror(mirror, container, pending, run, failures)
-    if pending:
-        first = pending[0].file
-        raise DownloadError(_every_mirror_failed(first, failures[first], run.dataset_name, len(pending) - 1))
-
-
-def _members_from_cached_zip(
-    cached: Path, container: ContainerSpec, pending: list[FileSpec], run: Run
-) -> list[FileSpec]:
-    """Members from a zip an earlier run downloaded whole. Its digests were checked when it was
-    downloaded; here only its size is, since every member is checked against its own digests:
-    re-hashing the whole zip on every run would add nothing to what reaches ``raw/``."""
-    found = cached.stat().st_size
-    if found != container.size:
-        log.warning("%s: expected %d bytes, found %d; removing it", cached, container.size, found)
-        cached.unlink()
-        return pending
-    failures: dict[str, list[str]] = {spec.file: [] for spec in pending}
-    try:
-        with FileReadAt(cached) as source:
-            still = members_from_zip(source, str(cached), "", pending, run, failures)
-    except (ArchiveError, MirrorError) as exc:
-        log.warning("%s: %s; removing it", cached, str(exc).removeprefix(f"{cached}: "))
-        cached.unlink()
-        return pending
-    if still:
-        log.warning("%s: %s; removing it", cached, failures[still[0].file][0])
-        cached.unlink()
-    return still
-
-
-def members_from_mirror(
-    mirror: str, container: ContainerSpec, pending: list[FileSpec], run: Run, failures: dict[str, list[str]]
-) -> list[FileSpec]:
-    """Fetch what ``mirror`` can deliver of ``pending``; return the files still missing."""
-    where = _where(mirror, container.file)
-    try:
-        down = run.client.health.down_reason(mirror)
-        if down is not None:
-            raise MirrorError(f"gave up on this mirror earlier in this run ({down})")
-        folder = local_folder(mirror)
+def _open_source(mirror: str, pending: list[FileSpec], run: Run, stack: ExitStack) -> Source:
+    folder = local_folder(mirror)
+    container = run.dataset.container
+    if container is None or (folder is not None and not (folder / container.file).is_file()):
         if folder is None:
-            return _members_over_http(mirror, mirror_url(mirror, container.file), container, pending, run, failures)
-        if (folder / container.file).is_file():
-            with FileReadAt(folder / container.file) as source:
-                return members_from_zip(source, where, mirror, pending, run, failures)
-    except (MirrorError, ArchiveError) as exc:
-        reason = str(exc).removeprefix(f"{where}: ")
-        if isinstance(exc, MirrorError) and exc.down:
-            run.client.health.give_up(mirror, reason)
-        log.warning("%s: skipping mirror %s: %s", container.file, where, reason)
-        for spec in pending:
-            failures[spec.file].append(f"{where}: {reason}")
-        return pending
-    return _member_files_from_folder(mirror, pending, run, failures)
+            return HttpFiles(mirror, run, Budget())
+        return FolderFiles(mirror, folder, run)
+    if folder is None:
+        return _remote_zip(mirror, container, pending, run, stack)
+    where = _where(mirror, container.file)
+    return _zip_members(stack.enter_context(FileReadAt(folder / container.file)), where, container, pending, run)
 
 
-def _member_files_from_folder(
-    mirror: str, pending: list[FileSpec], run: Run, failures: dict[str, list[str]]
-) -> list[FileSpec]:
-    still: list[FileSpec] = []
-    for spec in pending:
-        where = _where(mirror, spec.file)
-        try:
-            verdict = fetch_from_mirror(mirror, spec, run)
-        except MirrorError as exc:
-            _note_failure(run, mirror, spec.file, where, exc, failures[spec.file])
-            still.append(spec)
-            continue
-        _publish(spec, run)
-        log.info("%s: from %s (%s check passed)", spec.file, where, verdict.passed)
-    return still
+@dataclass
+class FolderFiles:
+    """A local folder (or ``file://`` URL) holding the files themselves."""
+
+    mirror: str
+    folder: Path
+    run: Run
+
+    def where(self, spec: FileSpec) -> str:
+        return _where(self.mirror, spec.file)
+
+    def deliver(self, spec: FileSpec, partial: Path) -> ArchiveVerdict:
+        with PartialFile(partial, file_target(spec, self.run), resume=False, progress=self.run.progress) as writer:
+            copy_file(self.folder / spec.file, writer)
+        return _checked(partial, spec, self.run, writer)
 
 
-def _members_over_http(
-    mirror: str, url: str, container: ContainerSpec, pending: list[FileSpec], run: Run, failures: dict[str, list[str]]
-) -> list[FileSpec]:
-    opened = open_ranged(run.client, mirror, url, ZIP_TAIL_LENGTH)
-    if isinstance(opened, HttpReadAt):
-        try:
-            return members_from_zip(opened, opened.where, mirror, pending, run, failures)
-        finally:
-            log.info(
-                "%s: %d requests, %d bytes from %s", container.file, opened.requests, opened.received, opened.where
+@dataclass
+class HttpFiles:
+    """An http(s) mirror holding the files themselves."""
+
+    mirror: str
+    run: Run
+    budget: Budget
+
+    def where(self, spec: FileSpec) -> str:
+        return _where(self.mirror, spec.file)
+
+    def deliver(self, spec: FileSpec, partial: Path) -> ArchiveVerdict:
+        target = file_target(spec, self.run)
+        url = mirror_url(self.mirror, spec.file)
+        resumed = partial.exists()
+        while True:
+            with PartialFile(partial, target, resume=True, progress=self.run.progress) as writer:
+                fetch(self.run.client, self.budget, url, writer)
+            try:
+                return _checked(partial, spec, self.run, writer)
+            except (ChecksumError, ArchiveError):
+                if not resumed:
+                    raise
+                # A partial file left by a killed run is never trusted: its bytes may be another file's.
+                log.warning("%s: resumed file failed its check; restarting from byte 0", spec.file)
+                partial.unlink()
+                resumed = False
+
+
+@dataclass
+class ZipMembers:
+    """The members of a zip: over HTTP Range requests, or a zip file on this machine."""
+
+    source: ReadAt
+    location: str
+    members: dict[str, ZipMember]
+    run: Run
+
+    def where(self, spec: FileSpec) -> str:
+        return self.location
+
+    def deliver(self, spec: FileSpec, partial: Path) -> ArchiveVerdict:
+        member = self.members.get(spec.member or "")
+        if member is None:
+            raise TransferError(f"no member {spec.member!r} in the zip", Severity.SKIP)
+        target = file_target(spec, self.run)
+        if target.size is not None and member.size != target.size:
+            raise TransferError(
+                f"member {member.name!r} has {member.size} bytes, expected {target.size}", Severity.SKIP
             )
-    log.info(
-        "%s: %s ignores Range requests; downloading the whole zip once into %s",
-        container.file,
-        loggable_url(url),
-        run.downloads_dir,
-    )
-    cached = download_container(url, mirror, container, opened, run)
-    with FileReadAt(cached) as source:
-        return members_from_zip(source, str(cached), "", pending, run, failures)
+        if member.size > target.limit:
+            raise TransferError(
+                f"member {member.name!r} has {member.size} bytes, more than the expected {target.limit}",
+                Severity.SKIP,
+            )
+        with PartialFile(partial, target, resume=False, progress=self.run.progress) as writer:
+            _copy_member(self.source, member, self.location, writer.write)
+        return _checked(partial, spec, self.run, writer)
 
 
-def download_container(
-    url: str, mirror: str, container: ContainerSpec, response: http.client.HTTPResponse, run: Run
-) -> Path:
-    """The whole zip into ``data/.downloads/``, accepted only with its published size and digests."""
-    target = Target(
-        name=container.file,
-        kind="a zip archive",
-        magic=ZIP_MAGIC,
-        limit=container.size,
-        size=container.size,
-        expected=container.size,
-    )
-    run.partial_dir.mkdir(parents=True, exist_ok=True)
-    partial = run.partial_dir / container.file
-    try:
-        problems = archive_differences(container, fetch_http(url, mirror, target, partial, run, response))
-        if problems:
-            raise MirrorError("; ".join(problems))
-    except MirrorError:
-        partial.unlink(missing_ok=True)
-        raise
-    run.downloads_dir.mkdir(parents=True, exist_ok=True)
-    final = run.downloads_dir / container.file
-    partial.replace(final)
-    return final
+def _copy_member(source: ReadAt, member: ZipMember, where: str, write: Callable[[bytes], None]) -> None:
+    """A member's content into ``write``. A stored member over HTTP is one Range request for
+    its data, CRC-checked here; anything else goes through ``iter_member_chunks`` (one read per MiB)."""
+    if member.method != STORED or not isinstance(source, RangedFile):
+        for chunk in iter_member_chunks(source, member, where, chunk_size=CHUNK_SIZE):
+            write(chunk)
+        return
+    crc = 0
+
+    def checked(chunk: bytes) -> None:
+        nonlocal crc
+        crc = zlib.crc32(chunk, crc)
+        write(chunk)
+
+    source.stream(member_data_offset(source, member, where), member.compressed_size, checked)
+    if crc != member.crc32:
+        raise ArchiveError(f"{where}: member {member.name!r}: expected CRC-32 {member.crc32:08x}, found {crc:08x}")
 
 
-def members_from_zip(
-    source: ReadAt, where: str, mirror: str, pending: list[FileSpec], run: Run, failures: dict[str, list[str]]
-) -> list[FileSpec]:
-    """Extract and check each pending file's member of the zip ``source``; return those that
-    failed. ``mirror`` is empty for a zip already on disk."""
+def _zip_members(source: ReadAt, where: str, container: ContainerSpec, pending: list[FileSpec], run: Run) -> ZipMembers:
+    """The pending files' entries of the zip ``source``, once its size is the published one:
+    a zip of another size is another zip, and its central directory is not read."""
+    if source.size() != container.size:
+        raise TransferError(
+            f"expected {container.size} bytes (container.size), found {source.size()}; the zip is not read",
+            Severity.SKIP,
+        )
     directory = find_central_directory(source, where)
-    if isinstance(source, HttpReadAt) and directory.size <= MAX_KEPT_DIRECTORY:
+    if isinstance(source, RangedFile) and directory.size <= MAX_KEPT_DIRECTORY:
         source.keep(directory.offset, directory.size)
-    members = find_members(source, directory, where, {spec.member for spec in pending if spec.member})
-    still: list[FileSpec] = []
-    for spec in pending:
-        down = run.client.health.down_reason(mirror) if mirror else None
-        try:
-            if down is not None:
-                raise MirrorError(f"gave up on this mirror earlier in this run ({down})")
-            member = members.get(spec.member or "")
-            if member is None:
-                raise MirrorError(f"no member {spec.member!r} in the zip")
-            verdict = extract_member(source, member, spec, where, run)
-        except (MirrorError, ArchiveError) as exc:
-            if isinstance(exc, MirrorError) and exc.down and mirror:
-                run.client.health.give_up(mirror, str(exc))
-            reason = str(exc).removeprefix(f"{where}: ")
-            failures[spec.file].append(f"{where}: {reason}")
-            log.warning("%s: skipping mirror %s: %s", spec.file, where, reason)
-            (run.partial_dir / spec.file).unlink(missing_ok=True)
-            still.append(spec)
-            continue
-        _publish(spec, run)
-        log.info("%s: member %s of %s (%s check passed)", spec.file, spec.member, where, verdict.passed)
-    return still
-
-
-def find_members(source: ReadAt, directory: CentralDirectory, where: str, names: set[str]) -> dict[str, ZipMember]:
-    """The central directory entries named in ``names`` (a name listed twice is refused)."""
+    names = {spec.member for spec in pending if spec.member}
     found: dict[str, ZipMember] = {}
     for member in iter_members(source, directory, where, max_members=MAX_CONTAINER_MEMBERS):
         if member.name not in names:
@@ -621,41 +421,78 @@ def find_members(source: ReadAt, directory: CentralDirectory, where: str, names:
         if member.name in found:
             raise ArchiveError(f"{where}: member {member.name!r} appears twice in the central directory")
         found[member.name] = member
-    return found
+    return ZipMembers(source, where, found, run)
 
 
-def extract_member(source: ReadAt, member: ZipMember, spec: FileSpec, where: str, run: Run) -> ArchiveVerdict:
-    """Stream one member into ``.partial/<spec.file>`` while hashing it; check it as ``spec``."""
-    target = file_target(spec, run)
-    if target.size is not None and member.size != target.size:
-        raise MirrorError(f"member {member.name!r} has {member.size} bytes, expected {target.size}")
-    if member.size > target.limit:
-        raise MirrorError(f"member {member.name!r} has {member.size} bytes, more than the expected {target.limit}")
-    run.partial_dir.mkdir(parents=True, exist_ok=True)
-    partial = run.partial_dir / spec.file
-    with partial.open("wb") as out, _progress(target, 0, run.progress) as bar:
-        writer = HashingWriter(out, target, 0, bar)
-        for chunk in member_chunks(source, member, where):
-            writer.write(chunk)
-    return _checked(partial, spec, run, writer.digests())
+def _remote_zip(
+    mirror: str, container: ContainerSpec, pending: list[FileSpec], run: Run, stack: ExitStack
+) -> ZipMembers:
+    url = mirror_url(mirror, container.file)
+    budget = Budget()
+    opened = open_ranged(run.client, budget, url, ZIP_TAIL_LENGTH)
+    if isinstance(opened, RangedFile):
+        stack.callback(
+            lambda: log.info(
+                "%s: %d requests, %d bytes from %s", container.file, opened.requests, opened.received, opened.where
+            )
+        )
+        return _zip_members(opened, opened.where, container, pending, run)
+    log.info(
+        "%s: %s ignores Range requests; downloading the whole zip once into %s",
+        container.file,
+        loggable_url(url),
+        run.downloads_dir,
+    )
+    with opened:
+        cached = _download_zip(url, container, opened, budget, run)
+    return _zip_members(stack.enter_context(FileReadAt(cached)), str(cached), container, pending, run)
 
 
-def member_chunks(source: ReadAt, member: ZipMember, where: str) -> Iterator[bytes]:
-    """A member's content. A stored member over HTTP is one Range request for its data,
-    CRC-checked here; anything else goes through ``iter_member_chunks`` (one read per MiB)."""
-    if member.method == STORED and isinstance(source, HttpReadAt):
-        offset = member_data_offset(source, member, where)
-        return _crc_checked(source.iter_range(offset, member.compressed_size, member.name), member, where)
-    return iter_member_chunks(source, member, where, chunk_size=CHUNK_SIZE)
+def _download_zip(
+    url: str, container: ContainerSpec, response: http.client.HTTPResponse, budget: Budget, run: Run
+) -> Path:
+    """The whole zip into ``data/.downloads/``, accepted only with its published size and digests.
+    It grows in a partial file that starts empty: a server that ignores Range cannot resume it."""
+    target = Target(container.file, "a zip archive", ZIP_MAGIC, limit=container.size, size=container.size)
+    partial = run.downloads_dir / f"{container.file}{PARTIAL_SUFFIX}"
+    try:
+        with PartialFile(partial, target, resume=False, progress=run.progress) as writer:
+            fetch(run.client, budget, url, writer, response)
+        problems = archive_differences(container, writer.digests())
+        if problems:
+            raise TransferError("; ".join(problems), Severity.SKIP)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    final = run.downloads_dir / container.file
+    partial.replace(final)
+    return final
 
 
-def _crc_checked(chunks: Iterable[bytes], member: ZipMember, where: str) -> Iterator[bytes]:
-    crc = 0
-    for chunk in chunks:
-        crc = zlib.crc32(chunk, crc)
-        yield chunk
-    if crc != member.crc32:
-        raise ArchiveError(f"{where}: member {member.name!r}: expected CRC-32 {member.crc32:08x}, found {crc:08x}")
+def _from_cached_zip(container: ContainerSpec, pending: list[FileSpec], run: Run) -> list[FileSpec]:
+    """Members from a zip an earlier run downloaded whole. Its digests were checked when it was
+    downloaded; here only its size is, since every member is checked against its own digests:
+    re-hashing the whole zip on every run would add nothing to what reaches ``raw/``. A zip that
+    fails is removed. A partial zip a killed run left is removed too: it can never be resumed."""
+    leftover = run.downloads_dir / f"{container.file}{PARTIAL_SUFFIX}"
+    if leftover.is_file() and not leftover.is_symlink():
+        log.warning("%s: left by an interrupted download; removing it", leftover)
+        leftover.unlink()
+    cached = run.downloads_dir / container.file
+    if not pending or not cached.is_file():
+        return pending
+    failures: list[Failure] = []
+    with ExitStack() as stack:
+        try:
+            source = _zip_members(stack.enter_context(FileReadAt(cached)), str(cached), container, pending, run)
+            still = _deliver_each(source, pending, run, failures)
+        except FAILURES as exc:
+            failures.append(Failure(container.file, str(cached), _reason(exc, cached)))
+            still = pending
+    if failures:
+        log.warning("%s: %s; removing it", cached, failures[0].reason)
+        cached.unlink()
+    return still
 
 
 def main(argv: list[str] | None = None) -> int:

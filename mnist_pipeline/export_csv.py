@@ -1,4 +1,4 @@
-"""export@<dataset>-csv stage: one CSV per split (``<split>.csv``, or ``.csv.gz``; ``val`` right
+"""export_csv@<dataset> stage: one CSV per split (``<split>.csv``, or ``.csv.gz``; ``val`` right
 after ``train`` when ``validation_size`` is set), one row per image in dataset order. Default:
 Kaggle's header ``label,pixel0,...,pixel783``, the label counting from 0, pixels as integers 0-255.
 
@@ -14,6 +14,7 @@ operations instead of millions of Python ``str`` calls. Splits are read a batch 
 
 from __future__ import annotations
 
+import functools
 import gzip
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -23,9 +24,10 @@ from typing import BinaryIO, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from mnist_pipeline.config import CsvOptions, CsvScale, LabelPosition, Params
+from mnist_pipeline.config import CsvOptions, CsvScale, DatasetSpec, LabelPosition, Params
 from mnist_pipeline.decoded import Batch, DecodedSplit, ExportSplit
-from mnist_pipeline.exports import extra_label_columns, run_export, with_validation
+from mnist_pipeline.exports import Write, run_export
+from mnist_pipeline.validation import with_validation
 
 #: Rows formatted at once: the token lookup makes (rows, cells, token width) bytes, ~15 MB here.
 ROWS_PER_CHUNK = 2000
@@ -121,15 +123,12 @@ CONTAINERS: dict[bool, tuple[str, Callable[[BinaryIO], AbstractContextManager[Wr
 }
 
 
-def export_csv(params: Params, dataset_name: str, splits: list[DecodedSplit], out_dir: Path) -> str:
-    options = params.export_for(dataset_name).csv
-    dataset = params.dataset(dataset_name)
+def export_csv(options: CsvOptions, dataset: DatasetSpec, splits: list[DecodedSplit], out_dir: Path) -> str:
+    """Write one CSV per split to ``out_dir``. Extra label columns never clash with the CSV's
+    own (``label``, ``pixel<i>``): such names are refused when params are loaded."""
     rows, cols = dataset.image_shape
-    exported = with_validation(
-        splits, options.validation_size, options.validation_split, options.seed, "export.csv.validation_size"
-    )
-    reserved = {"label", *(f"pixel{i}" for i in range(rows * cols))}
-    extra = extra_label_columns(dataset, options.extended_labels, reserved, "export.csv.extended_labels")
+    exported = with_validation(splits, options.validation_size, options.validation_split, options.seed)
+    extra = dataset.labels.extra_columns if options.extended_labels else []
     suffix, container = CONTAINERS[options.gzip]
     for split in exported:
         with (out_dir / f"{split.name}{suffix}").open("wb") as raw, container(raw) as out:
@@ -140,8 +139,12 @@ def export_csv(params: Params, dataset_name: str, splits: list[DecodedSplit], ou
     return ", ".join(f"{split.name}{suffix} {len(split):,} rows" for split in exported)
 
 
+def prepare(params: Params, dataset_name: str) -> Write:
+    return functools.partial(export_csv, params.export_for(dataset_name).csv, params.dataset(dataset_name))
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_export("csv", export_csv, argv, __doc__ or "")
+    return run_export("csv", prepare, argv, __doc__ or "")
 
 
 if __name__ == "__main__":

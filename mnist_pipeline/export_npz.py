@@ -1,4 +1,4 @@
-"""export@<dataset>-npz stage: ``<dataset>.npz`` in Keras' layout (x_train, y_train, x_test,
+"""export_npz@<dataset> stage: ``<dataset>.npz`` in Keras' layout (x_train, y_train, x_test,
 y_test; uint8, images (n, rows, cols)) by default, reshaped by ``export.npz``: a validation split
 (x_val, y_val, right after train), float32 scaling, flattening, one-hot labels, compression.
 
@@ -12,19 +12,73 @@ to ``np.savez_compressed`` (or ``np.savez``) of the same arrays held whole.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from mnist_pipeline.config import ArrayDtype, DatasetSpec, NpzOptions, Params, Scale
-from mnist_pipeline.decoded import DecodedSplit, ExportSplit
-from mnist_pipeline.exports import one_hot, run_export, scale_images, train_unit_moments, with_validation
+from mnist_pipeline.config import TRAIN_SPLIT, ArrayDtype, DatasetSpec, NpzOptions, Params, Scale
+from mnist_pipeline.decoded import DecodedSplit, ExportSplit, Images, add_to_histogram, moments
+from mnist_pipeline.exports import Write, run_export
 from mnist_pipeline.npzstream import NpzArray, write_npz_stream
+from mnist_pipeline.validation import with_validation
 
+Floats = npt.NDArray[np.float32]
 LABEL_DTYPES: dict[ArrayDtype, type[np.generic]] = {ArrayDtype.uint8: np.uint8, ArrayDtype.float32: np.float32}
+
+
+def train_unit_moments(splits: list[ExportSplit]) -> tuple[float, float]:
+    """Mean and std of the training images scaled to [0, 1], exact (from a histogram). The
+    train split exists: ``standardize`` without one is refused when params are loaded."""
+    train = next(split for split in splits if split.name == TRAIN_SPLIT)
+    histogram = np.zeros(256, dtype=np.float64)
+    for images in train.select(train.source.images):
+        add_to_histogram(histogram, images)
+    mean, std = moments(histogram)
+    return mean / 255, std / 255
+
+
+def _unit(images: Images) -> Floats:
+    unit = images.astype(np.float32)
+    unit /= np.float32(255)
+    return unit
+
+
+def _centered(images: Images, _mean: float, _std: float) -> Floats:
+    centered = _unit(images)
+    centered -= np.float32(0.5)
+    return centered
+
+
+def _standardized(images: Images, mean: float, std: float) -> Floats:
+    standardized = _unit(images)
+    standardized -= np.float32(mean)
+    standardized /= np.float32(std)
+    return standardized
+
+
+#: uint8 pixels -> float32, in place after the one conversion (one float copy of a batch, not
+#: three; the same float32 operations in the same order, so the same bits). ``none`` gives
+#: [0, 1] as ``unit`` does: a float32 export has always been scaled, and changing it would
+#: change published bytes.
+SCALES: dict[Scale, Callable[[Images, float, float], Floats]] = {
+    Scale.none: lambda images, _mean, _std: _unit(images),
+    Scale.unit: lambda images, _mean, _std: _unit(images),
+    Scale.centered: _centered,
+    Scale.standardize: _standardized,
+}
+
+
+def scale_images(images: Images, scale: Scale, mean: float, std: float) -> Floats:
+    """uint8 pixels -> float32: unit [0, 1], centered [-0.5, 0.5], or standardized (x/255 - mean) / std."""
+    return SCALES[scale](images, mean, std)
+
+
+def one_hot(labels: npt.NDArray[np.uint8], num_classes: int, dtype: type[np.generic]) -> npt.NDArray[Any]:
+    return np.eye(num_classes, dtype=dtype)[labels]
 
 
 def _images(split: ExportSplit, options: NpzOptions, mean: float, std: float) -> Iterator[npt.NDArray[Any]]:
@@ -44,7 +98,7 @@ def npz_arrays(splits: list[ExportSplit], options: NpzOptions, dataset: DatasetS
     """The arrays of the npz, keyed x_<split>, y_<split> (and y_<split>_table), train first;
     each reads its rows from the decoded files only when written."""
     standardize = options.scale is Scale.standardize
-    mean, std = train_unit_moments(splits, "export.npz.scale") if standardize else (0.0, 1.0)
+    mean, std = train_unit_moments(splits) if standardize else (0.0, 1.0)
     num_classes = len(dataset.classes)
     rows, cols = dataset.image_shape
     image_dtype = np.dtype(np.float32 if options.dtype is ArrayDtype.float32 else np.uint8)
@@ -62,21 +116,27 @@ def npz_arrays(splits: list[ExportSplit], options: NpzOptions, dataset: DatasetS
     return arrays
 
 
-def export_npz(params: Params, dataset_name: str, splits: list[DecodedSplit], out_dir: Path) -> str:
-    options = params.export_for(dataset_name).npz
-    exported = with_validation(
-        splits, options.validation_size, options.validation_split, options.seed, "export.npz.validation_size"
-    )
-    arrays = npz_arrays(exported, options, params.dataset(dataset_name))
-    npz_path = out_dir / f"{dataset_name}.npz"
+def export_npz(
+    options: NpzOptions, dataset: DatasetSpec, splits: list[DecodedSplit], out_dir: Path, *, name: str
+) -> str:
+    """Write ``<name>.npz`` of ``splits`` to ``out_dir``; ``name`` is the dataset's."""
+    exported = with_validation(splits, options.validation_size, options.validation_split, options.seed)
+    arrays = npz_arrays(exported, options, dataset)
+    npz_path = out_dir / f"{name}.npz"
     with npz_path.open("wb") as out:
         write_npz_stream(out, arrays, compressed=options.compressed)
     shapes = ", ".join(f"{array.key} {array.shape} {array.dtype}" for array in arrays)
     return f"{npz_path.name}: {shapes}"
 
 
+def prepare(params: Params, dataset_name: str) -> Write:
+    return functools.partial(
+        export_npz, params.export_for(dataset_name).npz, params.dataset(dataset_name), name=dataset_name
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_export("npz", export_npz, argv, __doc__ or "")
+    return run_export("npz", prepare, argv, __doc__ or "")
 
 
 if __name__ == "__main__":

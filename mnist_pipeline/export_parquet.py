@@ -1,4 +1,4 @@
-"""export@<dataset>-parquet stage: ``<split>.parquet`` in the schema Hugging Face uses for MNIST:
+"""export_parquet@<dataset> stage: ``<split>.parquet`` in the schema Hugging Face uses for MNIST:
 ``image`` struct<bytes: binary (PNG), path: string> and ``label`` int64, with the ``huggingface``
 schema metadata that makes ``datasets`` decode them as Image and ClassLabel (names: the
 dataset's classes). ``path`` names the image as the PNG export's imagefolder layout does.
@@ -12,11 +12,16 @@ Written a row group at a time: every row group holds exactly ``row_group_size`` 
 one fewer), and memory holds about one row group (~1 KB per 28x28 image with ``pixels``, plus
 the writer's own buffers, ~30 MB for the default 10,000 rows).
 PNGs are encoded by ``export.workers`` processes, each handed a file and a row range.
+
+Beside the files, ``README.md`` is their Hugging Face dataset card (mnist_pipeline.card), made
+from the written files: ``datasets.load_dataset("data/<dataset>/export/parquet")`` reads every
+column with its feature type, offline.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -26,20 +31,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mnist_pipeline.card import CARD_NAME, parquet_card
 from mnist_pipeline.config import DatasetSpec, Params, ParquetOptions, PngLayout
 from mnist_pipeline.decoded import DecodedSplit
-from mnist_pipeline.exports import (
-    class_folder_names,
-    encoded_ranges,
-    extra_label_columns,
-    index_width,
-    member_name,
-    png_workers,
-    run_export,
-)
+from mnist_pipeline.exports import Write, run_export
+from mnist_pipeline.pngpool import class_folder_names, encoded_ranges, index_width, member_name, png_workers
 
 IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-OWN_COLUMNS = {"image", "label", "pixels"}
 #: Rows per chunk handed to the Parquet writer: its default write batch, so the bytes equal those
 #: of one contiguous chunk, while the levels of a list column (``pixels``) are computed per chunk
 #: (measured on a 10,000-row group with pixels: Arrow's peak 28 MB instead of 103 MB).
@@ -59,8 +57,8 @@ def parquet_schema(dataset: DatasetSpec, extra_names: list[str], pixels: bool) -
         features[name] = {"dtype": "int32", "_type": "Value"}
     if pixels:
         fields.append(("pixels", pa.list_(pa.uint8(), rows * cols)))
-        # datasets' JSON for a fixed-size list: "Sequence" with a length (datasets 4 writes "List";
-        # not tested here: datasets is not installed).
+        # datasets' JSON for a fixed-size list: "Sequence" with a length, which datasets 5 reads
+        # as a uint8 list of that length (tests/test_hf.py loads it).
         features["pixels"] = {
             "feature": {"dtype": "uint8", "_type": "Value"},
             "length": rows * cols,
@@ -125,19 +123,33 @@ def write_parquet(path: Path, tables: Iterable[pa.Table], schema: pa.Schema, opt
             writer.write_table(group, row_group_size=options.row_group_size)
 
 
-def export_parquet(params: Params, dataset_name: str, splits: list[DecodedSplit], out_dir: Path) -> str:
-    export = params.export_for(dataset_name)
-    options = export.parquet
-    dataset = params.dataset(dataset_name)
-    extra = extra_label_columns(dataset, options.extended_labels, OWN_COLUMNS, "export.parquet.extended_labels")
+def export_parquet(
+    options: ParquetOptions, dataset: DatasetSpec, splits: list[DecodedSplit], out_dir: Path, *, workers: int = 1
+) -> str:
+    """Write ``<split>.parquet`` of every split to ``out_dir``, PNGs encoded by ``workers``
+    processes. Extra label columns never clash with the file's own (``image``, ``label``,
+    ``pixels``): such names are refused when params are loaded."""
+    extra = dataset.labels.extra_columns if options.extended_labels else []
     schema = parquet_schema(dataset, [name for _, name in extra], options.pixels)
     folders = class_folder_names(len(dataset.classes))
     width = index_width(splits)
-    with png_workers(export.workers) as pool:
+    with png_workers(workers) as pool:
         for split in splits:
             tables = split_tables(split, schema, extra, pool, folders, width)
             write_parquet(out_dir / f"{split.name}.parquet", tables, schema, options)
-    return ", ".join(f"{split.name}.parquet {len(split):,} rows" for split in splits)
+    # The card is made from the files just written, so its features are their schema.
+    (out_dir / CARD_NAME).write_text(parquet_card(dataset, out_dir), encoding="utf-8")
+    written = ", ".join(f"{split.name}.parquet {len(split):,} rows" for split in splits)
+    return f"{written}, {CARD_NAME} (Hugging Face card)"
+
+
+def prepare(params: Params, dataset_name: str) -> Write:
+    return functools.partial(
+        export_parquet,
+        params.export_for(dataset_name).parquet,
+        params.dataset(dataset_name),
+        workers=params.export.workers,
+    )
 
 
 def use_jemalloc() -> None:
@@ -150,7 +162,7 @@ def use_jemalloc() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     use_jemalloc()
-    return run_export("parquet", export_parquet, argv, __doc__ or "")
+    return run_export("parquet", prepare, argv, __doc__ or "")
 
 
 if __name__ == "__main__":

@@ -155,3 +155,51 @@ def write_sha256sums(output: Path, sums_path: Path) -> None:
     files = sorted(p for p in output.rglob("*") if p.is_file()) if output.is_dir() else [output]
     lines = [f"{sha256_of(path)}  {path.relative_to(base).as_posix()}\n" for path in files]
     write_bytes_atomic(sums_path, "".join(lines).encode())
+
+
+class UnsafePathError(PipelineError):
+    """A write would go through a symbolic link, outside its root, or onto a path the project did not create."""
+
+
+def safe_target(path: Path, root: Path) -> Path:
+    """``path``, once it is proven that writing it stays inside ``root`` as git's writes do: no
+    ``..`` part, inside ``root``, and no existing part below ``root`` a symbolic link (``path``
+    itself included, a dangling link too). ``UnsafePathError`` otherwise."""
+    if ".." in path.parts:
+        raise UnsafePathError(f"{path}: expected a path without '..' parts, found one; refusing to write it")
+    # absolute(), not resolve(): resolving would follow the very links this looks for.
+    absolute_root = root.absolute()
+    absolute = path.absolute()
+    if not absolute.is_relative_to(absolute_root):
+        raise UnsafePathError(f"{path}: expected a path inside {root}, found it outside; refusing to write it")
+    current = absolute_root
+    for part in absolute.relative_to(absolute_root).parts:
+        current /= part
+        if current.is_symlink():
+            raise UnsafePathError(
+                f"{path}: expected no symbolic link on the way, found {current} -> {current.readlink()}; "
+                "refusing to write through it"
+            )
+        if not current.exists():
+            break  # nothing below a missing folder exists yet
+    if not absolute.resolve().is_relative_to(absolute_root.resolve()):
+        raise UnsafePathError(f"{path}: expected a path inside {root}, found it resolving to {absolute.resolve()}")
+    return path
+
+
+def write_bytes_under(path: Path, data: bytes, root: Path) -> None:
+    """Write ``data`` to ``path`` atomically, after ``safe_target(path, root)``. The temporary
+    file is created with a fresh name and ``O_EXCL`` (``mkstemp``), so a link planted at a
+    predictable temporary name cannot redirect the write; an existing file keeps its mode."""
+    safe_target(path, root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
+    descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(data)
+        Path(temp_name).chmod(mode)
+        Path(temp_name).replace(path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise

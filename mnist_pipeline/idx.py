@@ -80,18 +80,6 @@ def read_idx(path: Path) -> npt.NDArray[np.generic]:
     return parse_idx(path.read_bytes(), str(path))
 
 
-#: Suffixes the published files carry on top of the IDX name (see mnist_pipeline.archive.OPENERS).
-COMPRESSED_SUFFIXES = (".gz", ".xz")
-
-
-def idx_name(file_name: str) -> str:
-    """The IDX payload's file name for a published file: ``x-idx3-ubyte.gz`` -> ``x-idx3-ubyte``."""
-    for suffix in COMPRESSED_SUFFIXES:
-        if file_name.endswith(suffix):
-            return file_name.removesuffix(suffix)
-    return file_name + ".idx"
-
-
 @dataclass(frozen=True)
 class IdxHeader:
     dtype: np.dtype[np.generic]

@@ -32,8 +32,9 @@ from typing import Any
 
 import yaml
 
-from mnist_pipeline.config import NAME_PATTERN, DownloadConfig, Params, download_problems, mirror_problem
+from mnist_pipeline.config import DownloadConfig, Params, download_problems
 from mnist_pipeline.errors import ConfigError
+from mnist_pipeline.names import NAME_PATTERN, mirror_problem, redact
 
 LOCAL_FILE = "mnist-pipeline.local.yaml"
 MIRRORS_ENV = "MNIST_PIPELINE_MIRRORS"
@@ -94,7 +95,7 @@ def _env_mirrors(environ: Mapping[str, str]) -> dict[str, list[str]]:
             name, mirror = EVERY_DATASET, entry  # a bare folder or URL: for every dataset
         if not mirror:
             raise ConfigError(f"{MIRRORS_ENV}: expected [<dataset>=]<folder or URL> entries, found {entry!r}")
-        _check_mirror(f"{MIRRORS_ENV}: {entry}", mirror)
+        _check_mirror(f"{MIRRORS_ENV}: {redact(entry)}", mirror)
         mirrors.setdefault(name, []).append(mirror)
     return mirrors
 

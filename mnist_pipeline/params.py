@@ -11,10 +11,16 @@ from pathlib import Path
 
 from dvc.utils.hydra import compose_and_dump
 
+from mnist_pipeline.fsio import atomic_path, safe_target
+
 CONFIG_DIR = Path("conf")
 CONFIG_NAME = "config"
 
 
-def compose_params(output: Path, overrides: list[str], config_dir: Path = CONFIG_DIR) -> None:
-    """Compose ``config_dir``/config.yaml with ``overrides`` into ``output`` (YAML)."""
-    compose_and_dump(output, str(config_dir.resolve()), None, CONFIG_NAME, str(Path.cwd()), overrides)
+def compose_params(output: Path, overrides: list[str], config_dir: Path = CONFIG_DIR, root: Path | None = None) -> None:
+    """Compose ``config_dir``/config.yaml with ``overrides`` into ``output`` (YAML), atomically.
+    ``output`` must be a path inside ``root`` (default: its own folder) reached through no
+    symbolic link, and no link itself (a dangling one included): DVC's dumper would follow it."""
+    safe_target(output, output.parent if root is None else root)
+    with atomic_path(output) as temp:
+        compose_and_dump(temp, str(config_dir.resolve()), None, CONFIG_NAME, str(Path.cwd()), overrides)

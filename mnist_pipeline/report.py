@@ -1,10 +1,14 @@
 """report stage: what a person looks at first, under ``data/<dataset>/export/``.
 
-- ``samples.png``: a labelled grid of the first images of every class,
+- ``samples.png``: the first images of every class, one row per class with its full name,
+  under a caption saying what is shown (colours inverted for reading on white),
 - ``class_distribution.png``: images per class, one bar per split side by side (static, so it
-  shows offline), and ``class_distribution.csv`` (``class,split,count``; a DVC plot),
-- ``README.md``: the dataset card, with the YAML front matter Hugging Face reads (features
-  with ClassLabel names, splits with sizes, license, citation, parquet data files).
+  shows offline), and ``class_distribution.csv`` (``class,split,count,bar``; a DVC plot),
+- ``README.md``: where the data came from (source, license, citation, the verified source files),
+  how it differs from the published files and from other loaders, the classes with their counts,
+  and the exports with their checksum files. Every value from config or checksums.json is
+  escaped for Markdown (mnist_pipeline.card). The Hugging Face card, with the features of the
+  written Parquet files, is the parquet export's own ``parquet/README.md``.
 
 Inputs are validated first and every output is rendered in memory before the first is written,
 so a bad input leaves the previous report whole.
@@ -16,13 +20,14 @@ import argparse
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
+from mnist_pipeline.card import md, source_lines
 from mnist_pipeline.config import DatasetSpec, Params
 from mnist_pipeline.decoded import DecodedSplit, ExportSplit, open_decoded
 from mnist_pipeline.errors import DatasetError
@@ -30,53 +35,114 @@ from mnist_pipeline.fsio import write_bytes_atomic
 from mnist_pipeline.stage import run_stage, stage_parser
 
 ZOOM = 2
-LABEL_WIDTH = 40
 BAR_HEIGHT = 8
 CHART_WIDTH = 420
 SPLIT_SHADES = (40, 150, 210)
+FONT_SIZE = 11
+LINE_HEIGHT = 13
+MARGIN = 4
+#: Class names wider than this wrap onto further lines (never cut): names are at most 64 characters.
+MAX_NAME_WIDTH = 150
+PARQUET_FORMAT = "parquet"
 
 
-def sample_grid(split: DecodedSplit, classes: list[str], per_class: int) -> Image.Image:
-    """One row per class: its name, then the first ``per_class`` images of that class."""
+def _font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=FONT_SIZE)
+
+
+def wrapped(name: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: int) -> list[str]:
+    """``name`` on as many lines as it needs to fit ``width`` pixels: broken at spaces where it
+    can, inside a word where it must; every character is kept."""
+    lines = [""]
+    for word in name.split(" "):
+        candidate = f"{lines[-1]} {word}" if lines[-1] else word
+        if font.getlength(candidate) <= width:
+            lines[-1] = candidate
+            continue
+        lines.append("")
+        for char in word:
+            if lines[-1] and font.getlength(lines[-1] + char) > width:
+                lines.append("")
+            lines[-1] += char
+    return [line for line in lines if line] or [name]
+
+
+def name_column(classes: list[str], font: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> tuple[int, list[list[str]]]:
+    """Width of the class-name column and each name's lines."""
+    widest = max(font.getlength(name) for name in classes)
+    width = int(min(widest, MAX_NAME_WIDTH)) + 2 * MARGIN
+    return width, [wrapped(name, font, width - 2 * MARGIN) for name in classes]
+
+
+def _caption(draw: ImageDraw.ImageDraw, lines: list[str], font: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> None:
+    for index, line in enumerate(lines):
+        draw.text((MARGIN, MARGIN + index * LINE_HEIGHT), line, fill=0, font=font)
+
+
+def sample_grid(split: DecodedSplit, classes: list[str], per_class: int, title: str) -> Image.Image:
+    """One row per class: its full name, then the first ``per_class`` images of that class,
+    under a caption saying what is shown."""
+    font = _font()
     rows, cols = split.image_shape
-    grid = Image.new("L", (LABEL_WIDTH + per_class * cols * ZOOM, len(classes) * rows * ZOOM), color=255)
+    label_width, names = name_column(classes, font)
+    row_heights = [max(rows * ZOOM, len(lines) * LINE_HEIGHT + 2) for lines in names]
+    caption = [
+        f"{title}: the first {per_class} '{split.name}' images of each class, one row per class.",
+        "Colours inverted for reading: the data stores ink as 255 on a 0 background.",
+    ]
+    caption_height = len(caption) * LINE_HEIGHT + 2 * MARGIN
+    tops = np.cumsum([caption_height, *row_heights]).tolist()
+    width = max(label_width + per_class * cols * ZOOM, max(int(font.getlength(line)) for line in caption) + 2 * MARGIN)
+    grid = Image.new("L", (width, tops[-1]), color=255)
     draw = ImageDraw.Draw(grid)
+    _caption(draw, caption, font)
     placed = np.zeros(len(classes), dtype=np.int64)
     for batch in ExportSplit(split.name, split).batches():
         for image, label in zip(batch.images, batch.labels.tolist(), strict=True):
             if placed[label] >= per_class:
                 continue
             tile = Image.fromarray(np.invert(image)).resize((cols * ZOOM, rows * ZOOM), Image.Resampling.NEAREST)
-            grid.paste(tile, (LABEL_WIDTH + int(placed[label]) * cols * ZOOM, label * rows * ZOOM))
+            grid.paste(tile, (label_width + int(placed[label]) * cols * ZOOM, tops[label]))
             placed[label] += 1
         if placed.min() >= per_class:
             break
-    for label, name in enumerate(classes):
-        draw.text((4, label * rows * ZOOM + rows * ZOOM // 2 - 6), name[:6], fill=0)
+    for label, lines in enumerate(names):
+        for index, line in enumerate(lines):
+            draw.text((MARGIN, tops[label] + 1 + index * LINE_HEIGHT), line, fill=0, font=font)
+        draw.line((0, tops[label + 1] - 1, width, tops[label + 1] - 1), fill=225)
     return grid
 
 
-def distribution_chart(stats: dict[str, dict[str, Any]], classes: list[str]) -> Image.Image:
-    """Horizontal bars: for each class, one bar per split, shaded by split, with a legend."""
+def distribution_chart(stats: dict[str, dict[str, Any]], classes: list[str], title: str) -> Image.Image:
+    """Horizontal bars: for each class (full name), one bar per split, shaded by split, with a
+    caption and a legend."""
+    font = _font()
     splits = list(stats)
-    group = BAR_HEIGHT * len(splits) + 4
-    legend = 14 * len(splits) + 6
-    image = Image.new("L", (LABEL_WIDTH + CHART_WIDTH + 60, legend + group * len(classes)), color=255)
+    label_width, names = name_column(classes, font)
+    groups = [max(BAR_HEIGHT * len(splits) + 4, len(lines) * LINE_HEIGHT + 2) for lines in names]
+    caption = [f"{title}: images per class, one bar per split."]
+    legend = LINE_HEIGHT * (len(caption) + len(splits)) + 2 * MARGIN
+    tops = np.cumsum([legend, *groups]).tolist()
+    image = Image.new("L", (label_width + CHART_WIDTH + 70, tops[-1] + MARGIN), color=255)
     draw = ImageDraw.Draw(image)
+    _caption(draw, caption, font)
     largest = max((count for values in stats.values() for count in values["class_counts"].values()), default=1)
     for index, split in enumerate(splits):
         shade = SPLIT_SHADES[index % len(SPLIT_SHADES)]
-        draw.rectangle((4, 4 + 14 * index, 14, 14 + 14 * index), fill=shade)
-        draw.text((20, 3 + 14 * index), f"{split} ({stats[split]['count']:,})", fill=0)
-    for label, name in enumerate(classes):
-        top = legend + label * group
-        draw.text((4, top + group // 2 - 6), name[:6], fill=0)
+        y = MARGIN + LINE_HEIGHT * (len(caption) + index)
+        draw.rectangle((MARGIN, y + 2, MARGIN + 10, y + 12), fill=shade)
+        draw.text((MARGIN + 16, y), f"{split} ({stats[split]['count']:,})", fill=0, font=font)
+    for label, lines in enumerate(names):
+        top = tops[label]
+        for index, line in enumerate(lines):
+            draw.text((MARGIN, top + 1 + index * LINE_HEIGHT), line, fill=0, font=font)
         for index, split in enumerate(splits):
             count = stats[split]["class_counts"][str(label)]
             width = round(CHART_WIDTH * count / max(largest, 1))
-            y = top + index * BAR_HEIGHT
-            draw.rectangle((LABEL_WIDTH, y, LABEL_WIDTH + width, y + BAR_HEIGHT - 2), fill=SPLIT_SHADES[index % 3])
-            draw.text((LABEL_WIDTH + width + 4, y - 2), str(count), fill=0)
+            y = top + 2 + index * BAR_HEIGHT
+            shade = SPLIT_SHADES[index % len(SPLIT_SHADES)]
+            draw.rectangle((label_width, y, label_width + width, y + BAR_HEIGHT - 2), fill=shade)
+            draw.text((label_width + width + 4, y - 3), str(count), fill=0, font=ImageFont.load_default(size=8))
     return image
 
 
@@ -93,67 +159,40 @@ def class_distribution_csv(stats: dict[str, dict[str, Any]], classes: list[str])
     return buffer.getvalue()
 
 
-def card_front_matter(name: str, dataset: DatasetSpec, stats: dict[str, dict[str, Any]], formats: list[str]) -> str:
-    """The YAML header of a Hugging Face dataset card (``datasets.load_dataset`` reads it)."""
-    features = [
-        {"name": "image", "dtype": "image"},
-        {"name": "label", "dtype": {"class_label": {"names": {str(i): c for i, c in enumerate(dataset.classes)}}}},
-    ]
-    info: dict[str, Any] = {
-        "pretty_name": dataset.title,
-        "license": dataset.license,
-        "dataset_info": {
-            "features": features,
-            "splits": [{"name": split, "num_examples": values["count"]} for split, values in stats.items()],
-        },
-    }
-    if "parquet" in formats:
-        info["configs"] = [
-            {
-                "config_name": "default",
-                "data_files": [{"split": split, "path": f"parquet/{split}.parquet"} for split in stats],
-            }
-        ]
-    return "---\n" + yaml.safe_dump(info, sort_keys=False, allow_unicode=True) + "---\n"
+# The export folder's README --------------------------------------------------------------------
 
 
-def dataset_card(name: str, params: Params, stats: dict[str, dict[str, Any]], checksums: list[dict[str, Any]]) -> str:
-    ds = params.dataset(name)
-    formats = list(params.export_for(name).formats)
+def export_readme(
+    dataset: DatasetSpec, formats: list[str], stats: dict[str, dict[str, Any]], checksums: list[dict[str, Any]]
+) -> str:
+    """What the export folder holds and where it came from. (The Hugging Face card with the
+    Parquet files' features is the parquet export's own: ``parquet/README.md``.)"""
     lines = [
-        card_front_matter(name, ds, stats, formats),
-        f"# {ds.title}",
-        "",
-        f"Source: {ds.homepage}  ",
-        f"License: {ds.license}",
-        "",
-        "## Citation",
-        "",
-        ds.citation,
-        "",
+        *source_lines(dataset),
         "## Classes",
         "",
-        "| label | class | " + " | ".join(stats) + " |",
+        "| label | class | " + " | ".join(md(split) for split in stats) + " |",
         "|---|---|" + "---|" * len(stats),
     ]
-    for index, class_name in enumerate(ds.classes):
+    for index, class_name in enumerate(dataset.classes):
         counts = " | ".join(f"{values['class_counts'][str(index)]:,}" for values in stats.values())
-        lines.append(f"| {index} | {_cell(class_name)} | {counts} |")
+        lines.append(f"| {index} | {md(class_name)} | {counts} |")
     lines.append("| | **all** | " + " | ".join(f"**{values['count']:,}**" for values in stats.values()) + " |")
-    if ds.labels.offset:
-        lines += ["", f"Labels are the stored labels minus {ds.labels.offset}, so that they count from 0."]
     lines += ["", "## Source files (verified)", "", "| file | bytes | sha256 | check passed |", "|---|---|---|---|"]
     for record in checksums:
         actual = record["actual"]
-        lines.append(f"| {record['file']} | {actual['size']:,} | `{actual['sha256']}` | {record['passed']} |")
+        lines.append(f"| {md(record['file'])} | {actual['size']:,} | `{actual['sha256']}` | {record['passed']} |")
     lines += ["", "## Exports", "", "| format | folder | checksums |", "|---|---|---|"]
-    lines += [f"| {fmt} | `{fmt}/` | `{fmt}.sha256` (`sha256sum -c {fmt}.sha256`) |" for fmt in formats]
+    lines += [f"| {md(fmt)} | `{fmt}/` | `{fmt}.sha256` (`sha256sum -c {fmt}.sha256`) |" for fmt in formats]
+    if PARQUET_FORMAT in formats:
+        lines += ["", '`datasets.load_dataset("parquet")` (from this folder) reads the Parquet export with its card.']
+    else:
+        lines += ["", "With the parquet format selected, `parquet/` is a Hugging Face dataset with its own card."]
     lines += ["", "DVC records the md5 of every export file in `dvc.lock` of the repository that built it.", ""]
     return "\n".join(lines)
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
+# Inputs -----------------------------------------------------------------------------------------
 
 
 def read_stats(path: Path, dataset: DatasetSpec) -> dict[str, dict[str, Any]]:
@@ -168,7 +207,7 @@ def read_stats(path: Path, dataset: DatasetSpec) -> dict[str, dict[str, Any]]:
         if (
             not isinstance(counts, dict)
             or list(counts) != keys
-            or not all(isinstance(v, int) and v >= 0 for v in counts.values())
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts.values())
             or values.get("count") != sum(counts.values())
         ):
             raise DatasetError(f"{path}: split {split!r}: expected count and class_counts for {len(keys)} classes")
@@ -176,7 +215,8 @@ def read_stats(path: Path, dataset: DatasetSpec) -> dict[str, dict[str, Any]]:
 
 
 def read_checksums(path: Path, name: str, dataset: DatasetSpec) -> list[dict[str, Any]]:
-    """The records of checksums.json, checked: one per published file, every field present."""
+    """The records of checksums.json, checked: one per published file, every field present and
+    of its type (a sha256 is 64 hex digits), so nothing but plain values reaches the card."""
     document = _read_json(path)
     records = document.get("archives") if isinstance(document, dict) else None
     files = [spec.file for spec in dataset.files()]
@@ -187,10 +227,14 @@ def read_checksums(path: Path, name: str, dataset: DatasetSpec) -> list[dict[str
         if (
             not isinstance(actual, dict)
             or not isinstance(actual.get("size"), int)
+            or isinstance(actual.get("size"), bool)
             or not isinstance(actual.get("sha256"), str)
+            or not re.fullmatch(r"[0-9a-f]{64}", actual["sha256"])
             or record.get("passed") not in ("archive", "payload")
         ):
-            raise DatasetError(f"{path}: record of {record['file']}: expected actual.size, actual.sha256 and passed")
+            raise DatasetError(
+                f"{path}: record of {record['file']}: expected actual.size, actual.sha256 (64 hex digits) and passed"
+            )
     return records
 
 
@@ -210,15 +254,17 @@ def _png(image: Image.Image) -> bytes:
 def report(
     params: Params, name: str, decoded_dir: Path, stats_path: Path, checksums_path: Path, export_dir: Path
 ) -> str:
+    """Write the report files into ``export_dir``."""
     dataset = params.dataset(name)
     splits = open_decoded(decoded_dir, dataset)
     stats = read_stats(stats_path, dataset)
     checksums = read_checksums(checksums_path, name, dataset)
+    per_class = params.report.samples_per_class
     outputs = {
-        "samples.png": _png(sample_grid(splits[0], dataset.classes, params.report.samples_per_class)),
-        "class_distribution.png": _png(distribution_chart(stats, dataset.classes)),
+        "samples.png": _png(sample_grid(splits[0], dataset.classes, per_class, dataset.title)),
+        "class_distribution.png": _png(distribution_chart(stats, dataset.classes, dataset.title)),
         "class_distribution.csv": class_distribution_csv(stats, dataset.classes).encode(),
-        "README.md": dataset_card(name, params, stats, checksums).encode(),
+        "README.md": export_readme(dataset, list(params.export.formats), stats, checksums).encode(),
     }
     for file_name, data in outputs.items():
         write_bytes_atomic(export_dir / file_name, data)
@@ -227,10 +273,10 @@ def report(
 
 def main(argv: list[str] | None = None) -> int:
     parser = stage_parser(__doc__ or "")
-    parser.add_argument("decoded", type=Path)
-    parser.add_argument("stats", type=Path)
-    parser.add_argument("checksums", type=Path)
-    parser.add_argument("export_dir", type=Path)
+    parser.add_argument("decoded", type=Path, help="decoded/ folder written by the decode stage")
+    parser.add_argument("stats", type=Path, help="stats.json written by the decode stage")
+    parser.add_argument("checksums", type=Path, help="checksums.json written by the verify stage")
+    parser.add_argument("export_dir", type=Path, help="the export folder: the report files are written here")
     args: argparse.Namespace = parser.parse_args(argv)
     return run_stage(
         f"report@{args.dataset}",

@@ -1,24 +1,42 @@
 """Writing a zip's members as a tree of files, safely: the library behind the unpack stage and
 ``mnist-pipeline unpack``.
 
-The zip is hostile input (it may come from a remote or another repository): it is read with the
-strict streaming reader (``mnist_pipeline.ziparchive``: stored or deflated members only, no
-encryption, no links, names that stay inside the tree, sizes and CRCs checked), member by member,
-so memory does not grow with the member count. What it may unpack is bounded before each member
-is written: at most ``MAX_MEMBERS`` files and a total declared size of at most ``MAX_TOTAL_BYTES``
-and ``MAX_EXPANSION`` times the zip's own size. The tree is built beside its final place and
-replaces the old one as a whole. Files are written directly (one open/write/close each, no
-per-file metadata syscalls), which is what makes 70,000 of them cheap.
+Where a tree may go (one rule for the stage and the command, ``refuse_foreign_target``): a path
+that does not exist yet, an empty folder, or a folder this module wrote before, which it proves
+by the marker file ``MARKER`` it puts in every tree (never by a ``manifest.csv``, which anyone's
+folder may hold). Never onto a file (the zip itself included), a symbolic link, the working
+directory, a folder holding the zip, or through a link below the working directory.
+
+What it unpacks: only a PNG export of this pipeline, a zip whose last member is ``manifest.csv``
+listing every other member, in order, in its ``path`` column. The zip is hostile input (it may
+come from a remote or another repository): it is read with the strict streaming reader
+(``mnist_pipeline.ziparchive``: stored or deflated members only, no encryption, no links, names
+that stay inside the tree, bounded name depth and length, no overlapping members, sizes and
+CRCs checked), member by member, so memory does not grow with the member count. A first pass
+over the central directory checks every entry and the bounds before anything is written: at
+most ``MAX_MEMBERS`` files and a total declared size of at most ``MAX_TOTAL_BYTES`` and
+``MAX_EXPANSION`` times the zip's own size. The second pass writes the tree beside its final
+place, compares each name with the manifest's next row, and the tree replaces the old one as a
+whole. Files are written directly (one open/write/close each, no per-file metadata syscalls),
+which is what makes 70,000 of them cheap.
+
+Every tree also gets a ``.gitignore`` of ``*``: a consumer's ``git add -A`` never adds the
+unpacked PNGs (the zip they came from is what is versioned), while DVC, which reads
+``.dvcignore`` and not ``.gitignore``, still tracks the unpack stage's ``manifest.csv``.
 """
 
 from __future__ import annotations
 
+import codecs
+import csv
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from mnist_pipeline.errors import ArchiveError
-from mnist_pipeline.fsio import atomic_dir
+from mnist_pipeline.errors import ArchiveError, PipelineError
+from mnist_pipeline.fsio import atomic_dir, safe_target, sha256_of
+from mnist_pipeline.names import MANIFEST_COLUMNS, MANIFEST_NAME
 from mnist_pipeline.ziparchive import (
     CentralDirectory,
     FileReadAt,
@@ -30,8 +48,14 @@ from mnist_pipeline.ziparchive import (
     read_member,
 )
 
-#: The tree's last file: DVC tracks the tree through it.
-MANIFEST = "manifest.csv"
+#: The tree's last file (DVC tracks the tree through it) and its first column, listing every other member.
+MANIFEST = MANIFEST_NAME
+MANIFEST_PATH_COLUMN = MANIFEST_COLUMNS[0]
+#: Written into every tree: the proof that a folder is one this module may replace.
+MARKER = ".mnist-pipeline-tree"
+MARKER_HEADER = "# mnist-pipeline unpack wrote this folder from a zip and replaces it whole on the next unpack.\n"
+GITIGNORE = ".gitignore"
+GITIGNORE_CONTENT = b"# mnist-pipeline unpack: this tree is rebuilt from its zip; git ignores all of it.\n*\n"
 MAX_MEMBERS = 2_000_000
 MAX_TOTAL_BYTES = 8 << 30
 #: Declared bytes per byte of zip: PNGs are stored, so a real export is about 1x; deflated
@@ -39,34 +63,126 @@ MAX_TOTAL_BYTES = 8 << 30
 MAX_EXPANSION = 1000
 #: Members up to this size are read whole, header and data in one read; larger ones stream.
 WHOLE_MEMBER_SIZE = 1 << 20
+#: The manifest is streamed in chunks of this size while the members are written.
+MANIFEST_CHUNK = 1 << 16
+
+
+class TreeError(PipelineError):
+    """The destination of a tree is not one this module may create or replace."""
+
+
+@dataclass(frozen=True)
+class Survey:
+    """What the first pass learnt: the member count and the manifest entry (the last one)."""
+
+    count: int
+    manifest: ZipMember
 
 
 def unpack_zip(zip_path: Path, tree_dir: Path) -> int:
-    """Write every member of ``zip_path`` under ``tree_dir`` (atomically as a whole); the file count."""
+    """Write every member of ``zip_path`` under ``tree_dir`` (atomically as a whole), with the
+    marker and the ignore file; the member count. Refuses, before writing anything, a
+    destination ``refuse_foreign_target`` refuses and a zip that is not a PNG export."""
+    refuse_foreign_target(zip_path, tree_dir)
     where = str(zip_path)
     with FileReadAt(zip_path) as source:
         directory = find_central_directory(source, where)
-        if directory.count == 0:
-            raise ArchiveError(f"{where}: expected at least one member, found an empty archive")
-        budget = min(MAX_TOTAL_BYTES, MAX_EXPANSION * source.size())
-        with atomic_dir(tree_dir) as staging:
-            return _write_members(source, directory, staging, where, budget)
+        survey = survey_export(source, directory, where, min(MAX_TOTAL_BYTES, MAX_EXPANSION * source.size()))
+        made = _missing_parents(tree_dir)
+        try:
+            with atomic_dir(tree_dir) as staging:
+                count = _write_members(source, directory, survey, staging, where)
+                _write_marks(staging)
+        except BaseException:
+            _remove_empty(made)
+            raise
+    return count
 
 
-def _write_members(source: ReadAt, directory: CentralDirectory, staging: Path, where: str, budget: int) -> int:
-    root = str(staging)
-    made_dirs = {""}
+def refuse_foreign_target(zip_path: Path, tree_dir: Path) -> None:
+    """The one rule for where a tree may be written; ``TreeError`` naming ``tree_dir`` otherwise."""
+    cwd = Path.cwd()
+    absolute = Path(os.path.abspath(tree_dir))  # noqa: PTH100 - lexical: resolve() would follow the links checked
+    if cwd.is_relative_to(absolute):
+        raise TreeError(
+            f"{tree_dir}: expected a folder of its own for the tree, found the working directory or a folder "
+            "holding it; refusing to replace it"
+        )
+    inside = ".." not in tree_dir.parts and absolute.is_relative_to(cwd)
+    # Below the working directory no part may be a link (as git); elsewhere the path is the
+    # user's own choice, and only the folder itself is checked.
+    safe_target(tree_dir if inside else absolute, cwd if inside else absolute.parent)
+    if not absolute.exists():
+        return
+    if not absolute.is_dir():
+        raise TreeError(
+            f"{tree_dir}: expected a folder (or nothing) to unpack into, found a file; refusing to replace it"
+        )
+    if Path(os.path.realpath(zip_path)).is_relative_to(absolute.resolve()):
+        raise TreeError(f"{tree_dir}: expected a folder apart from the zip, found it holding {zip_path}")
+    if any(absolute.iterdir()) and not is_our_tree(absolute):
+        raise TreeError(
+            f"{tree_dir}: expected an empty folder or a tree mnist-pipeline unpacked (it holds {MARKER}), "
+            f"found other files; refusing to replace it"
+        )
+
+
+def is_our_tree(folder: Path) -> bool:
+    """True when ``folder`` holds the marker ``unpack_zip`` writes (a regular file, not a link)."""
+    marker = folder / MARKER
+    if marker.is_symlink() or not marker.is_file():
+        return False
+    with marker.open("rb") as stream:
+        return stream.read(len(MARKER_HEADER)) == MARKER_HEADER.encode()
+
+
+def survey_export(source: ReadAt, directory: CentralDirectory, where: str, budget: int) -> Survey:
+    """First pass, nothing written: every entry checked, the bounds, and the export's shape
+    (files only, ``manifest.csv`` last and only there)."""
+    if directory.count == 0:
+        raise ArchiveError(f"{where}: expected at least one member, found an empty archive")
     declared = 0
-    count = 0
-    for member in iter_members(source, directory, where, max_members=MAX_MEMBERS):
+    last: ZipMember | None = None
+    for index, member in enumerate(iter_members(source, directory, where, max_members=MAX_MEMBERS)):
         if member.is_dir:
             raise ArchiveError(f"{where}: refusing member {member.name!r}: expected files only, found a folder entry")
+        if member.name in (MARKER, GITIGNORE):
+            raise _not_an_export(where, f"a member named {member.name!r}, a name unpack writes itself")
+        if member.name == MANIFEST and index != directory.count - 1:
+            raise _not_an_export(where, f"{MANIFEST} at entry {index + 1} of {directory.count}")
         declared += member.size
         if declared > budget:
             raise ArchiveError(
                 f"{where}: refusing member {member.name!r}: expected at most {budget:,} bytes in all "
                 f"(min of {MAX_TOTAL_BYTES:,} and {MAX_EXPANSION}x the zip), found {declared:,} declared up to it"
             )
+        last = member
+    assert last is not None  # the count is at least one and iter_members yields exactly count entries
+    if last.name != MANIFEST:
+        raise _not_an_export(where, f"no {MANIFEST} (last member {last.name!r})")
+    return Survey(count=directory.count, manifest=last)
+
+
+def _not_an_export(where: str, found: str) -> ArchiveError:
+    return ArchiveError(
+        f"{where}: expected a PNG export of mnist-pipeline (last member {MANIFEST}, listing every other), "
+        f"found {found}; refusing to unpack it"
+    )
+
+
+def _write_members(source: ReadAt, directory: CentralDirectory, survey: Survey, staging: Path, where: str) -> int:
+    root = str(staging)
+    made_dirs = {""}
+    listed = _manifest_paths(source, survey.manifest, where)
+    count = 0
+    for member in iter_members(source, directory, where, max_members=MAX_MEMBERS):
+        if count < survey.count - 1:
+            row = next(listed, None)
+            if row != member.name:
+                expected = "the end of the list" if row is None else repr(row)
+                raise _not_an_export(where, f"member {member.name!r} where {MANIFEST} row {count + 1} lists {expected}")
+        elif (extra := next(listed, None)) is not None:
+            raise _not_an_export(where, f"{MANIFEST} row {count + 1} listing {extra!r}, which the zip does not hold")
         parent = member.name.rpartition("/")[0]
         try:
             if parent not in made_dirs:
@@ -80,6 +196,35 @@ def _write_members(source: ReadAt, directory: CentralDirectory, staging: Path, w
             ) from exc
         count += 1
     return count
+
+
+def _manifest_paths(source: ReadAt, manifest: ZipMember, where: str) -> Iterator[str]:
+    """The ``path`` column of the manifest, streamed (a manifest of 800,000 rows is never held)."""
+    rows = csv.reader(_text_lines(iter_member_chunks(source, manifest, where, chunk_size=MANIFEST_CHUNK), where))
+    try:
+        header = next(rows, [])
+        if header[:1] != [MANIFEST_PATH_COLUMN]:
+            raise _not_an_export(where, f"{MANIFEST} with header {header[:5]!r}")
+        for row in rows:
+            yield row[0] if row else ""
+    except csv.Error as exc:
+        raise _not_an_export(where, f"{MANIFEST} that is not CSV ({exc})") from exc
+
+
+def _text_lines(chunks: Iterable[bytes], where: str) -> Iterator[str]:
+    """UTF-8 lines (``\\n`` kept) from byte chunks; only ``\\n`` ends a line, as the writer writes."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    pending = ""
+    try:
+        for chunk in chunks:
+            *lines, pending = (pending + decoder.decode(chunk)).split("\n")
+            for line in lines:
+                yield line + "\n"
+        pending += decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        raise _not_an_export(where, f"{MANIFEST} that is not UTF-8 ({exc.reason})") from exc
+    if pending:
+        yield pending
 
 
 def _write_member(source: ReadAt, member: ZipMember, path: str, where: str) -> None:
@@ -99,8 +244,39 @@ def _write_member(source: ReadAt, member: ZipMember, path: str, where: str) -> N
         os.close(descriptor)
 
 
+def _write_marks(staging: Path) -> None:
+    """The ownership marker (with the manifest's digest, naming the tree's content) and the
+    ignore file. Both names start with a dot and no export member does, so neither clashes."""
+    marker = f"{MARKER_HEADER}{MANIFEST} sha256 {sha256_of(staging / MANIFEST)}\n".encode()
+    for name, content in ((MARKER, marker), (GITIGNORE, GITIGNORE_CONTENT)):
+        descriptor = os.open(staging / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            _write_all(descriptor, content)
+        finally:
+            os.close(descriptor)
+
+
 def _write_all(descriptor: int, data: bytes) -> None:
     written = os.write(descriptor, data)
     # A regular file takes everything in one write unless the disk fills; finish the rest.
     while written < len(data):
         written += os.write(descriptor, memoryview(data)[written:])
+
+
+def _missing_parents(tree_dir: Path) -> list[Path]:
+    """The folders above ``tree_dir`` that do not exist yet, deepest first."""
+    missing = []
+    parent = Path(os.path.abspath(tree_dir)).parent  # noqa: PTH100 - the folders as named, links not followed
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a refused unpack created on the way (deepest first, only if empty)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return

@@ -1,7 +1,9 @@
 """unpack stage: turn a PNG export's ``images.zip`` into its browsable tree (``export/images/``).
 
 DVC tracks the tree through the manifest inside it, which the zip carries as its last member.
-The checks and bounds are those of ``mnist_pipeline.tree`` (the zip is hostile input).
+The checks, bounds and the rule for where a tree may be written are those of
+``mnist_pipeline.tree``, shared with ``mnist-pipeline unpack`` (the zip is hostile input, and a
+folder without the tree's marker is not replaced).
 """
 
 from __future__ import annotations

@@ -1,25 +1,31 @@
 """Adoption in a team's repository, as the README's "Use it in your repo" section does it: a fresh
 git + DVC repository with its own `pipeline/` package and a stage of its own, this project
 installed from a wheel built from the working tree, `mnist-pipeline init`, `dvc exp run`; then
-a second installed version whose CSV export code changed re-runs exactly that stage."""
+a second installed version whose CSV export code changed re-runs exactly that stage (slow).
+Fast tests: init writes nothing through a symbolic link, and an upgrade replaces only the
+pipeline's block of stages, every byte of the team's dvc.yaml kept."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from dvc.utils.serialize import parse_yaml
 
-from tests.support.data import TinyDataset, add_tiny_dataset_config
+from mnist_pipeline import adopt, cli
+from mnist_pipeline.adopt import BLOCK_BEGIN, BLOCK_END, AdoptError, apply, plan, team_stages
+from mnist_pipeline.tree import GITIGNORE, MARKER
+from tests.support.data import TinyDataset, add_tiny_dataset_config, sha256_tree
 from tests.support.faultserver import FaultServer, serve
 from tests.support.repos import PROJECT_ROOT, project_files, run
 
-pytestmark = pytest.mark.slow
 TEAM_DVC_YAML = """# The team's own pipeline: this comment must survive adoption.
 stages:
   train:
@@ -98,33 +104,41 @@ def team_repo(
     run(repo, "git", "commit", "-q", "-m", "adopt mnist-pipeline")
     with serve(FaultServer(files=dict(tiny.archives))) as server:
         add_tiny_dataset_config(repo, tiny, mirrors=[server.url])  # the team's own dataset
-        run(repo, "dvc", "exp", "run", "-S", "dataset=tiny", extra_env=installed.env())
+        run(repo, "dvc", "exp", "run", "-S", "dataset=tiny", "-S", "trees=[png]", extra_env=installed.env())
         run(repo, "git", "add", "-A")
         run(repo, "git", "commit", "-q", "-m", "built")
         yield repo, installed, server
 
 
+@pytest.mark.slow
 def test_init_adds_the_pipeline_beside_the_teams_own(team_repo: tuple[Path, Installed, FaultServer]) -> None:
     repo, _, _ = team_repo
     text = (repo / "dvc.yaml").read_text()
     assert text.startswith(TEAM_DVC_YAML)  # the team's stage and comment, byte for byte, first
     stages = yaml.safe_load(text)["stages"]
-    assert {"check", "download", "export", "unpack", "report"} <= set(stages)
+    assert {"check", "download", "unpack", "report"} <= set(stages)
+    assert any(name.startswith("export") for name in stages)
     assert (repo / "pipeline" / "train.py").read_text() == TEAM_TRAIN
     ignore = (repo / ".gitignore").read_text().splitlines()
     assert ignore[:2] == ["/model.txt", "*.log"] and "/data/*/export/images/" in ignore
     assert run(repo, "git", "status", "--porcelain").stdout.strip() == ""
 
 
+@pytest.mark.slow
 def test_exports_are_built_and_the_teams_stage_uses_them(team_repo: tuple[Path, Installed, FaultServer]) -> None:
     repo, _, _ = team_repo
     assert (repo / "model.txt").read_text() == "trained on 60 images\n"
     for relative in ("npz/tiny.npz", "csv/train.csv", "png/images.zip", "images/train/0", "README.md"):
         assert (repo / "data/tiny/export" / relative).exists(), relative
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    assert "export@tiny-csv" in lock and "train" in lock
+    assert "export_csv@tiny" in lock and "train" in lock
+    # The tree carries its marker and ignore file, and DVC still tracks it through the manifest.
+    tree = repo / "data/tiny/export/images"
+    assert (tree / MARKER).is_file() and (tree / GITIGNORE).read_text().endswith("*\n")
+    assert "unpack@tiny-png" not in run(repo, "dvc", "status").stdout
 
 
+@pytest.mark.slow
 def test_init_refuses_to_overwrite_the_teams_files(
     team_repo: tuple[Path, Installed, FaultServer], tmp_path: Path
 ) -> None:
@@ -142,21 +156,38 @@ def test_init_refuses_to_overwrite_the_teams_files(
     assert not (other / "params.yaml").exists()
 
 
+@pytest.mark.slow
 def test_an_upgrade_reruns_exactly_the_stages_whose_code_changed(
     team_repo: tuple[Path, Installed, FaultServer], tmp_path: Path
 ) -> None:
     repo, _, _ = team_repo
+    before = (repo / "dvc.yaml").read_text()
+    up_to_date = "Data and pipelines are up to date."
+    assert run(repo, "dvc", "status").stdout.strip() == up_to_date  # nothing always_changed
+    outputs = sha256_tree(repo / "data")
     upgraded = install_version(tmp_path, "v2", edit="\n# a change to the CSV export's code\n")
-    stale = run(repo, "dvc", "repro", check=False, extra_env=upgraded.env())
+    # Nothing is stale to DVC: the outputs are what the recorded code made.
+    assert run(repo, "dvc", "status", extra_env=upgraded.env()).stdout.strip() == up_to_date
+    # A stage that would run with code the repository does not record refuses, and costs no output.
+    overrides = ["-S", "dataset=tiny", "-S", "trees=[png]", "-S", "export.csv.header=false"]
+    stale = run(repo, "dvc", "exp", "run", *overrides, check=False, extra_env=upgraded.env())
     assert stale.returncode != 0
     assert "run `mnist-pipeline init --upgrade`" in stale.stdout + stale.stderr
+    assert sha256_tree(repo / "data") == outputs
+    run(repo, "git", "checkout", "params.yaml")
     run(repo, "mnist-pipeline", "init", "--upgrade", extra_env=upgraded.env())
     result = run(repo, "dvc", "repro", extra_env=upgraded.env())
     ran = [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")]
-    assert ran == ["check", "export@tiny-csv"]
+    assert ran == ["export_csv@tiny"]
     assert "0.2.1" in (repo / "mnist-pipeline.yaml").read_text()
+    assert without_block((repo / "dvc.yaml").read_text()) == without_block(before)
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-q", "-m", "upgraded")
+    assert run(repo, "dvc", "status", extra_env=upgraded.env()).stdout.strip() == up_to_date
+    assert run(repo, "git", "status", "--porcelain").stdout.strip() == ""
 
 
+@pytest.mark.slow
 def test_imported_png_zip_unpacks_with_one_command(
     team_repo: tuple[Path, Installed, FaultServer], tmp_path: Path
 ) -> None:
@@ -168,8 +199,13 @@ def test_imported_png_zip_unpacks_with_one_command(
     )
     assert "81 files" in result.stdout
     assert sorted(p.name for p in (tree / "train").iterdir()) == [str(label) for label in range(10)]
+    # Inside a repository, the tree never reaches `git add -A`.
+    run(repo, "mnist-pipeline", "unpack", "data/tiny/export/png/images.zip", "png-tree", extra_env=installed.env())
+    assert run(repo, "git", "status", "--porcelain", "--untracked-files=all").stdout.strip() == ""
+    shutil.rmtree(repo / "png-tree")
 
 
+@pytest.mark.slow
 def test_init_into_a_folder_keeps_the_root_dvc_yaml_the_teams(
     team_repo: tuple[Path, Installed, FaultServer], tmp_path: Path
 ) -> None:
@@ -185,4 +221,183 @@ def test_init_into_a_folder_keeps_the_root_dvc_yaml_the_teams(
     stages = yaml.safe_load((other / "mnist" / "dvc.yaml").read_text())
     assert stages["vars"] == ["../params.yaml"] and stages["stages"]["check"]["wdir"] == ".."
     listed = run(other, "dvc", "stage", "list", "--all", "--fail", extra_env=installed.env()).stdout
-    assert "mnist/dvc.yaml:download@mnist" in listed and "export@mnist-csv" in listed
+    assert "mnist/dvc.yaml:download@mnist" in listed
+    assert "export@mnist-csv" in listed or "export_csv@mnist" in listed
+
+
+# fast: nothing written through a link; upgrades replace only the pipeline's block ------------
+
+TEAM_CRLF = (
+    "# The team's pipeline: CRLF, four-space indentation, anchors; every byte must survive.\r\n"
+    "stages:   # a comment on the key\r\n"
+    "    prep: &base\r\n"
+    "        cmd: python   prep.py    # odd spacing, kept\r\n"
+    "        deps:\r\n"
+    "          - prep.py\r\n"
+    "        outs: [prepared.txt]\r\n"
+    "\r\n"
+    "    # a comment between the team's stages\r\n"
+    "    prep_again:\r\n"
+    "        <<: *base\r\n"
+    "        outs: [prepared_again.txt]\r\n"
+    "plots:\r\n"
+    "    - prepared.txt\r\n"
+)
+TEAM_AFTER_OURS = "    train:\r\n        cmd: python train.py   \r\n        deps: [prepared.txt]\r\n"
+
+
+def without_block(text: str) -> str:
+    """``text`` without the pipeline's block (the marker lines and what lies between them)."""
+    lines = text.splitlines(keepends=True)
+    begin = next(i for i, line in enumerate(lines) if line.strip() == BLOCK_BEGIN)
+    end = next(i for i, line in enumerate(lines) if line.strip() == BLOCK_END)
+    return "".join(lines[:begin] + lines[end + 1 :])
+
+
+def fake_repo(root: Path) -> Path:
+    """What plan() checks of a git + DVC repository (no tools run)."""
+    (root / ".git").mkdir(parents=True)
+    (root / ".dvc").mkdir()
+    return root
+
+
+def snapshot(root: Path) -> dict[str, bytes | str]:
+    found: dict[str, bytes | str] = {}
+    for path in sorted(root.rglob("*")):
+        key = path.relative_to(root).as_posix()
+        found[key] = f"-> {path.readlink()}" if path.is_symlink() else path.read_bytes() if path.is_file() else "/"
+    return found
+
+
+def adopt_then_upgrade(repo: Path, monkeypatch: pytest.MonkeyPatch, edit_team: Callable[[str], str]) -> tuple[str, str]:
+    """Init, let the team edit dvc.yaml, then upgrade to a version whose check stage changed;
+    the dvc.yaml text before and after the upgrade."""
+    apply(plan(repo, ".", upgrade=False))
+    (repo / "dvc.yaml").write_bytes(edit_team((repo / "dvc.yaml").read_bytes().decode()).encode())
+    before = (repo / "dvc.yaml").read_bytes().decode()
+    original = adopt.source_stages()
+    changed: dict[str, Any] = {**original, "check": {**original["check"], "cmd": original["check"]["cmd"] + " --v2"}}
+    monkeypatch.setattr(adopt, "source_stages", lambda: changed)
+    apply(plan(repo, ".", upgrade=True))
+    return before, (repo / "dvc.yaml").read_bytes().decode()
+
+
+def test_upgrade_keeps_every_byte_of_the_teams_dvc_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = fake_repo(tmp_path)
+    (repo / "dvc.yaml").write_bytes(TEAM_CRLF.encode())
+
+    def add_stage_after_ours(text: str) -> str:
+        assert without_block(text) == TEAM_CRLF  # adoption only inserted the block
+        marker = f"    {BLOCK_END}\r\n"
+        return text.replace(marker, marker + TEAM_AFTER_OURS)
+
+    before, after = adopt_then_upgrade(repo, monkeypatch, add_stage_after_ours)
+    assert after != before and without_block(after) == without_block(before)
+    assert "\n" not in after.replace("\r\n", "")  # the block took the file's line endings
+    loaded = parse_yaml(after, "dvc.yaml")  # as DVC reads it
+    assert list(loaded["stages"])[:2] == ["prep", "prep_again"] and "train" in loaded["stages"]
+    assert loaded["stages"]["prep_again"]["cmd"] == "python   prep.py"
+    assert loaded["stages"]["check"]["cmd"].endswith(" --v2")
+
+
+def test_upgrade_of_a_file_adopted_before_the_markers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Older versions appended the stages without markers: the upgrade replaces those entries."""
+    repo = fake_repo(tmp_path)
+    stages = team_stages(adopt.source_stages(), None)
+    appended = yaml.safe_dump({"stages": stages}, sort_keys=False, width=120).split("\n", 1)[1]
+    team_after = "  evaluate:   # the team's, after ours\n    cmd: python   evaluate.py\n\n# closing comment\n"
+    (repo / "dvc.yaml").write_text(TEAM_DVC_YAML + appended + team_after)
+    (repo / "mnist-pipeline.yaml").write_text("version: 0.1.0\ncode: {}\n")
+    apply(plan(repo, ".", upgrade=True))
+    after = (repo / "dvc.yaml").read_text()
+    assert without_block(after) == TEAM_DVC_YAML + team_after
+    assert set(parse_yaml(after, "dvc.yaml")["stages"]) == {"train", "evaluate", *stages}
+
+
+def test_init_appends_a_stages_section_and_vars_in_a_folder(tmp_path: Path) -> None:
+    repo = fake_repo(tmp_path)
+    (repo / "mnist").mkdir()
+    (repo / "mnist" / "dvc.yaml").write_text("# theirs\nplots:\n  - x.csv\n")
+    apply(plan(repo, "mnist", upgrade=False))
+    text = (repo / "mnist" / "dvc.yaml").read_text()
+    assert text.startswith("# theirs\nplots:\n  - x.csv\n")
+    loaded = parse_yaml(text, "mnist/dvc.yaml")
+    assert loaded["vars"] == ["../params.yaml"] and loaded["stages"]["check"]["wdir"] == ".."
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("stages: {train: {cmd: x}}\n", "expected `stages:` in block style"),
+        (f"stages:\n  {BLOCK_BEGIN}\n  train:\n    cmd: x\n", "expected one line .* and then one"),
+    ],
+    ids=["flow-style", "lost-end-marker"],
+)
+def test_a_dvc_yaml_init_cannot_edit_as_text_is_refused(tmp_path: Path, text: str, match: str) -> None:
+    repo = fake_repo(tmp_path)
+    (repo / "dvc.yaml").write_text(text)
+    with pytest.raises(AdoptError, match=match):
+        plan(repo, ".", upgrade=False)
+
+
+def outside_folder(repo: Path) -> Path:
+    outside = repo.parent / "outside"
+    outside.mkdir(exist_ok=True)
+    return outside
+
+
+@pytest.mark.parametrize(
+    ("plant", "args"),
+    [
+        (lambda repo: (repo / "conf").symlink_to(outside_folder(repo)), []),
+        (lambda repo: ((repo / "conf").mkdir(), (repo / "conf" / "dataset").symlink_to(outside_folder(repo))), []),
+        (lambda repo: (repo / "params.yaml").symlink_to(outside_folder(repo) / "params.yaml"), []),
+        (lambda repo: (repo / "dvc.yaml").symlink_to(outside_folder(repo) / "dvc.yaml"), []),
+        (lambda repo: (repo / ".gitignore").symlink_to(outside_folder(repo) / "ignore"), []),
+        (lambda repo: (repo / "mnist-pipeline.yaml").symlink_to(outside_folder(repo) / "code.yaml"), []),
+        (lambda repo: (repo / "sub").symlink_to(outside_folder(repo)), ["--dir", "sub"]),
+    ],
+    ids=["conf", "conf-dataset", "dangling-params", "dvc-yaml", "gitignore", "code-file", "dir"],
+)
+def test_init_writes_nothing_through_a_link(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    plant: Callable[[Path], object],
+    args: list[str],
+) -> None:
+    repo = fake_repo(tmp_path / "repo")
+    plant(repo)
+    before = snapshot(tmp_path)
+    monkeypatch.chdir(repo)
+    assert cli.main(["init", *args]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("mnist-pipeline: error: ") and "expected no symbolic link on the way" in line, line
+    assert snapshot(tmp_path) == before
+
+
+def test_planted_temporary_file_links_are_not_followed(tmp_path: Path) -> None:
+    repo = fake_repo(tmp_path / "repo")
+    victim = outside_folder(repo) / "victim"
+    victim.write_text("untouched")
+    (repo / ".dvc.yaml.init-tmp").symlink_to(victim)
+    apply(plan(repo, ".", upgrade=False))
+    assert victim.read_text() == "untouched"
+    assert not (repo / "dvc.yaml").is_symlink() and BLOCK_BEGIN in (repo / "dvc.yaml").read_text()
+
+
+@pytest.mark.slow
+def test_dvc_reads_the_merged_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CRLF, anchors and team-stage-after-ours file, adopted and upgraded, as DVC lists it."""
+    repo = tmp_path / "team"
+    repo.mkdir()
+    run(repo, "git", "init", "-q")
+    run(repo, "dvc", "init", "-q")
+    (repo / "dvc.yaml").write_bytes(TEAM_CRLF.encode())
+    adopt_then_upgrade(
+        repo, monkeypatch, lambda text: text.replace(f"    {BLOCK_END}\r\n", f"    {BLOCK_END}\r\n{TEAM_AFTER_OURS}")
+    )
+    (repo / "params.yaml").write_text((PROJECT_ROOT / "params.yaml").read_text())
+    listed = run(repo, "dvc", "stage", "list", "--all", "--fail").stdout
+    for stage in ("prep", "prep_again", "train", "check", "download@mnist", "report@mnist"):
+        assert f"\n{stage} " in f"\n{listed}" or listed.startswith(f"{stage} "), (stage, listed)

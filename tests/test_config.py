@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,11 @@ import yaml
 from hydra.errors import MissingConfigException
 
 from mnist_pipeline import check
-from mnist_pipeline.config import MAX_WORKERS, load_params, params_from_dict
+from mnist_pipeline.config import MAX_PARAMS_BYTES, MAX_WORKERS, load_params, params_from_dict
 from mnist_pipeline.errors import ConfigError
 from mnist_pipeline.params import compose_params
 from tests.support.data import committed_params, write_params
-from tests.support.repos import PROJECT_ROOT
+from tests.support.repos import PROJECT_ROOT, indexed
 
 FAMILY = sorted(path.stem for path in (PROJECT_ROOT / "conf" / "dataset").glob("*.yaml"))
 
@@ -33,11 +34,12 @@ def composed(tmp_path: Path, *overrides: str) -> dict[str, Any]:
 def test_committed_params_equal_the_composition_of_conf(tmp_path: Path) -> None:
     out = tmp_path / "params.yaml"
     compose_params(out, [], PROJECT_ROOT / "conf")
-    assert out.read_text() == (PROJECT_ROOT / "params.yaml").read_text(), "run `make params` and commit params.yaml"
+    committed = indexed("params.yaml") or (PROJECT_ROOT / "params.yaml").read_bytes()
+    assert out.read_bytes() == committed, "run `make params` and commit params.yaml"
 
 
 def test_committed_params_are_valid() -> None:
-    params = load_params(PROJECT_ROOT / "params.yaml")
+    params = params_from_dict(committed_params(), source="params.yaml (committed)")
     assert list(params.datasets) == ["mnist"]
     assert list(params.export.formats) == ["npz", "csv", "png"]
     assert params.dataset("mnist").mirrors[0].startswith("https://ossci-datasets.s3.amazonaws.com/")
@@ -124,7 +126,7 @@ BAD_VALUES = [
         {"npz": {}, "tiff": {}},
         "export.formats: unknown format 'tiff'; allowed: csv, npz, parquet, png",
     ),
-    ("export.formats", {"npz": {}}, "export.trees: a tree needs its archive format selected"),
+    ("export.trees", {"png": {}, "tiff": {}}, "export.trees: a tree needs its archive format selected"),
     (f"{MNIST}.mirrors.0", "ftp://example.org/mnist/", f"{MNIST}.mirrors.0: unsupported scheme 'ftp'"),
     (f"{MNIST}.mirrors.0", "http://[::1/", f"{MNIST}.mirrors.0: not a valid URL"),
     (f"{MNIST}.mirrors.0", "http://:80/x", f"{MNIST}.mirrors.0: expected a host name"),
@@ -239,3 +241,59 @@ def test_missing_params_file_names_the_fix(tmp_path: Path, capsys: pytest.Captur
     err = capsys.readouterr().err
     assert "nope.yaml: not found; compose it from conf/ with `dvc exp run` or `mnist-pipeline params`" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("mirror", "message"),
+    [
+        ("https://example.org/mnist/?token=s3cr3t", "a query string or fragment in a mirror URL"),
+        ("https://example.org/mnist/#s3cr3t", "a query string or fragment in a mirror URL"),
+        ("https://example.org/mnist/?", "a query string or fragment in a mirror URL"),
+        ("user:s3cr3t@example.org/mnist/", "expected a URL with a scheme or a local folder, found user info"),
+        ("u:s3cr3t@example.org/", "expected a URL with a scheme or a local folder, found user info"),
+    ],
+)
+def test_mirror_secrets_are_refused_and_never_printed(mirror: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        params_from_dict(with_change(f"{MNIST}.mirrors.0", mirror), source="params.yaml")
+    text = str(caught.value)
+    assert f"{MNIST}.mirrors.0: {message}" in text and "~/.netrc" in text
+    assert "s3cr3t" not in text and "\n" not in text
+
+
+BILLION_LAUGHS = 'a: &a ["x","x","x","x","x","x","x","x","x"]\n' + "".join(
+    f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+def test_alias_bomb_params_are_refused_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(BILLION_LAUGHS)
+    assert len(BILLION_LAUGHS) < 400
+    started = time.monotonic()
+    assert check.main(["--params", str(path), str(tmp_path / "marker")]) == 1
+    assert time.monotonic() - started < 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"{path}: line 1: expected plain YAML values, found an anchor or alias" in line
+
+
+def test_oversized_params_are_refused_before_parsing(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("# padding\n" * (MAX_PARAMS_BYTES // 10 + 1))
+    with pytest.raises(ConfigError, match=f"expected at most {MAX_PARAMS_BYTES:,} bytes of params"):
+        load_params(path)
+
+
+def test_dataset_options_are_resolved_once_and_typed() -> None:
+    params = with_change(f"{MNIST}.export", {"csv": {"gzip": True}, "npz": {"validation_size": 10}})
+    loaded = params_from_dict(params)
+    options = loaded.dataset("mnist").export
+    assert options.csv.gzip is True and options.csv.header is True and options.npz.validation_size == 10
+    assert loaded.export.csv.gzip is False and options.png == loaded.export.png
+
+
+def test_a_dataset_value_is_reported_under_its_own_key() -> None:
+    with pytest.raises(ConfigError, match=r"datasets\.mnist\.export\.npz\.validation_size: expected fewer than"):
+        params_from_dict(with_change(f"{MNIST}.export", {"npz": {"validation_size": 60000}}))
+    with pytest.raises(ConfigError, match=r"datasets\.mnist\.export\.workers: Key 'workers' not in 'ExportOptions'"):
+        params_from_dict(with_change(f"{MNIST}.export", {"workers": 3}))

@@ -8,7 +8,6 @@ folder; no secret reaches a log line or a file.
 
 from __future__ import annotations
 
-import copy
 import gzip
 import hashlib
 import os
@@ -19,118 +18,25 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from mnist_pipeline import download
-from mnist_pipeline.config import params_from_dict
-from mnist_pipeline.http import loggable_url, parse_content_range, parse_count
-from tests.support.data import TinyDataset, gzip_bytes
+from mnist_pipeline.transfer import loggable_url, parse_content_range, parse_count
+from tests.support.data import TinyDataset, gzip_bytes, params_for, write_params
+from tests.support.downloads import (
+    SECRET,
+    assert_clean,
+    error_line,
+    no_user_netrc,  # noqa: F401 - autouse: the developer's ~/.netrc stays out of these tests
+    run_download,
+    write_netrc,
+)
 from tests.support.faultserver import Fault, FaultServer, serve
 from tests.support.repos import tool_env
 
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
-DATASET = "tiny"
-SECRET = "s3cr3t-pa55w0rd"
-
-#: Every section params.yaml has besides ``datasets``, with quick download limits for tests.
-BASE_PARAMS: dict[str, Any] = {
-    "export": {
-        "formats": {"npz": {}, "csv": {}, "png": {}},
-        "trees": {"png": {}},
-        "workers": 1,
-        "npz": {
-            "compressed": True,
-            "validation_size": 0,
-            "validation_split": "first",
-            "seed": 0,
-            "dtype": "uint8",
-            "scale": "none",
-            "flatten": False,
-            "one_hot": False,
-            "extended_labels": False,
-        },
-        "csv": {
-            "header": True,
-            "label_position": "first",
-            "scale": "none",
-            "decimals": 4,
-            "gzip": False,
-            "validation_size": 0,
-            "validation_split": "first",
-            "seed": 0,
-            "extended_labels": False,
-        },
-        "png": {"layout": "imagefolder", "invert": False},
-        "parquet": {"compression": "snappy", "row_group_size": 10000, "pixels": False, "extended_labels": False},
-    },
-    "download": {
-        "timeout": 1.0,
-        "retries": 1,
-        "backoff": 0.05,
-        "min_rate": 20000,
-        "user_agent": "mnist-pipeline/0.2 (+dvc; python-urllib)",
-    },
-    "verify": {"archive": "strict"},
-    "report": {"samples_per_class": 10},
-}
-
-
-def dataset_entry(splits: dict[str, Any], mirrors: list[str], **changes: Any) -> dict[str, Any]:
-    """A dataset of the family as conf/dataset/<name>.yaml describes one."""
-    entry: dict[str, Any] = {
-        "title": "Tiny MNIST-shaped fixture",
-        "homepage": "https://example.invalid/",
-        "license": "CC0",
-        "citation": "none",
-        "image_shape": [28, 28],
-        "classes": [str(digit) for digit in range(10)],
-        "mirrors": mirrors,
-        "splits": copy.deepcopy(splits),
-        "compression": "gzip",
-        "container": None,
-        "transposed": False,
-        "labels": {"layout": "idx_vector", "columns": [], "column": 0, "offset": 0},
-        "export": {},
-    }
-    entry.update(changes)
-    return entry
-
-
-def tiny_splits(tiny: TinyDataset) -> dict[str, Any]:
-    return {
-        split: {"count": len(tiny.arrays[split][1]), **copy.deepcopy(files)}
-        for split, files in tiny.splits_spec.items()
-    }
-
-
-def build_params(datasets: dict[str, dict[str, Any]], **sections: dict[str, Any]) -> dict[str, Any]:
-    """A full params dict, validated by the same schema the stage uses."""
-    params = copy.deepcopy(BASE_PARAMS)
-    params["datasets"] = copy.deepcopy(datasets)
-    for name, values in sections.items():
-        params[name].update(values)
-    params_from_dict(copy.deepcopy(params), source="test params")
-    return params
-
-
-def params_for(tiny: TinyDataset, mirrors: list[str], **sections: dict[str, Any]) -> dict[str, Any]:
-    return build_params({DATASET: dataset_entry(tiny_splits(tiny), mirrors)}, **sections)
-
-
-def write_params(directory: Path, params: dict[str, Any]) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "params.yaml"
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-    return path
-
-
-def run_download(tmp_path: Path, params: dict[str, Any], name: str = DATASET) -> tuple[int, Path]:
-    raw = tmp_path / "data" / name / "raw"
-    code = download.main(["--params", str(write_params(tmp_path, params)), "--dataset", name, str(raw)])
-    return code, raw
+DATASET = "mnist"
 
 
 def assert_canonical(raw: Path, tiny: TinyDataset) -> None:
@@ -139,39 +45,14 @@ def assert_canonical(raw: Path, tiny: TinyDataset) -> None:
         assert hashlib.sha256((raw / name).read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
 
 
-def assert_clean(tmp_path: Path, err: str, secrets: tuple[str, ...] = ()) -> None:
-    """No traceback, no empty message, nothing outside data/, no secret in a log line or a file."""
-    assert "Traceback" not in err
-    for line in err.splitlines():
-        stage, _, message = line.partition(": ")
-        assert stage.startswith("download@") and message.strip(), line
-    assert {p.name for p in tmp_path.iterdir()} <= {"params.yaml", "data"}
-    for secret in secrets:
-        assert secret not in err
-        for path in (tmp_path / "data").rglob("*"):
-            assert not path.is_file() or secret.encode() not in path.read_bytes(), path
-
-
-def error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if "error:" in line]
-    assert len(lines) == 1, err
-    return lines[0]
-
-
-@pytest.fixture(autouse=True)
-def no_user_netrc(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """The developer's ~/.netrc must not change what the tests see."""
-    monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
-    monkeypatch.delenv("NETRC", raising=False)
-
-
 def test_downloads_every_archive_with_user_agent(
     tmp_path: Path, tiny: TinyDataset, mirror: FaultServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, raw = run_download(tmp_path, params_for(tiny, [mirror.url]))
+    params = params_for(tiny, [mirror.url])
+    code, raw = run_download(tmp_path, params)
     assert code == 0
     assert_canonical(raw, tiny)
-    assert {r.user_agent for r in mirror.requests} == {BASE_PARAMS["download"]["user_agent"]}
+    assert {r.user_agent for r in mirror.requests} == {params["download"]["user_agent"]}
     assert not (tmp_path / "data" / DATASET / ".partial").exists()
     assert_clean(tmp_path, capsys.readouterr().err)
 
@@ -423,18 +304,18 @@ def test_refused_mirror_is_given_up_for_the_run_at_once(
 
 
 @pytest.mark.slow
-def test_slow_drip_is_abandoned_at_the_deadline(
+def test_slow_drip_is_abandoned_after_a_window(
     tmp_path: Path, tiny: TinyDataset, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """One byte every 0.4 s never trips the 1 s read timeout; the file's deadline
-    (timeout + size / min_rate) does, and the next mirror delivers."""
+    """One byte every 0.4 s never trips the 1 s read timeout; the rate over the last
+    download.timeout seconds, far below min_rate, does: one window per attempt, and the second
+    slow attempt gives the mirror up. The next mirror delivers."""
     size = len(tiny.archives[TRAIN_IMAGES])
-    min_rate = size  # deadline: 1 s + 1 s
     with (
         serve(FaultServer(files=dict(tiny.archives), faults={TRAIN_IMAGES: Fault("drip", seconds=0.4)})) as drip,
         serve(FaultServer(files=dict(tiny.archives))) as good,
     ):
-        params = params_for(tiny, [drip.url, good.url], download={"timeout": 1.0, "min_rate": min_rate})
+        params = params_for(tiny, [drip.url, good.url], download={"timeout": 1.0, "min_rate": size})
         started = time.monotonic()
         code, raw = run_download(tmp_path, params)
         elapsed = time.monotonic() - started
@@ -442,7 +323,47 @@ def test_slow_drip_is_abandoned_at_the_deadline(
     assert_canonical(raw, tiny)
     assert 2.0 <= elapsed < 4.5
     err = capsys.readouterr().err
-    assert f"skipping mirror {drip.url}{TRAIN_IMAGES}: body not complete within the 2.0 s allowed" in err
+    assert f"skipping mirror {drip.url}{TRAIN_IMAGES}: too slow: " in err
+    assert f"below download.min_rate ({size} bytes/s) over download.timeout (1 s)" in err
+    assert "(slow 2 times: not tried again in this run)" in err
+    assert_clean(tmp_path, err)
+
+
+@pytest.mark.parametrize(
+    ("fault", "requests", "reason"),
+    [
+        pytest.param(Fault("drip", seconds=0.05), 2, "too slow: ", id="drip", marks=pytest.mark.slow),
+        pytest.param(Fault("stall", seconds=3.0), 2, "no byte for 1 s", id="stall", marks=pytest.mark.slow),
+        (Fault("status", status=503, retry_after=3600), 1, "HTTP 503 Service Unavailable with Retry-After 3600 s"),
+    ],
+    ids=["drip", "stall", "huge-retry-after"],
+)
+def test_dead_mirror_costs_at_most_two_windows_per_run(
+    tmp_path: Path, tiny: TinyDataset, fault: Fault, requests: int, reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The default retries, back-off and min_rate, a 1 s window: whatever the number of files,
+    a dripping, stalled or wait-an-hour mirror costs at most two windows in the whole run, then
+    the next mirror serves every file."""
+    timeout = 1.0
+    faults = dict.fromkeys(tiny.archives, fault)
+    with (
+        serve(FaultServer(files=dict(tiny.archives), faults=faults)) as dead,
+        serve(FaultServer(files=dict(tiny.archives))) as good,
+    ):
+        params = params_for(
+            tiny, [dead.url, good.url], download={"timeout": timeout, "retries": 2, "backoff": 1.0, "min_rate": 20000}
+        )
+        started = time.monotonic()
+        code, raw = run_download(tmp_path, params)
+        elapsed = time.monotonic() - started
+    assert code == 0
+    assert_canonical(raw, tiny)
+    assert elapsed < 2 * timeout + 1.0  # 1 s for the stage itself on a loaded machine
+    assert len(dead.requests) == requests
+    assert len(good.requests) == len(tiny.archives)
+    err = capsys.readouterr().err
+    assert f"skipping mirror {dead.url}{TRAIN_IMAGES}: {reason}" in err
+    assert err.count("gave up on this mirror earlier in this run") == len(tiny.archives) - 1
     assert_clean(tmp_path, err)
 
 
@@ -502,7 +423,7 @@ def test_every_mirror_failing_names_each_and_leaves_nothing(
     assert "[3] http://127.0.0.1:9/" in line and "refused" in line.lower()
     assert line.endswith(
         "(offline? point at a local copy: make repro MIRROR=/path/to/folder, "
-        f"or -S 'datasets.{DATASET}.mirrors=[/path/to/folder]')"
+        f"or MNIST_PIPELINE_MIRRORS={DATASET}=/path/to/folder, or mirrors.{DATASET} in mnist-pipeline.local.yaml)"
     )
     assert not (raw / TRAIN_IMAGES).exists()
     assert not (tmp_path / "data" / DATASET / ".partial").exists()
@@ -512,21 +433,15 @@ def test_every_mirror_failing_names_each_and_leaves_nothing(
 def test_tokens_in_mirror_query_never_logged(
     tmp_path: Path, tiny: TinyDataset, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """A token in a mirror's query would be written to params.yaml: refused before any request,
+    and the line shows the mirror with its query hidden."""
     with serve(FaultServer(files={})) as empty:
         code, _ = run_download(tmp_path, params_for(tiny, [f"{empty.url}mnist/?sig=tok3n-value"]))
     assert code == 1
     err = capsys.readouterr().err
-    assert f"{empty.url}mnist/{TRAIN_IMAGES}?***: HTTP 404" in error_line(err)
-    assert empty.requests[0].path == f"/mnist/{TRAIN_IMAGES}?sig=tok3n-value"
+    assert f"{empty.url}mnist/?***" in error_line(err)
+    assert empty.requests == []
     assert_clean(tmp_path, err, secrets=("tok3n",))
-
-
-def write_netrc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> Path:
-    path = tmp_path.parent / f"{tmp_path.name}-netrc"
-    path.write_text(text)
-    path.chmod(0o600)
-    monkeypatch.setenv("NETRC", str(path))
-    return path
 
 
 @pytest.fixture
@@ -588,6 +503,50 @@ def test_broken_netrc_is_one_line_without_its_content(
     assert f"netrc file {path}: line " in error_line(err)
     assert "not valid netrc syntax" in error_line(err)
     assert not locked.requests
+    assert_clean(tmp_path, err, secrets=(SECRET,))
+
+
+def test_netrc_with_a_byte_that_is_not_utf8_is_one_line(
+    tmp_path: Path,
+    tiny: TinyDataset,
+    locked: FaultServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = b"machine 127.0.0.1 login reader password caf\xe9\n"
+    path = write_netrc(tmp_path, monkeypatch, text)
+    code, _ = run_download(tmp_path, params_for(tiny, [locked.url]))
+    assert code == 1
+    err = capsys.readouterr().err
+    offset = text.index(b"\xe9")
+    assert error_line(err).endswith(f"netrc file {path}: expected UTF-8 text, found byte 0xe9 at offset {offset}")
+    assert not locked.requests
+    assert_clean(tmp_path, err)
+
+
+def test_default_netrc_readable_by_others_is_not_used_and_says_so_once(
+    tmp_path: Path,
+    tiny: TinyDataset,
+    mirror: FaultServer,
+    no_user_netrc: Path,  # noqa: F811 - the autouse fixture, for the HOME it made
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """~/.netrc with mode 0644: a mirror that needs no login still serves every file; one
+    warning says why the file is not used (Python's netrc module stops with "line None")."""
+    netrc_path = no_user_netrc / ".netrc"
+    netrc_path.write_text(f"machine 127.0.0.1 login reader password {SECRET}\n")
+    netrc_path.chmod(0o644)
+    code, raw = run_download(tmp_path, params_for(tiny, [mirror.url]))
+    assert code == 0
+    assert_canonical(raw, tiny)
+    assert not any(r.authorized for r in mirror.requests)
+    err = capsys.readouterr().err
+    (warning,) = [line for line in err.splitlines() if ".netrc" in line]
+    assert warning.endswith(
+        f"netrc file {netrc_path}: readable or owned by another user (mode 644); "
+        f"not using it (chmod 600 {netrc_path} to use it)"
+    )
+    assert "line None" not in err
     assert_clean(tmp_path, err, secrets=(SECRET,))
 
 

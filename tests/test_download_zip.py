@@ -13,6 +13,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
+import signal
+import subprocess
+import sys
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,17 +28,17 @@ import pytest
 
 from mnist_pipeline.download import ZIP_TAIL_LENGTH
 from mnist_pipeline.idx import encode_idx
-from tests.support.faultserver import Fault, FaultServer, serve
-from tests.test_download import (
+from tests.support.data import dataset_entry, params_with, write_params
+from tests.support.downloads import (
     SECRET,
     assert_clean,
-    build_params,
-    dataset_entry,
     error_line,
-    no_user_netrc,  # noqa: F401 - autouse: the developer's ~/.netrc stays out of these tests too
+    no_user_netrc,  # noqa: F401 - autouse: the developer's ~/.netrc stays out of these tests
     run_download,
     write_netrc,
 )
+from tests.support.faultserver import Fault, FaultServer, serve
+from tests.support.repos import tool_env
 
 ZIP_NAME = "gzip.zip"
 #: Per split: training and test images. Random pixels do not compress, so each images member
@@ -124,7 +129,7 @@ def zip_params(fake: FakeZip, mirrors: list[str], **sections: dict[str, Any]) ->
         name: dataset_entry(splits, mirrors, container=fake.container(), transposed=True)
         for name, splits in fake.datasets.items()
     }
-    return build_params(datasets, **sections)
+    return params_with(datasets, **sections)
 
 
 def assert_members(raw: Path, fake: FakeZip, dataset: str) -> None:
@@ -314,7 +319,7 @@ def test_every_mirror_failing_is_one_line_with_the_hint(
     assert f"error: {first}: every mirror failed: [1] {missing.url}{ZIP_NAME}: HTTP 404" in line
     assert f"[2] {(empty / first).as_uri()}: not found" in line
     assert "3 more files failed as well" in line
-    assert line.endswith("or -S 'datasets.emnist_letters.mirrors=[/path/to/folder]')")
+    assert line.endswith("or mirrors.emnist_letters in mnist-pipeline.local.yaml)")
     assert not raw.exists()
     assert not (tmp_path / "data" / "emnist_letters" / ".partial").exists()
     assert_clean(tmp_path, err)
@@ -345,3 +350,66 @@ def test_zip64_end_records_are_found_in_the_same_tail(
     assert_members(raw, zip64, "emnist_letters")
     assert len(server.requests) == 1 + 2 * 4
     assert_clean(tmp_path, capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("where", ["http", "http-no-range", "folder"])
+def test_zip_of_another_size_is_refused_before_its_directory_is_read(
+    tmp_path: Path, fake: FakeZip, where: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A zip larger than its published container.size is another zip: its central directory
+    (which could claim any number of members) is never read, and the next mirror serves."""
+    grown = fake.data + bytes(50_000)
+    folder = tmp_path.parent / f"{tmp_path.name}-mirror"
+    folder.mkdir()
+    (folder / ZIP_NAME).write_bytes(grown)
+    with (
+        serve(FaultServer(files={ZIP_NAME: grown}, ranges=where != "http-no-range")) as bad,
+        serve(FaultServer(files={ZIP_NAME: fake.data})) as good,
+    ):
+        first = str(folder) if where == "folder" else bad.url
+        code, raw = run_download(tmp_path, zip_params(fake, [first, good.url]), "emnist_letters")
+    assert code == 0
+    assert_members(raw, fake, "emnist_letters")
+    err = capsys.readouterr().err
+    if where == "http-no-range":
+        announced = f"server announces {len(grown)} bytes, expected {len(fake.data)}"
+        assert f"skipping mirror {bad.url}{ZIP_NAME}: {announced}" in err
+    else:
+        shown = f"{bad.url}{ZIP_NAME}" if where == "http" else (folder / ZIP_NAME).as_uri()
+        refused = f"expected {len(fake.data)} bytes (container.size), found {len(grown)}; the zip is not read"
+        assert f"skipping mirror {shown}: {refused}" in err
+        assert len(bad.requests) == (1 if where == "http" else 0)  # the tail only
+    assert not (tmp_path / "data" / ".downloads").exists()
+    assert_clean(tmp_path, err)
+
+
+def test_whole_zip_left_half_written_by_a_kill_is_never_trusted(tmp_path: Path, fake: FakeZip) -> None:
+    """SIGKILL while the whole zip streams in (a server ignoring Range) leaves its partial file in
+    data/.downloads/; the next run removes it and starts again from byte 0 (a server that ignores
+    Range cannot resume it), so it never grows across runs."""
+    params = zip_params(fake, [], download={"timeout": 30.0})
+    partial = tmp_path / "data" / ".downloads" / f"{ZIP_NAME}.partial"
+    with serve(FaultServer(files={ZIP_NAME: fake.data}, ranges=False, faults={ZIP_NAME: Fault("stall")})) as server:
+        for entry in params["datasets"].values():
+            entry["mirrors"] = [server.url]
+        raw = tmp_path / "data" / "emnist_letters" / "raw"
+        command = ["--params", str(write_params(tmp_path, params)), "--dataset", "emnist_letters", str(raw)]
+        child = subprocess.Popen(
+            [sys.executable, "-m", "mnist_pipeline.download", *command], env=tool_env(), stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 30  # generous: a loaded CI machine starts Python slowly
+        while time.monotonic() < deadline and not (partial.exists() and partial.stat().st_size > 0):
+            time.sleep(0.02)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+    assert 0 < partial.stat().st_size < len(fake.data)
+    with serve(FaultServer(files={ZIP_NAME: fake.data}, ranges=False)) as server:
+        for entry in params["datasets"].values():
+            entry["mirrors"] = [server.url]
+        code, raw = run_download(tmp_path, params, "emnist_letters")
+    assert code == 0
+    assert_members(raw, fake, "emnist_letters")
+    assert [r.range_header for r in server.requests] == [f"bytes=-{ZIP_TAIL_LENGTH}"]
+    assert server.sent == len(fake.data)
+    assert not partial.exists()
+    assert (tmp_path / "data" / ".downloads" / ZIP_NAME).read_bytes() == fake.data

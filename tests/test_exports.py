@@ -25,8 +25,7 @@ import pytest
 from PIL import Image
 
 from mnist_pipeline import decoded as decoded_module
-from mnist_pipeline import export_csv, export_npz, export_parquet, export_png
-from mnist_pipeline import exports as exports_module
+from mnist_pipeline import export_csv, export_npz, export_parquet, export_png, pngpool, ziparchive
 from mnist_pipeline import tree as tree_module
 from mnist_pipeline.npzstream import NpzArray, write_npz_stream
 from tests.support.data import TinyDataset, params_for, sha256_tree, write_decoded_dir, write_params
@@ -490,7 +489,7 @@ def torchvision_class_to_idx(root: Path) -> dict[str, int]:
 
 @pytest.mark.parametrize("num_classes", [10, 47, 62])
 def test_class_folders_sort_into_label_order(num_classes: int) -> None:
-    folders = exports_module.class_folder_names(num_classes)
+    folders = pngpool.class_folder_names(num_classes)
     assert len(set(folders)) == num_classes
     assert sorted(folders) == folders
     assert {folder: index for index, folder in enumerate(sorted(folders))} == {f: i for i, f in enumerate(folders)}
@@ -552,7 +551,7 @@ def zipfile_bytes(members: list[tuple[str, bytes]]) -> bytes:
 def stored_zip_bytes(tmp_path: Path, members: list[tuple[str, bytes]]) -> bytes:
     buffer = io.BytesIO()
     with (tmp_path / "directory").open("w+b") as directory:
-        writer = export_png.StoredZipWriter(buffer, directory)
+        writer = ziparchive.StoredZipWriter(buffer, directory)
         for name, data in members[:-1]:
             writer.add(name, data)
         last_name, last_data = members[-1]
@@ -573,7 +572,7 @@ def test_stored_zip_writer_matches_zipfile(
 ) -> None:
     if zip64_limit is not None:  # both writers switch to zip64 records at the same, smaller threshold
         monkeypatch.setattr(zipfile, "ZIP64_LIMIT", zip64_limit)
-        monkeypatch.setattr(export_png, "ZIP64_LIMIT", zip64_limit)
+        monkeypatch.setattr(ziparchive, "ZIP64_LIMIT", zip64_limit)
     members = [(f"train/{i % 62:02d}/{i:05d}.png", bytes([i % 256]) * (i % 50)) for i in range(count)]
     members.append(("manifest.csv", b"path,split\n" * 3))
     assert stored_zip_bytes(tmp_path, members) == zipfile_bytes(members)
@@ -585,7 +584,7 @@ def test_stored_zip_writer_matches_zipfile(
 def test_parquet_has_hugging_face_schema(tmp_path: Path, tiny: TinyDataset, decoded: Path) -> None:
     out = tmp_path / "parquet"
     run_stage(export_parquet, tmp_path, tiny, decoded, out)
-    assert sorted(p.name for p in out.iterdir()) == ["test.parquet", "train.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "test.parquet", "train.parquet"]
     for split, (images, labels) in tiny.arrays.items():
         table = pq.read_table(out / f"{split}.parquet")
         assert table.schema.names == ["image", "label"]
@@ -606,7 +605,7 @@ def test_parquet_has_hugging_face_schema(tmp_path: Path, tiny: TinyDataset, deco
 def test_parquet_pixels_extended_labels_and_row_groups(
     tmp_path: Path, tiny: TinyDataset, table_decoded: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(exports_module, "PNG_BATCH", 5)
+    monkeypatch.setattr(pngpool, "PNG_BATCH", 5)
     out = tmp_path / "parquet"
     options = {"pixels": True, "extended_labels": True, "row_group_size": 7, "compression": "zstd"}
     classes = [f"class {c}" for c in range(10)]
@@ -664,7 +663,7 @@ def test_same_bytes_whatever_the_workers_and_the_batch_size(
     digests: list[dict[str, str]] = []
     for run, (workers, batch_rows, png_batch) in enumerate([(1, 10_000, 2000), (2, 7, 5), (2, 7, 5)]):
         monkeypatch.setattr(decoded_module, "BATCH_ROWS", batch_rows)
-        monkeypatch.setattr(exports_module, "PNG_BATCH", png_batch)
+        monkeypatch.setattr(pngpool, "PNG_BATCH", png_batch)
         out = tmp_path / f"run{run}" / "export"
         run_stage(module, tmp_path, tiny, table_decoded, out, workers=workers, dataset=TABLE_DATASET, **options)
         digests.append(sha256_tree(out))
@@ -676,7 +675,7 @@ def test_exports_read_the_decoded_files_a_batch_at_a_time(
     tmp_path: Path, tiny: TinyDataset, table_decoded: Path, module: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(decoded_module, "BATCH_ROWS", 8)
-    monkeypatch.setattr(exports_module, "PNG_BATCH", 6)
+    monkeypatch.setattr(pngpool, "PNG_BATCH", 6)
     largest: list[int] = [0]
     read = decoded_module.NpyFile.read
 
@@ -725,7 +724,7 @@ def test_summary_is_one_line_naming_the_stage(
 ) -> None:
     run_stage(export_csv, tmp_path, tiny, decoded, tmp_path / "csv")
     err = capsys.readouterr().err
-    assert err == "export@mnist-csv: train.csv 60 rows, test.csv 20 rows\n"
+    assert err == "export_csv@mnist: train.csv 60 rows, test.csv 20 rows\n"
 
 
 def test_standardize_without_a_train_split_is_refused(

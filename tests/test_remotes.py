@@ -35,7 +35,7 @@ def source(tmp_path_factory: pytest.TempPathFactory, tiny: TinyDataset) -> Itera
     repo = make_repo(root / "source")
     with serve(FaultServer(files=dict(tiny.archives))) as server:
         add_tiny_dataset_config(repo, tiny, mirrors=[server.url])
-        run(repo, "dvc", "exp", "run", "-S", "dataset=tiny")
+        run(repo, "dvc", "exp", "run", "-S", "dataset=tiny", "-S", "trees=[png]")
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-q", "-m", "tiny pipeline ran")
     yield repo
@@ -62,7 +62,7 @@ def share(
     configure_remote(clone, name, url, options or {}, local or {})
     pulled = run(clone, "dvc", "pull", "-r", name, extra_env=env)
     status = run(clone, "dvc", "status").stdout
-    assert "unpack@tiny-png" in status and "export@tiny-png" not in status and "decode" not in status
+    assert "unpack@tiny-png" in status and "export_png@tiny" not in status and "decode" not in status
     repro = run(clone, "dvc", "repro")
     assert [stage for stage in stages_run(repro.stdout) if stage != "check"] == ["unpack@tiny-png"]
     assert run(clone, "dvc", "status").stdout.strip() == "Data and pipelines are up to date."

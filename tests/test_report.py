@@ -1,5 +1,5 @@
 """report stage: the card, the charts and the plot data, from inputs it checks before writing
-anything; and the mnist-pipeline command's one-line errors."""
+anything (the card against the Hugging Face libraries: tests/test_hf.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
-import yaml
+from PIL import Image
 
-from mnist_pipeline import cli, report
+from mnist_pipeline import report
 from tests.support.data import TinyDataset, params_for, write_decoded_dir, write_params
 
 
@@ -57,11 +58,52 @@ def test_card_charts_and_plot_data(tmp_path: Path, tiny: TinyDataset) -> None:
     }
     assert [row["split"] for row in rows[:2]] == ["train", "test"]  # train and test side by side
     card = (export / "README.md").read_text()
-    front = yaml.safe_load(card.split("---\n")[1])
-    assert list(front["dataset_info"]["features"][1]["dtype"]["class_label"]["names"].values()) == classes
-    assert [s["num_examples"] for s in front["dataset_info"]["splits"]] == [60, 20]
+    # Hugging Face metadata is the Parquet export's own card (parquet/README.md, tests/test_hf.py):
+    # this page claims no features.
+    assert not card.startswith("---") and "License: CC BY-SA 3.0 (Hub id `cc-by-sa-3.0`)" in card
+    assert "one, with a comma" in card and "## How this differs from the published files" in card
     for image in ("samples.png", "class_distribution.png"):
         assert (export / image).read_bytes().startswith(b"\x89PNG")
+
+
+FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["T-shirt/top", "Ankle boot", "a very long class name that needs more than one line to show in full", "W" * 64],
+)
+def test_class_names_wrap_and_are_never_cut(name: str) -> None:
+    font = report._font()
+    lines = report.wrapped(name, font, report.MAX_NAME_WIDTH)
+    assert "".join(lines).replace(" ", "") == name.replace(" ", "")
+    assert all(font.getlength(line) <= report.MAX_NAME_WIDTH for line in lines)
+    if font.getlength(name) <= report.MAX_NAME_WIDTH:
+        assert lines == [name]
+
+
+def dark_rows(image: Image.Image, left: int, right: int) -> list[int]:
+    pixels = np.asarray(image)[:, left:right]
+    return [int(y) for y in np.flatnonzero((pixels < 128).any(axis=1))]
+
+
+def test_pictures_show_full_names_one_row_per_class_and_a_caption(tmp_path: Path, tiny: TinyDataset) -> None:
+    classes = [*FASHION[:9], "a class name long enough to wrap onto a second line"]
+    assert run_report(tmp_path, tiny, stats_of(tiny), checksums_of(tiny), classes) == 0
+    font = report._font()
+    width, names = report.name_column(classes, font)
+    assert width >= font.getlength("T-shirt/top") + 2 * report.MARGIN
+    assert names[0] == ["T-shirt/top"] and names[9][0].startswith("a class name") and len(names[9]) > 1
+    samples = Image.open(tmp_path / "export" / "samples.png")
+    per_class = 10
+    caption = 2 * report.LINE_HEIGHT + 2 * report.MARGIN
+    assert samples.height == caption + 9 * 28 * report.ZOOM + max(
+        28 * report.ZOOM, len(names[9]) * report.LINE_HEIGHT + 2
+    )
+    assert samples.width >= width + per_class * 28 * report.ZOOM
+    assert dark_rows(samples, 0, samples.width)[0] < caption  # the caption is drawn
+    chart = Image.open(tmp_path / "export" / "class_distribution.png")
+    assert chart.width >= width + report.CHART_WIDTH
 
 
 @pytest.mark.parametrize(
@@ -72,7 +114,8 @@ def test_card_charts_and_plot_data(tmp_path: Path, tiny: TinyDataset) -> None:
         ("missing-counts", None, "split 'train': expected count and class_counts for 10 classes"),
         ("ok", "not json {", "checksums.json: not valid JSON"),
         ("ok", {"archives": [{"file": "x"}]}, "checksums.json: expected records of"),
-        ("ok", "no-actual", "expected actual.size, actual.sha256 and passed"),
+        ("ok", "no-actual", "expected actual.size, actual.sha256 (64 hex digits) and passed"),
+        ("ok", "forged-sha256", "record of train-images-idx3-ubyte.gz: expected actual.size, actual.sha256 (64 hex"),
     ],
 )
 def test_bad_inputs_fail_in_one_line_before_any_output(
@@ -85,22 +128,12 @@ def test_bad_inputs_fail_in_one_line_before_any_output(
         stats = {split: {"count": values["count"]} for split, values in good_stats.items()}
     if checksums is None:
         checksums = good_checksums
+    elif checksums == "forged-sha256":  # a markdown table row smuggled into a digest
+        checksums = json.loads(json.dumps(good_checksums))
+        checksums["archives"][0]["actual"]["sha256"] = "0` | x |\n| forged | row | `0"
     elif checksums == "no-actual":
         checksums = {"archives": [{k: v for k, v in r.items() if k != "actual"} for r in good_checksums["archives"]]}
     assert run_report(tmp_path, tiny, stats, checksums) == 1
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("report@mnist: error: ") and message in line
     assert not (tmp_path / "export").exists()
-
-
-def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["unpack", str(tmp_path / "absent.zip"), str(tmp_path / "tree")]) == 1
-    assert capsys.readouterr().err.strip().startswith("mnist-pipeline: error: ")
-    precious = tmp_path / "precious"
-    precious.mkdir()
-    (precious / "keep.txt").write_text("mine")
-    assert cli.main(["unpack", str(tmp_path / "absent.zip"), str(precious)]) == 1
-    assert "holds no manifest.csv of an earlier unpack; refusing to replace it" in capsys.readouterr().err
-    assert (precious / "keep.txt").read_text() == "mine"
-    assert cli.main(["init", "--dir", "../elsewhere"]) == 1
-    assert "--dir: expected a folder inside this repository" in capsys.readouterr().err

@@ -1,17 +1,25 @@
-"""dvc.yaml's deps are complete: every project module a stage imports, directly or through
-another module, is listed, so editing any of them re-runs exactly the stages that use it. (The
-closure is the one `mnist-pipeline init` digests for team repositories.)"""
+"""dvc.yaml's deps and params are exact: every project module a stage imports, directly or
+through another module, is listed and nothing else, so editing a module re-runs exactly the
+stages that use it (the closure is the one `mnist-pipeline init` digests for team
+repositories); and every export option re-runs exactly the stages that read it."""
 
 from __future__ import annotations
 
+import copy
 import re
+from pathlib import Path
+from typing import Any
 
+import dpath
 import pytest
 import yaml
 
-from mnist_pipeline.adopt import PACKAGE, import_closure, imported_modules, module_file
 from mnist_pipeline.config import KNOWN_FORMATS
+from mnist_pipeline.params import compose_params
+from mnist_pipeline.provenance import PACKAGE, import_closure, imported_modules, module_file
 from tests.support.repos import PROJECT_ROOT
+
+DATASETS = ("mnist", "fashion_mnist")
 
 
 def stage_templates() -> dict[str, dict[str, object]]:
@@ -19,40 +27,37 @@ def stage_templates() -> dict[str, dict[str, object]]:
     return {name: stage.get("do", stage) for name, stage in stages.items()}  # type: ignore[misc]
 
 
-def instances(name: str, stage: dict[str, object]) -> list[tuple[str, str, list[str]]]:
-    """(stage, module run by its cmd, project module deps), one per export format for the matrix."""
-    command = str(stage["cmd"])
-    deps = [str(dep) for dep in stage["deps"]]  # type: ignore[attr-defined]
-    module = re.search(r"python -m (\S+)", command)
+def stage_case(name: str, stage: dict[str, object]) -> tuple[str, str, list[str]]:
+    """(stage, module run by its cmd, project module deps)."""
+    module = re.search(r"python -m (\S+)", str(stage["cmd"]))
     assert module, f"{name}: no `python -m` in its cmd"
-    formats = KNOWN_FORMATS if "${item.format}" in module.group(1) else ("",)
-    result = []
-    for fmt in formats:
-        listed = [dep.replace("${item.format}", fmt) for dep in deps if dep.startswith(f"{PACKAGE}/")]
-        result.append((f"{name}{'@' + fmt if fmt else ''}", module.group(1).replace("${item.format}", fmt), listed))
-    return result
+    listed = [str(dep) for dep in stage["deps"] if str(dep).startswith(f"{PACKAGE}/")]  # type: ignore[attr-defined]
+    return name, module.group(1), listed
 
 
-CASES = [case for name, stage in stage_templates().items() for case in instances(name, stage)]
+CASES = [stage_case(name, stage) for name, stage in stage_templates().items()]
+
+
+def closure_files(module: str) -> set[str]:
+    return {f"{m.replace('.', '/')}.py" for m in import_closure(module, PROJECT_ROOT / PACKAGE)}
 
 
 @pytest.mark.parametrize(("stage", "module", "listed"), CASES, ids=[case[0] for case in CASES])
 def test_stage_deps_include_its_import_closure(stage: str, module: str, listed: list[str]) -> None:
-    needed = {f"{m.replace('.', '/')}.py" for m in import_closure(module, PROJECT_ROOT / PACKAGE)}
-    missing = sorted(needed - set(listed))
+    missing = sorted(closure_files(module) - set(listed))
     assert not missing, f"dvc.yaml stage {stage}: add {missing} to deps (imported by {module})"
 
 
-@pytest.mark.parametrize("template", sorted(stage_templates()))
-def test_stage_deps_list_nothing_unused(template: str) -> None:
-    """A listed module no instance of the stage imports would re-run it for nothing. (The
-    export matrix shares one deps list: a module used by one format is listed for all.)"""
-    cases = [case for case in CASES if case[0].split("@")[0] == template]
-    needed = {
-        f"{m.replace('.', '/')}.py" for _, module, _ in cases for m in import_closure(module, PROJECT_ROOT / PACKAGE)
-    }
-    unused = sorted(set(cases[0][2]) - needed)
-    assert not unused, f"dvc.yaml stage {template}: {unused} are listed but never imported"
+@pytest.mark.parametrize(("stage", "module", "listed"), CASES, ids=[case[0] for case in CASES])
+def test_stage_deps_list_nothing_unused(stage: str, module: str, listed: list[str]) -> None:
+    """A listed module the stage never imports would re-run it for nothing."""
+    unused = sorted(set(listed) - closure_files(module))
+    assert not unused, f"dvc.yaml stage {stage}: {unused} are listed but never imported"
+
+
+def test_png_encoder_reaches_only_png_and_parquet() -> None:
+    using = {stage for stage, module, _ in CASES if f"{PACKAGE}/png.py" in closure_files(module)}
+    assert using == {"export_png", "export_parquet"}
 
 
 def test_stages_never_import_each_other() -> None:
@@ -63,3 +68,104 @@ def test_stages_never_import_each_other() -> None:
         assert not others, (
             f"{module} imports the stage module(s) {sorted(others)}: move what they share to a noun module"
         )
+
+
+# params: which stages an option re-runs ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def resolved(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The params of two datasets and every format, and each stage's tracked params keys, as
+    DVC's own loader resolves dvc.yaml (foreach, interpolation) against them."""
+    from dvc.dependency.param import ParamsDependency  # noqa: PLC0415 - DVC is slow to import
+    from dvc.repo import Repo  # noqa: PLC0415
+
+    root = tmp_path_factory.mktemp("resolved")
+    compose_params(root / "params.yaml", [f"dataset=[{','.join(DATASETS)}]", "formats=[npz,csv,png,parquet]"],
+                   PROJECT_ROOT / "conf")  # fmt: skip
+    (root / "dvc.yaml").write_bytes((PROJECT_ROOT / "dvc.yaml").read_bytes())
+    Repo.init(str(root), no_scm=True)
+    with Repo(str(root)) as repo:
+        tracked = {
+            stage.name: [key for dep in stage.deps if isinstance(dep, ParamsDependency) for key in dep.params]
+            for stage in repo.index.stages
+        }
+    params: dict[str, Any] = yaml.safe_load((root / "params.yaml").read_text())
+    return params, tracked
+
+
+def stages_changed(tracked: dict[str, list[str]], before: dict[str, Any], after: dict[str, Any]) -> set[str]:
+    """The stages whose tracked params differ between ``before`` and ``after``, as DVC compares
+    them (``dpath`` lookups of each listed key; a whole-file entry compares everything)."""
+
+    def values(params: dict[str, Any], keys: list[str]) -> list[Any]:
+        if not keys:
+            return [params]
+        return [dpath.get(params, key, separator=".") for key in keys]
+
+    return {stage for stage, keys in tracked.items() if values(before, keys) != values(after, keys)}
+
+
+def changed_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    return f"{value}-changed"
+
+
+def option_cases() -> list[tuple[str, str]]:
+    export = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["export"]
+    return [(fmt, option) for fmt in KNOWN_FORMATS for option in export[fmt]]
+
+
+@pytest.mark.parametrize(("fmt", "option"), option_cases(), ids=[f"{f}.{o}" for f, o in option_cases()])
+def test_a_shared_option_reruns_only_its_format(
+    resolved: tuple[dict[str, Any], dict[str, list[str]]], fmt: str, option: str
+) -> None:
+    params, tracked = resolved
+    after = copy.deepcopy(params)
+    after["export"][fmt][option] = changed_value(params["export"][fmt][option])
+    assert stages_changed(tracked, params, after) == {"check", *(f"export_{fmt}@{name}" for name in DATASETS)}
+
+
+@pytest.mark.parametrize(("fmt", "option"), option_cases(), ids=[f"{f}.{o}" for f, o in option_cases()])
+def test_a_dataset_option_reruns_only_that_datasets_format(
+    resolved: tuple[dict[str, Any], dict[str, list[str]]], fmt: str, option: str
+) -> None:
+    """``++datasets.fashion_mnist.export.<format>.<option>=...``: one stage, not the dataset's
+    other exports, not its report, nothing of mnist."""
+    params, tracked = resolved
+    after = copy.deepcopy(params)
+    after["datasets"]["fashion_mnist"]["export"][fmt][option] = changed_value(params["export"][fmt][option])
+    assert stages_changed(tracked, params, after) == {"check", f"export_{fmt}@fashion_mnist"}
+
+
+def test_workers_rerun_nothing_but_check(resolved: tuple[dict[str, Any], dict[str, list[str]]]) -> None:
+    params, tracked = resolved
+    after = copy.deepcopy(params)
+    after["export"]["workers"] += 1
+    assert stages_changed(tracked, params, after) == {"check"}
+
+
+def test_dvc_itself_sees_the_same_changes(tmp_path: Path) -> None:
+    """The comparison above, once through DVC's own code: each stage's params dependency is given
+    the values of a recorded run (as dvc.lock holds them), then asked for its status after one
+    dataset's CSV option changed."""
+    from dvc.dependency.param import ParamsDependency  # noqa: PLC0415 - DVC is slow to import
+    from dvc.repo import Repo  # noqa: PLC0415
+
+    compose_params(tmp_path / "params.yaml", [f"dataset=[{','.join(DATASETS)}]"], PROJECT_ROOT / "conf")
+    (tmp_path / "dvc.yaml").write_bytes((PROJECT_ROOT / "dvc.yaml").read_bytes())
+    Repo.init(str(tmp_path), no_scm=True)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    with Repo(str(tmp_path)) as repo:
+        dependencies = [
+            (stage.name, dep) for stage in repo.index.stages for dep in stage.deps if isinstance(dep, ParamsDependency)
+        ]
+        for _, dep in dependencies:
+            dep.fill_values(dep.read_params())  # what a recorded run holds
+        params["datasets"]["fashion_mnist"]["export"]["csv"]["header"] = False
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        changed = {stage for stage, dep in dependencies if dep.workspace_status()}
+    assert changed == {"check", "export_csv@fashion_mnist"}

@@ -1,10 +1,13 @@
-"""unpack stage: a good zip becomes its tree; a hostile or broken one is refused with one line
-naming the member, the previous tree stays as it was, and no scratch folder is left beside it."""
+"""unpack stage and ``mnist-pipeline unpack``: a PNG export becomes its tree (marked as ours and
+git-ignored); a hostile, broken or foreign zip, or a destination that is not ours, is refused
+with one line, the previous tree stays as it was, and nothing is left beside it."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import stat
+import subprocess
 import tracemalloc
 import zipfile
 import zlib
@@ -12,14 +15,25 @@ from pathlib import Path
 
 import pytest
 
+from mnist_pipeline import cli, unpack, ziparchive
 from mnist_pipeline import tree as tree_module
-from mnist_pipeline import unpack, ziparchive
-from mnist_pipeline.errors import ArchiveError
-from mnist_pipeline.tree import unpack_zip
+from mnist_pipeline.errors import ArchiveError, PipelineError
+from mnist_pipeline.tree import GITIGNORE, GITIGNORE_CONTENT, MARKER, MARKER_HEADER, unpack_zip
 from tests.support.data import TinyDataset, params_for, write_params
-from tests.support.zips import Crafted, craft_zip, zip_of
+from tests.support.zips import Crafted, crafted_export, export_of, manifest_for, overlapping_bomb, zip_of
 
-PREVIOUS = {"manifest.csv": b"previous tree\n", "train/0/0.png": b"old png"}
+PREVIOUS = {
+    "manifest.csv": b"previous tree\n",
+    "train/0/0.png": b"old png",
+    MARKER: MARKER_HEADER.encode() + b"manifest.csv sha256 0\n",
+}
+
+
+def with_marks(files: dict[str, bytes]) -> dict[str, bytes]:
+    """What a tree unpacked from an export of ``files`` holds: the members, the marker, the ignore file."""
+    digest = hashlib.sha256(files["manifest.csv"]).hexdigest()
+    marker = MARKER_HEADER.encode() + f"manifest.csv sha256 {digest}\n".encode()
+    return {**files, MARKER: marker, GITIGNORE: GITIGNORE_CONTENT}
 
 
 def write_tree(root: Path, files: dict[str, bytes]) -> None:
@@ -55,12 +69,11 @@ def test_unpacks_stored_deflated_and_large_members(workspace: Path) -> None:
         "train/3/00002.png": b"\x89PNG two",
         "test/7/00000.png": b"",
         "big/streamed.bin": bytes(range(256)) * 20_000,  # 5 MB: above the read-whole size
-        "manifest.csv": b"path,split,index,label\n",
     }
     zip_path = workspace / "in.zip"
-    zip_path.write_bytes(zip_of(files, zipfile.ZIP_DEFLATED))
-    assert unpack_zip(zip_path, workspace / "tree") == len(files)
-    assert read_tree(workspace / "tree") == files
+    zip_path.write_bytes(export_of(files, zipfile.ZIP_DEFLATED))
+    assert unpack_zip(zip_path, workspace / "tree") == len(files) + 1
+    assert read_tree(workspace / "tree") == with_marks({**files, "manifest.csv": manifest_for(list(files))})
     assert sorted(path.name for path in workspace.iterdir()) == ["in.zip", "tree"]
 
 
@@ -69,105 +82,117 @@ def test_main_reports_one_line_and_keeps_the_tree(
 ) -> None:
     params = write_params(workspace / "conf", params_for(tiny, ["unused"]))
     zip_path = workspace / "in.zip"
-    zip_path.write_bytes(craft_zip([Crafted("a.png"), Crafted("../../escape.png")]))
+    zip_path.write_bytes(crafted_export([Crafted("a.png"), Crafted("../../escape.png")]))
     args = ["--params", str(params), "--dataset", "mnist", str(zip_path), str(workspace / "tree")]
     assert unpack.main(args) == 1
     assert capsys.readouterr().err.strip() == (
         f"unpack@mnist: error: {zip_path}: refusing member '../../escape.png' (not a relative file path)"
     )
     assert read_tree(workspace / "tree") == PREVIOUS
-    zip_path.write_bytes(zip_of({"a.png": b"new"}))
+    zip_path.write_bytes(export_of({"a.png": b"new"}))
     assert unpack.main(args) == 0
-    assert read_tree(workspace / "tree") == {"a.png": b"new"}
-    assert "1 files -> " in capsys.readouterr().err
+    assert read_tree(workspace / "tree") == with_marks({"a.png": b"new", "manifest.csv": manifest_for(["a.png"])})
+    assert "2 files -> " in capsys.readouterr().err
 
 
 def test_encrypted_member_refused(workspace: Path) -> None:
-    assert_refused(workspace, craft_zip([Crafted("ok.png"), Crafted("secret.png", flags=0x1)]), "'secret.png'.*encrypt")
+    assert_refused(
+        workspace, crafted_export([Crafted("ok.png"), Crafted("secret.png", flags=0x1)]), "'secret.png'.*encrypt"
+    )
 
 
 @pytest.mark.parametrize("method", [12, 99])
 def test_bzip2_and_aes_members_refused(workspace: Path, method: int) -> None:
     assert_refused(
-        workspace, craft_zip([Crafted("ok.png"), Crafted("x.png", method=method)]), f"'x.png'.*method.*found {method}"
+        workspace,
+        crafted_export([Crafted("ok.png"), Crafted("x.png", method=method)]),
+        f"'x.png'.*method.*found {method}",
     )
 
 
 def test_symlink_refused(workspace: Path) -> None:
     link = Crafted("link.png", b"/etc/passwd", external_attr=(stat.S_IFLNK | 0o777) << 16)
-    assert_refused(workspace, craft_zip([Crafted("ok.png"), link]), "'link.png'.*symbolic link")
+    assert_refused(workspace, crafted_export([Crafted("ok.png"), link]), "'link.png'.*symbolic link")
 
 
 @pytest.mark.parametrize("name", ["/abs.png", "../up.png", "a/../../up.png"])
 def test_escaping_names_refused(workspace: Path, name: str) -> None:
-    assert_refused(workspace, craft_zip([Crafted("ok.png"), Crafted(name)]), f"refusing member '{name}'")
+    assert_refused(workspace, crafted_export([Crafted("ok.png"), Crafted(name)]), f"refusing member '{name}'")
     assert not (workspace.parent / "up.png").exists() and not Path("/abs.png").exists()
 
 
 def test_nul_in_name_refused(workspace: Path) -> None:
-    assert_refused(workspace, craft_zip([Crafted(b"a\x00.png")]), r"'a\\x00.png'.*control characters")
+    assert_refused(workspace, crafted_export([Crafted(b"a\x00.png")]), r"'a\\x00.png'.*control characters")
 
 
 def test_folder_entry_refused(workspace: Path) -> None:
     folder = Crafted("train/", b"", external_attr=((stat.S_IFDIR | 0o755) << 16) | 0x10)
-    assert_refused(workspace, craft_zip([folder]), "'train/': expected files only, found a folder entry")
+    assert_refused(workspace, crafted_export([folder]), "'train/': expected files only, found a folder entry")
 
 
 def test_deflate_bomb_refused(workspace: Path) -> None:
     content = bytes(30_000_000)
     bomb = Crafted("bomb.png", content, method=8, declared_size=100, crc=zlib.crc32(content[:100]))
-    assert_refused(workspace, craft_zip([Crafted("ok.png"), bomb]), "'bomb.png': expected 100 bytes, found more")
+    assert_refused(workspace, crafted_export([Crafted("ok.png"), bomb]), "'bomb.png': expected 100 bytes, found more")
 
 
 def test_large_deflate_bomb_refused_while_streaming(workspace: Path) -> None:
     content = bytes(30_000_000)
     bomb = Crafted("bomb.png", content, method=8, declared_size=2_000_000, crc=zlib.crc32(content[:2_000_000]))
-    assert_refused(workspace, craft_zip([bomb]), "'bomb.png': expected 2000000 bytes, found more")
+    assert_refused(workspace, crafted_export([bomb]), "'bomb.png': expected 2000000 bytes, found more")
 
 
 def test_declared_size_larger_than_actual_refused(workspace: Path) -> None:
     short = Crafted("short.png", b"x" * 100, method=8, declared_size=150)
-    assert_refused(workspace, craft_zip([short]), "'short.png': expected 150 bytes, found 100")
+    assert_refused(workspace, crafted_export([short]), "'short.png': expected 150 bytes, found 100")
 
 
 def test_crc_mismatch_refused(workspace: Path) -> None:
-    assert_refused(workspace, craft_zip([Crafted("bad.png", b"pixels", crc=0)]), "'bad.png': expected CRC-32 00000000")
+    assert_refused(
+        workspace, crafted_export([Crafted("bad.png", b"pixels", crc=0)]), "'bad.png': expected CRC-32 00000000"
+    )
 
 
 def test_truncated_zip_refused(workspace: Path) -> None:
-    data = zip_of({"a.png": b"a" * 100, "b.png": b"b" * 100})
+    data = export_of({"a.png": b"a" * 100, "b.png": b"b" * 100})
     assert_refused(workspace, data[: len(data) // 2], "expected an end of central directory record")
 
 
 def test_member_count_over_the_limit_refused(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tree_module, "MAX_MEMBERS", 3)
-    assert_refused(workspace, zip_of({f"{i}.png": b"" for i in range(4)}), "expected at most 3 members, found 4")
+    assert_refused(workspace, export_of({f"{i}.png": b"" for i in range(3)}), "expected at most 3 members, found 4")
 
 
 def test_total_size_over_the_limit_refused(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tree_module, "MAX_TOTAL_BYTES", 250)
     files = {"a.png": b"a" * 100, "b.png": b"b" * 100, "c.png": b"c" * 100}
-    assert_refused(workspace, zip_of(files), "refusing member 'c.png': expected at most 250 bytes in all")
+    assert_refused(workspace, export_of(files), "refusing member 'c.png': expected at most 250 bytes in all")
 
 
 def test_expansion_over_the_limit_refused(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tree_module, "MAX_EXPANSION", 10)
-    archive = zip_of({"small.png": b"x" * 10, "zeros.png": bytes(100_000)}, zipfile.ZIP_DEFLATED)
+    archive = export_of({"small.png": b"x" * 10, "zeros.png": bytes(100_000)}, zipfile.ZIP_DEFLATED)
     assert_refused(workspace, archive, f"refusing member 'zeros.png': expected at most {10 * len(archive):,} bytes")
 
 
 def test_zip64_members_unpack(workspace: Path) -> None:
     zip_path = workspace / "in.zip"
+    manifest = manifest_for(["a/forced.png", "b.png"])
     with zipfile.ZipFile(zip_path, "w") as archive:
         with archive.open("a/forced.png", "w", force_zip64=True) as member:
             member.write(b"forced zip64")
         archive.writestr("b.png", b"plain")
+        archive.writestr("manifest.csv", manifest)
     zip_path_crafted = workspace / "crafted.zip"
-    zip_path_crafted.write_bytes(craft_zip([Crafted("c/d.png", b"zip64 extra", zip64=True)], zip64_end=True))
-    assert unpack_zip(zip_path, workspace / "tree") == 2
-    assert read_tree(workspace / "tree") == {"a/forced.png": b"forced zip64", "b.png": b"plain"}
-    assert unpack_zip(zip_path_crafted, workspace / "tree") == 1
-    assert read_tree(workspace / "tree") == {"c/d.png": b"zip64 extra"}
+    zip_path_crafted.write_bytes(crafted_export([Crafted("c/d.png", b"zip64 extra", zip64=True)], zip64_end=True))
+    assert unpack_zip(zip_path, workspace / "tree") == 3
+    assert read_tree(workspace / "tree") == with_marks(
+        {"a/forced.png": b"forced zip64", "b.png": b"plain", "manifest.csv": manifest}
+    )
+    assert unpack_zip(zip_path_crafted, workspace / "tree") == 2
+    assert read_tree(workspace / "tree") == with_marks(
+        {"c/d.png": b"zip64 extra", "manifest.csv": manifest_for(["c/d.png"])}
+    )
 
 
 def test_empty_zip_refused(workspace: Path) -> None:
@@ -184,7 +209,7 @@ def test_empty_zip_refused(workspace: Path) -> None:
     ],
 )
 def test_duplicate_and_clashing_names_refused(workspace: Path, names: list[str], match: str) -> None:
-    assert_refused(workspace, craft_zip([Crafted(name) for name in names]), match)
+    assert_refused(workspace, crafted_export([Crafted(name) for name in names]), match)
 
 
 def test_missing_zip_is_an_os_error(tmp_path: Path) -> None:
@@ -195,12 +220,14 @@ def test_missing_zip_is_an_os_error(tmp_path: Path) -> None:
 
 def peak_memory_of_unpack(tmp_path: Path, count: int) -> int:
     zip_path = tmp_path / f"{count}.zip"
+    names = [f"{index % 10}/{index:06d}.png" for index in range(count)]
     with zipfile.ZipFile(zip_path, "w") as archive:
-        for index in range(count):
-            archive.writestr(f"{index % 10}/{index:06d}.png", b"p")
+        for name in names:
+            archive.writestr(name, b"p")
+        archive.writestr("manifest.csv", "".join(f"{row}\n" for row in ["path", *names]))
     tracemalloc.start()
     try:
-        assert unpack_zip(zip_path, tmp_path / f"tree{count}") == count
+        assert unpack_zip(zip_path, tmp_path / f"tree{count}") == count + 1
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -215,3 +242,181 @@ def test_peak_memory_does_not_grow_with_the_member_count(tmp_path: Path, monkeyp
     # Holding a ZipInfo-sized object per member would add about 4 MB for the 18,000 more.
     assert few < 2 << 20, few
     assert many < 2 << 20, many
+
+
+# what is unpacked: only a PNG export of this pipeline -----------------------------------------
+
+
+def npz_like() -> bytes:
+    """What an .npz is: a zip of .npy members and no manifest."""
+    return zip_of({"x_train.npy": b"\x93NUMPY", "y_train.npy": b"\x93NUMPY", "x_test.npy": b"", "y_test.npy": b""})
+
+
+@pytest.mark.parametrize(
+    ("archive", "match"),
+    [
+        (npz_like(), r"expected a PNG export of mnist-pipeline .*found no manifest.csv \(last member 'y_test.npy'\)"),
+        (
+            zip_of({"a.png": b"a", "manifest.csv": manifest_for(["a.png"]), "b.png": b"b"}),
+            "found manifest.csv at entry 2 of 3",
+        ),
+        (
+            zip_of({"a.png": b"a", "sneaked.png": b"s", "manifest.csv": manifest_for(["a.png"])}),
+            "found member 'sneaked.png' where manifest.csv row 2 lists the end of the list",
+        ),
+        (
+            zip_of({"b.png": b"b", "a.png": b"a", "manifest.csv": manifest_for(["a.png", "b.png"])}),
+            "found member 'b.png' where manifest.csv row 1 lists 'a.png'",
+        ),
+        (
+            zip_of({"a.png": b"a", "manifest.csv": manifest_for(["a.png", "gone.png"])}),
+            "found manifest.csv row 2 listing 'gone.png', which the zip does not hold",
+        ),
+        (zip_of({"a.png": b"a", "manifest.csv": b"name\na.png\n"}), r"found manifest.csv with header \['name'\]"),
+        (zip_of({"a.png": b"a", "manifest.csv": b"path\n\xff.png\n"}), "found manifest.csv that is not UTF-8"),
+        (
+            zip_of({MARKER: b"forged", "manifest.csv": manifest_for([MARKER])}),
+            f"found a member named '{MARKER}', a name unpack writes itself",
+        ),
+    ],
+    ids=["npz", "manifest-not-last", "unlisted", "out-of-order", "listed-missing", "header", "utf8", "marker"],
+)
+def test_a_zip_that_is_not_an_export_is_refused(workspace: Path, archive: bytes, match: str) -> None:
+    assert_refused(workspace, archive, match)
+
+
+def test_an_npz_is_refused_by_the_command_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    npz = tmp_path / "mnist.npz"
+    npz.write_bytes(npz_like())
+    assert cli.main(["unpack", str(npz), str(tmp_path / "tree")]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"mnist-pipeline: error: {npz}: expected a PNG export of mnist-pipeline")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["mnist.npz"]
+
+
+def test_overlapping_entry_bomb_refused_before_anything_is_written(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = overlapping_bomb(50, bytes(20_000))
+    written: list[str] = []
+    monkeypatch.setattr(tree_module, "_write_member", lambda *args: written.append(args[2]))
+    assert_refused(workspace, archive, "refusing member '0001.png': .*overlapping .*zip bomb")
+    assert written == []
+
+
+def test_a_2000_level_member_path_is_one_line(workspace: Path) -> None:
+    deep = "/".join(["d"] * 2000) + ".png"
+    assert_refused(workspace, crafted_export([Crafted(deep)]), "expected a name of at most 1024 bytes, found 4003")
+
+
+def test_the_tree_is_marked_and_ignored_by_git(tmp_path: Path) -> None:
+    """A consumer's `git add -A` adds the zip, never the unpacked files."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "png.zip").write_bytes(export_of({"train/0/0.png": b"png", "train/1/1.png": b"png"}))
+    assert unpack_zip(tmp_path / "data" / "png.zip", tmp_path / "data" / "png") == 3
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert status.stdout.splitlines() == ["?? data/png.zip"]
+    assert (tmp_path / "data" / "png" / GITIGNORE).read_bytes() == GITIGNORE_CONTENT
+    assert (tmp_path / "data" / "png" / MARKER).read_text().startswith(MARKER_HEADER)
+
+
+# where a tree may be written ------------------------------------------------------------------
+
+
+@pytest.fixture
+def export_zip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    zip_path = tmp_path / "png.zip"
+    zip_path.write_bytes(export_of({"a.png": b"a"}))
+    return zip_path
+
+
+def refused_target(zip_path: Path, tree: Path, match: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Refused in one line by the command and by the library; nothing created or left beside."""
+    before = snapshot(zip_path.parent)
+    assert cli.main(["unpack", str(zip_path), str(tree)]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"mnist-pipeline: error: {tree}: ") and re.search(match, line), line
+    with pytest.raises(PipelineError, match=match):
+        unpack_zip(zip_path, tree)
+    assert snapshot(zip_path.parent) == before
+
+
+def snapshot(root: Path) -> dict[str, bytes | str]:
+    found: dict[str, bytes | str] = {}
+    for path in sorted(root.rglob("*")):
+        key = path.relative_to(root).as_posix()
+        found[key] = f"-> {path.readlink()}" if path.is_symlink() else path.read_bytes() if path.is_file() else "/"
+    return found
+
+
+def test_an_existing_file_is_not_replaced(export_zip: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (export_zip.parent / "notes.txt").write_text("mine")
+    refused_target(export_zip, Path("notes.txt"), "expected a folder .*found a file; refusing to replace it", capsys)
+
+
+def test_the_zip_itself_is_not_replaced(export_zip: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    refused_target(export_zip, Path("png.zip"), "found a file; refusing to replace it", capsys)
+
+
+def test_a_folder_with_a_manifest_but_no_marker_is_not_replaced(
+    export_zip: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    thesis = export_zip.parent / "thesis"
+    thesis.mkdir()
+    (thesis / "thesis.tex").write_text("years of work")
+    (thesis / "manifest.csv").write_text("path\n")
+    refused_target(
+        export_zip, Path("thesis"), f"expected an empty folder or a tree .*{MARKER}.*found other files", capsys
+    )
+
+
+@pytest.mark.parametrize("dest", [".", ".."])
+def test_the_working_directory_is_not_replaced(export_zip: Path, dest: str, capsys: pytest.CaptureFixture[str]) -> None:
+    refused_target(export_zip, Path(dest), "found the working directory or a folder holding it", capsys)
+
+
+def test_a_folder_holding_the_zip_is_not_replaced(export_zip: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tree = export_zip.parent / "tree"
+    assert unpack_zip(export_zip, tree) == 2
+    inside = tree / "png.zip"
+    inside.write_bytes(export_zip.read_bytes())
+    refused_target(inside, Path("tree"), "expected a folder apart from the zip", capsys)
+
+
+@pytest.mark.parametrize("where", ["tree", "data/tree"])
+def test_links_on_the_way_are_refused(
+    export_zip: Path, tmp_path_factory: pytest.TempPathFactory, where: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "tree").mkdir()
+    (outside / "tree" / "precious.txt").write_text("not yours")
+    link = export_zip.parent / Path(where).parts[0]
+    link.symlink_to(outside / "tree" if where == "tree" else outside, target_is_directory=True)
+    refused_target(export_zip, Path(where), "expected no symbolic link on the way", capsys)
+    assert sorted(p.name for p in outside.rglob("*")) == ["precious.txt", "tree"]
+
+
+def test_a_missing_destination_and_an_earlier_tree_are_fine(export_zip: Path) -> None:
+    assert unpack_zip(export_zip, Path("new/deep/tree")) == 2
+    assert unpack_zip(export_zip, Path("new/deep/tree")) == 2  # ours: replaced
+    (export_zip.parent / "empty").mkdir()
+    assert unpack_zip(export_zip, Path("empty")) == 2
+
+
+def test_a_refused_zip_leaves_no_folder_it_made(export_zip: Path) -> None:
+    export_zip.write_bytes(npz_like())
+    with pytest.raises(ArchiveError):
+        unpack_zip(export_zip, Path("new/deep/tree"))
+    broken = crafted_export([Crafted("a.png", b"pixels", crc=0)])
+    export_zip.write_bytes(broken)
+    with pytest.raises(ArchiveError, match="expected CRC-32"):
+        unpack_zip(export_zip, Path("new/deep/tree"))
+    assert sorted(path.name for path in export_zip.parent.iterdir()) == ["png.zip"]

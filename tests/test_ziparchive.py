@@ -27,7 +27,16 @@ from mnist_pipeline.ziparchive import (
     member_data_offset,
     read_member,
 )
-from tests.support.zips import UNIX_FILE, WHERE, BytesReadAt, Crafted, craft_zip, raw_deflate, zip_of
+from tests.support.zips import (
+    UNIX_FILE,
+    WHERE,
+    BytesReadAt,
+    Crafted,
+    craft_zip,
+    overlapping_bomb,
+    raw_deflate,
+    zip_of,
+)
 
 
 def read_all(data: bytes, *, max_members: int = 1000, chunk_size: int = 1 << 20) -> dict[str, bytes]:
@@ -399,6 +408,53 @@ def test_every_error_names_the_source_given() -> None:
         ArchiveError, match=f"^{re.escape('https://example.org/x.zip: expected an end of central directory')}"
     ):
         find_central_directory(source, "https://example.org/x.zip")
+
+
+@pytest.mark.parametrize(
+    ("name", "match"),
+    [
+        ("/".join(["d"] * 2000) + ".png", "expected a name of at most 1024 bytes, found 4003"),
+        ("a/" * 40 + "x.png", "expected at most 32 path levels, found 41"),
+        ("x" * 300 + ".png", "expected path parts of at most 255 bytes, found one of 304"),
+    ],
+    ids=["2000-levels", "41-levels", "long-part"],
+)
+def test_deep_and_long_names_refused_in_one_line(name: str, match: str) -> None:
+    refused(craft_zip([Crafted("ok.png"), Crafted(name)]), match)
+
+
+def test_names_at_the_bounds_read() -> None:
+    names = ["a/" * 31 + "x.png", "y" * 255, ("z" * 200 + "/") * 5 + "end"]
+    assert list(read_all(craft_zip([Crafted(name) for name in names]))) == names
+
+
+def test_overlapping_entry_bomb_refused_at_its_second_entry() -> None:
+    data = overlapping_bomb(100, bytes(10_000))
+    refused(
+        data, r"refusing member '0001.png': expected its bytes .* apart from every other member's, found them overlap"
+    )
+
+
+def test_two_entries_of_one_local_header_refused() -> None:
+    data = bytearray(craft_zip([Crafted("a.png", b"x" * 10), Crafted("b.png", b"y" * 10)]))
+    struct.pack_into("<I", data, central_offset(bytes(data), 1) + 42, 0)  # b's header offset -> a's
+    refused(bytes(data), "refusing member 'b.png': expected its bytes 0..45 apart .*overlapping bytes 0..45")
+
+
+def test_directory_order_differing_from_file_order_reads() -> None:
+    """Overlap is judged on sorted spans, not on the directory's order."""
+    data = zip_of({f"{index}.png": bytes([index]) * (index * 40) for index in range(1, 6)})
+    directory = find_central_directory(BytesReadAt(data), WHERE)
+    entries = []
+    position = directory.offset
+    for _ in range(directory.count):
+        name_length, extra_length, comment_length = struct.unpack_from("<HHH", data, position + 28)
+        length = 46 + name_length + extra_length + comment_length
+        entries.append(data[position : position + length])
+        position += length
+    shuffled = b"".join(entries[index] for index in (3, 0, 4, 2, 1))
+    reordered = data[: directory.offset] + shuffled + data[position:]
+    assert read_all(reordered) == read_all(data)
 
 
 # byte patching helpers ------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import numpy as np
 import yaml
 
 from mnist_pipeline.idx import encode_idx
-from tests.support.repos import PROJECT_ROOT, run
+from tests.support.repos import PROJECT_ROOT, indexed, run
 
 SHARED_MIRROR = PROJECT_ROOT.parent / "shared" / "mirror" / "mnist"
 FILE_NAMES = {
@@ -71,16 +71,26 @@ def make_tiny_dataset(sizes: dict[str, int], seed: int = 7) -> TinyDataset:
 
 
 def committed_params() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    """params.yaml as the git index holds it: `dvc exp run` in this checkout rewrites the working
+    copy, and the tests check what is committed, not the workspace's experiment state."""
+    content = indexed("params.yaml")
+    loaded: dict[str, Any] = yaml.safe_load(
+        content if content is not None else (PROJECT_ROOT / "params.yaml").read_text()
+    )
     return loaded
+
+
+def dataset_entry(splits: dict[str, Any], mirrors: list[str], **facts: Any) -> dict[str, Any]:
+    """A ``datasets.<name>`` entry: MNIST's facts with the given splits, mirrors and ``facts``."""
+    entry: dict[str, Any] = copy.deepcopy(committed_params()["datasets"]["mnist"])
+    entry.update(title="Tiny MNIST-shaped fixture", splits=copy.deepcopy(splits), mirrors=list(mirrors))
+    entry.update(copy.deepcopy(facts))  # nothing shared between entries: YAML would write an alias
+    return entry
 
 
 def tiny_dataset_entry(tiny: TinyDataset, mirrors: list[str], **facts: Any) -> dict[str, Any]:
     """A ``datasets.<name>`` entry for the tiny archives: MNIST's facts, the tiny splits."""
-    entry: dict[str, Any] = copy.deepcopy(committed_params()["datasets"]["mnist"])
-    entry.update(title="Tiny MNIST-shaped fixture", splits=copy.deepcopy(tiny.splits_spec), mirrors=mirrors)
-    entry.update(facts)
-    return entry
+    return dataset_entry(tiny.splits_spec, mirrors, **facts)
 
 
 def params_for(
@@ -88,8 +98,13 @@ def params_for(
 ) -> dict[str, Any]:
     """The committed params with the tiny dataset (as ``datasets.<name>``), the given mirrors,
     quick download limits, and ``sections`` ("export.csv" -> values) updated."""
+    return params_with({name: tiny_dataset_entry(tiny, mirrors)}, **sections)
+
+
+def params_with(datasets: dict[str, dict[str, Any]], **sections: dict[str, Any]) -> dict[str, Any]:
+    """The committed params with ``datasets``, quick download limits, and ``sections`` updated."""
     params = copy.deepcopy(committed_params())
-    params["datasets"] = {name: tiny_dataset_entry(tiny, mirrors)}
+    params["datasets"] = copy.deepcopy(datasets)
     params["download"].update(timeout=1.0, retries=1, backoff=0.05)
     for path, values in sections.items():
         node = params
@@ -108,10 +123,17 @@ def write_decoded_dir(directory: Path, tiny: TinyDataset) -> Path:
     return directory
 
 
+class PlainDumper(yaml.SafeDumper):
+    """Writes a value shared by two keys twice, as Hydra does: params.yaml refuses aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def write_params(directory: Path, params: dict[str, Any]) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "params.yaml"
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    path.write_text(yaml.dump(params, Dumper=PlainDumper, sort_keys=False))
     return path
 
 

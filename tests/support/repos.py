@@ -37,7 +37,14 @@ def run(
     return result
 
 
+#: Files DVC experiments rewrite in a working copy: a fresh repository takes them from the git
+#: index (what the developer means to commit), never from the experiment state of this checkout.
+EXPERIMENT_STATE = ("params.yaml", "dvc.lock")
+
+
 def project_files() -> list[str]:
+    """The project's files: tracked ones and new ones not ignored (this change's own files),
+    without what DVC's runs leave in a working copy."""
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
         cwd=PROJECT_ROOT,
@@ -45,16 +52,27 @@ def project_files() -> list[str]:
         text=True,
         check=True,
     ).stdout.split("\n")
-    return [name for name in listed if name and (PROJECT_ROOT / name).is_file()]
+    return [name for name in listed if name and name not in EXPERIMENT_STATE and (PROJECT_ROOT / name).is_file()]
+
+
+def indexed(name: str) -> bytes | None:
+    """``name`` as the git index holds it, or None when git does not track it."""
+    shown = subprocess.run(["git", "show", f":{name}"], cwd=PROJECT_ROOT, capture_output=True, check=False)
+    return shown.stdout if shown.returncode == 0 else None
 
 
 def make_repo(directory: Path) -> Path:
-    """A fresh git repository holding this project's files, committed: what a clone gives."""
+    """A fresh git repository holding this project's files, committed: what a clone gives, from
+    any working copy (after `make repro`, `dvc exp run`, ...)."""
     directory.mkdir(parents=True, exist_ok=True)
     for name in project_files():
         target = directory / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(PROJECT_ROOT / name, target)
+    for name in EXPERIMENT_STATE:
+        content = indexed(name)
+        if content is not None:
+            (directory / name).write_bytes(content)
     run(directory, "git", "init", "-q", "-b", "main")
     run(directory, "git", "add", "-A")
     run(directory, "git", "commit", "-q", "-m", "project")

@@ -103,3 +103,56 @@ def zip_of(files: dict[str, bytes], compression: int = zipfile.ZIP_STORED) -> by
         for name, data in files.items():
             archive.writestr(name, data)
     return buffer.getvalue()
+
+
+def manifest_for(names: Sequence[str | bytes]) -> bytes:
+    """A ``manifest.csv`` as the PNG export writes it (only the ``path`` column matters to unpack)."""
+    rows = [name if isinstance(name, str) else name.decode("utf-8", "replace") for name in names]
+    return ("path,split,index,label,class\n" + "".join(f"{row},train,0,0,0\n" for row in rows)).encode()
+
+
+def export_of(files: dict[str, bytes], compression: int = zipfile.ZIP_STORED) -> bytes:
+    """A zip shaped like a PNG export: ``files`` in order, then the manifest listing them."""
+    return zip_of({**files, "manifest.csv": manifest_for(list(files))}, compression)
+
+
+def crafted_export(members: Sequence[Crafted], *, zip64_end: bool = False) -> bytes:
+    """``craft_zip`` of ``members`` followed by a manifest listing each of them."""
+    manifest = Crafted("manifest.csv", manifest_for([member.name for member in members]))
+    return craft_zip([*members, manifest], zip64_end=zip64_end)
+
+
+def _local_header(name: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(data)
+    return struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 0, 0, 0x21, crc, len(data), len(data), len(name), 0) + name
+
+
+def _central_entry(name: bytes, data_length: int, crc: int, offset: int) -> bytes:
+    return struct.pack(
+        "<IHHHHHHIIIHHHHHII", 0x02014B50, MADE_BY_UNIX, 20, 0, 0, 0, 0x21, crc, data_length, data_length,
+        len(name), 0, 0, 0, 0, UNIX_FILE, offset,
+    ) + name  # fmt: skip
+
+
+def overlapping_bomb(count: int, kernel: bytes) -> bytes:
+    """An overlapping-entry zip bomb (Fifield's "quoted overlap", stored): member ``i``'s data
+    is the local headers and data of every later member, down to ``kernel``, so ``count``
+    entries declare about ``count * len(kernel)`` bytes held once. A manifest listing them comes
+    first on disk and last in the directory, so only the overlap gives the archive away."""
+    names = [f"{index:04d}.png".encode() for index in range(count)]
+    manifest = manifest_for(names)
+    body = _local_header(b"manifest.csv", manifest) + manifest
+    chain = kernel
+    entries: list[tuple[bytes, int, int]] = []  # (name, data length, crc), last member first
+    for name in reversed(names):
+        entries.append((name, len(chain), zlib.crc32(chain)))
+        chain = _local_header(name, chain) + chain
+    central = bytearray()
+    offset = len(body)
+    for name, data_length, crc in reversed(entries):
+        central += _central_entry(name, data_length, crc, offset)
+        offset += 30 + len(name)
+    central += _central_entry(b"manifest.csv", len(manifest), zlib.crc32(manifest), 0)
+    body += chain
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, count + 1, count + 1, len(central), len(body), 0)
+    return body + bytes(central) + end

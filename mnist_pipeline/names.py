@@ -1,0 +1,109 @@
+"""Names that come from configuration or from archives, and the checks that keep them harmless.
+
+Mirror URLs, dataset and split names, file names and zip member paths all become paths, URLs,
+stage names or log lines. The rules live here, apart from the params schema, so that the zip
+reader, the HTTP client and the machine-local settings can use them without the schema.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+MIRROR_SCHEMES = ("http", "https", "file")
+#: Dataset and split names become folder names, file names and DVC stage names
+#: (``export_<format>@<dataset>``): lower-case, no dot, no dash.
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
+#: The last member of the PNG export's zip and the file that marks an unpacked tree.
+MANIFEST_NAME = "manifest.csv"
+#: Its columns; ``path`` (first) lists every other member of the zip, in member order.
+MANIFEST_COLUMNS = ("path", "split", "index", "label", "class")
+#: ``user:password@host/...`` without a scheme: urlsplit takes ``user`` (or a one-letter user,
+#: like a drive letter) as the scheme, and the rest would become a local folder name.
+_SCHEMELESS_USERINFO = re.compile(r"^[^/?#@]*:[^/?#]*@")
+_NETRC_HINT = "put credentials in ~/.netrc (or $NETRC) instead (README: Mirrors that need a login)"
+
+
+def mirror_problem(mirror: str) -> str | None:
+    """Why ``mirror`` (a URL or a local folder) is unusable, or None.
+
+    File names are appended to a mirror, and mirrors are written to params.yaml and dvc.lock:
+    user info, a query string or a fragment (where tokens travel) are refused, never stored.
+    """
+    if not is_printable_line(mirror, 2048):
+        return f"expected one line of printable characters, found {redact(mirror)!r}"
+    if "://" not in mirror and _SCHEMELESS_USERINFO.match(mirror):
+        return f"expected a URL with a scheme or a local folder, found user info in {redact(mirror)!r}; {_NETRC_HINT}"
+    try:
+        parts = urlsplit(mirror)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        return f"not a valid URL ({exc}): {redact(mirror)!r}"
+    if len(parts.scheme) <= 1:  # no scheme, or a Windows drive letter: a local folder
+        return None
+    if parts.scheme not in MIRROR_SCHEMES:
+        allowed = ", ".join(MIRROR_SCHEMES)
+        return f"unsupported scheme {parts.scheme!r} in {redact(mirror)!r}; allowed: {allowed} or a local folder"
+    if parts.username is not None or parts.password is not None:
+        return (
+            f"credentials in a mirror URL would be written to params.yaml and dvc.lock: {redact(mirror)!r}; "
+            f"{_NETRC_HINT}"
+        )
+    if "?" in mirror or "#" in mirror:
+        return (
+            f"a query string or fragment in a mirror URL would be written to params.yaml and dvc.lock "
+            f"(file names are appended to the mirror): {redact(mirror)!r}; {_NETRC_HINT}"
+        )
+    if parts.scheme != "file" and not parts.hostname:
+        return f"expected a host name in {redact(mirror)!r}"
+    return None
+
+
+def redact(url: str) -> str:
+    """``url`` for messages: user info, query string and fragment replaced by ``***``."""
+    hidden = re.sub(r"([?#]).*", r"\1***", url, flags=re.DOTALL)
+    if "://" not in hidden:
+        return _SCHEMELESS_USERINFO.sub("***@", hidden)
+    try:
+        parts = urlsplit(hidden)
+        if parts.password is None and parts.username is None:
+            return hidden
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        return parts._replace(netloc=f"***@{host}{port}").geturl()
+    except ValueError:
+        return re.sub(r"//[^/@]*@", "//***@", hidden)
+
+
+def is_printable_line(value: str, max_length: int, *, ascii_only: bool = False) -> bool:
+    """Non-empty, at most ``max_length`` characters, no control characters (CR, LF, NUL, ...)."""
+    if not 0 < len(value) <= max_length or not value.isprintable():
+        return False
+    return value.isascii() or not ascii_only
+
+
+def is_plain_file_name(name: str) -> bool:
+    """True for a bare file name that cannot point outside the folder it is joined to."""
+    return (
+        is_printable_line(name, 255)
+        and name not in (".", "..")
+        and "/" not in name
+        and "\\" not in name
+        and name.strip() == name
+    )
+
+
+def is_member_name(name: str) -> bool:
+    """A relative zip member path that stays inside (no empty, ``.`` or ``..`` parts)."""
+    return (
+        is_printable_line(name, 1024)
+        and is_relative_inside(name)
+        and all(part not in ("", ".", "..") for part in name.split("/"))
+    )
+
+
+def is_relative_inside(path: str) -> bool:
+    """True for a relative POSIX path with no ``..`` part (stays inside its base folder).
+    Plain string work: the unpack stage calls it for every member of a zip of up to millions."""
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    return bool(parts) and not path.startswith("/") and ".." not in parts and "\\" not in path and "\x00" not in path

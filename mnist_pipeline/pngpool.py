@@ -1,0 +1,90 @@
+"""What the PNG and Parquet exports share: PNG encoding spread over worker processes a range
+of rows at a time, and the image-folder names of the images (class folders, member paths).
+
+Only those two exports import this module (and, through it, the PNG encoder), so a change to
+the encoder re-runs them and no other stage.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
+
+import numpy as np
+
+from mnist_pipeline.config import PngLayout
+from mnist_pipeline.decoded import DecodedSplit, NpyFile, batch_ranges
+from mnist_pipeline.png import encode_gray_pngs
+
+#: Images per task handed to a PNG worker: large enough to amortise the task's overhead, small
+#: enough to keep every worker busy and the encoded bytes waiting in memory small.
+PNG_BATCH = 2000
+#: Encoding tasks submitted ahead of the one being written: bounds the PNGs held in memory
+#: (8 x 2,000 small PNGs is a few MB) while keeping the workers fed.
+PNG_TASKS_AHEAD = 8
+
+
+def class_folder_names(num_classes: int) -> list[str]:
+    """Folder name of each label: zero-padded to the width of the largest, so that sorting the
+    names as strings (what torchvision's ImageFolder does) gives back the label order:
+    ``0``-``9`` for 10 classes, ``00``-``61`` for 62."""
+    width = len(str(num_classes - 1))
+    return [f"{label:0{width}d}" for label in range(num_classes)]
+
+
+#: Member name per layout, from (split, label, class folder, index padded).
+MEMBER_NAMES: dict[PngLayout, Callable[[str, int, str, str], str]] = {
+    PngLayout.imagefolder: lambda split, _label, folder, index: f"{split}/{folder}/{index}.png",
+    PngLayout.flat: lambda split, label, _folder, index: f"{split}/{label}_{index}.png",
+}
+
+
+def member_name(split: str, label: int, index: int, width: int, layout: PngLayout, folders: list[str]) -> str:
+    return MEMBER_NAMES[layout](split, label, folders[label], f"{index:0{width}d}")
+
+
+def index_width(splits: list[DecodedSplit]) -> int:
+    """Digits of the largest image index, shared by every split so that names sort the same way."""
+    return len(str(max(len(split) for split in splits) - 1))
+
+
+def encode_rows(images: NpyFile, start: int, stop: int, invert: bool) -> list[bytes]:
+    """PNG bytes of rows [start, stop) of ``images``. What a worker runs: it is handed a file and
+    a range, never the pixels, so no split is ever pickled."""
+    pixels = images.read(start, stop)
+    return encode_gray_pngs(np.invert(pixels) if invert else pixels)
+
+
+@contextmanager
+def png_workers(workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """A pool of ``workers`` processes, or None to encode in this process."""
+    if workers == 1:
+        yield None
+        return
+    # Spawned, not forked: forking a process that runs threads (pyarrow's pools) can deadlock.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool
+
+
+def encoded_ranges(
+    images: NpyFile, pool: ProcessPoolExecutor | None, invert: bool = False
+) -> Iterator[tuple[int, int, list[bytes]]]:
+    """(start, stop, PNG bytes) of every ``PNG_BATCH`` rows of ``images``, in order; the bytes
+    are the same whatever the pool, and at most ``PNG_TASKS_AHEAD`` ranges wait in memory."""
+    ranges = batch_ranges(len(images), PNG_BATCH)
+    if pool is None:
+        for start, stop in ranges:
+            yield start, stop, encode_rows(images, start, stop, invert)
+        return
+    pending: deque[tuple[int, int, Future[list[bytes]]]] = deque()
+    for start, stop in ranges:
+        pending.append((start, stop, pool.submit(encode_rows, images, start, stop, invert)))
+        if len(pending) > PNG_TASKS_AHEAD:
+            first, last, done = pending.popleft()
+            yield first, last, done.result()
+    while pending:
+        first, last, done = pending.popleft()
+        yield first, last, done.result()

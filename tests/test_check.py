@@ -1,0 +1,60 @@
+"""The check stage: conf/ may not ask DVC to resolve values of this machine (a secret in the
+environment would reach params.yaml, dvc.lock and the exports); plain interpolations stay."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mnist_pipeline import check
+from tests.support.data import committed_params, write_params
+from tests.support.repos import PROJECT_ROOT
+
+
+@pytest.fixture
+def conf(tmp_path: Path) -> Path:
+    copied = tmp_path / "conf"
+    shutil.copytree(PROJECT_ROOT / "conf", copied)
+    return copied
+
+
+@pytest.mark.parametrize("call", ["${oc.env:MIRROR_TOKEN}", "${ oc.decode:${x}}", "${env:HOME}"])
+def test_a_resolver_call_in_conf_is_refused_without_its_value(
+    tmp_path: Path, conf: Path, call: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dataset = conf / "dataset" / "mnist.yaml"
+    dataset.write_text(dataset.read_text() + f"homepage: {call}\n")
+    params = write_params(tmp_path / "p", committed_params())
+    marker = tmp_path / "checked"
+    assert check.main(["--params", str(params), "--conf", str(conf), str(marker)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"check: error: {dataset}:") and "mnist-pipeline.local.yaml" in err
+    assert "\n" not in err and "MIRROR_TOKEN" not in err and not marker.exists()
+
+
+def test_plain_interpolations_pass(tmp_path: Path, conf: Path) -> None:
+    config = conf / "config.yaml"
+    config.write_text(config.read_text() + "note: ${export.workers}\n")
+    params = write_params(tmp_path / "p", committed_params())
+    marker = tmp_path / "checked"
+    assert check.main(["--params", str(params), "--conf", str(conf), str(marker)]) == 0
+    assert marker.read_bytes() == check.CHECKED
+
+
+@pytest.mark.parametrize("linked", ["data", "data/mnist", "data/mnist/export"])
+def test_a_linked_output_folder_stops_the_first_stage(
+    tmp_path: Path, linked: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    Path(linked).parent.mkdir(parents=True, exist_ok=True)
+    Path(linked).symlink_to(elsewhere, target_is_directory=True)
+    params = write_params(tmp_path / "p", committed_params())
+    code = check.main(["--params", str(params), "--conf", str(PROJECT_ROOT / "conf"), "data/params.checked"])
+    assert code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"check: error: {linked}: is a symbolic link; refusing") and "\n" not in err
+    assert list(elsewhere.iterdir()) == []

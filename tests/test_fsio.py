@@ -1,0 +1,157 @@
+"""fsio: atomic writes keep the old file until the new one is complete (an exception or a
+SIGKILL mid-write leaves it intact, no temporary file at the target), and no write goes through
+a symbolic link or outside its root."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.fsio import (
+    UnsafePathError,
+    atomic_dir,
+    atomic_path,
+    safe_target,
+    write_bytes_atomic,
+    write_bytes_under,
+)
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir())
+
+
+def test_an_exception_mid_write_keeps_the_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old and good")
+    with pytest.raises(RuntimeError), atomic_path(target) as temp:
+        temp.write_bytes(b"half of the new")
+        raise RuntimeError("crash")
+    assert target.read_bytes() == b"old and good"
+    assert names(tmp_path) == ["out.bin"]
+
+
+def test_an_exception_mid_write_keeps_the_old_folder(tmp_path: Path) -> None:
+    target = tmp_path / "tree"
+    target.mkdir()
+    (target / "a").write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_dir(target) as staging:
+        (staging / "b").write_bytes(b"new")
+        raise RuntimeError("crash")
+    assert names(target) == ["a"] and names(tmp_path) == ["tree"]
+
+
+def test_a_sigkill_mid_write_keeps_the_old_file_and_the_next_write_clears_the_scratch(tmp_path: Path) -> None:
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old and good")
+    writer = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        from pathlib import Path
+        from mnist_pipeline.fsio import atomic_path
+        with atomic_path(Path({str(target)!r})) as temp:
+            with temp.open("wb") as stream:
+                stream.write(b"x" * 100_000)
+                stream.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", writer], check=False)
+    assert result.returncode == -signal.SIGKILL
+    assert target.read_bytes() == b"old and good"
+    leftovers = [name for name in names(tmp_path) if name != "out.bin"]
+    assert leftovers and all(name.startswith(".out.bin.") and name.endswith(".tmp") for name in leftovers)
+    write_bytes_atomic(target, b"new")
+    assert target.read_bytes() == b"new" and names(tmp_path) == ["out.bin"]
+
+
+def test_atomic_writes_refuse_a_linked_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    Path("data").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    with pytest.raises(PipelineError, match="data: is a symbolic link; refusing to write"):
+        write_bytes_atomic(Path("data/out.bin"), b"x")
+    assert names(tmp_path / "elsewhere") == []
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    (tmp_path / "repo" / "conf").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    return tmp_path / "repo"
+
+
+def test_safe_target_accepts_plain_paths(root: Path) -> None:
+    for path in (root / "conf" / "config.yaml", root / "new" / "deep" / "file", root / "conf"):
+        assert safe_target(path, root) == path
+
+
+@pytest.mark.parametrize(
+    ("make", "target", "match"),
+    [
+        (lambda r: (r / "sub").symlink_to(r.parent / "outside"), "sub/dvc.yaml", r"found .*/sub -> "),
+        (lambda r: (r / "params.yaml").symlink_to(r.parent / "outside" / "nothing"), "params.yaml", "params.yaml -> "),
+        (lambda r: (r / "conf" / "x").symlink_to(r / "conf"), "conf/x/y", "conf/x -> "),
+        (lambda r: None, "../outside/file", "expected a path without '..' parts"),
+        (lambda r: None, "/etc/passwd", "expected a path inside"),
+    ],
+    ids=["linked-folder", "dangling-link", "link-inside", "dotdot", "absolute-outside"],
+)
+def test_safe_target_refuses_links_and_paths_outside(root: Path, make: object, target: str, match: str) -> None:
+    assert callable(make)
+    make(root)
+    path = Path(target) if target.startswith("/") else root / target
+    with pytest.raises(UnsafePathError, match=match) as caught:
+        safe_target(path, root)
+    assert "\n" not in str(caught.value)
+
+
+def test_write_bytes_under_replaces_atomically_and_keeps_the_mode(root: Path) -> None:
+    target = root / "conf" / "config.yaml"
+    target.write_bytes(b"old")
+    target.chmod(0o640)
+    write_bytes_under(target, b"new", root)
+    assert target.read_bytes() == b"new" and target.stat().st_mode & 0o777 == 0o640
+    assert names(root / "conf") == ["config.yaml"]
+    write_bytes_under(root / "a" / "b" / "c.txt", b"made", root)
+    assert (root / "a" / "b" / "c.txt").read_bytes() == b"made"
+
+
+def test_write_bytes_under_ignores_planted_temp_links(root: Path) -> None:
+    """A link at the name an older init used for its temporary file is never written through."""
+    victim = root.parent / "outside" / "victim"
+    victim.write_bytes(b"untouched")
+    for planted in (".dvc.yaml.init-tmp", ".dvc.yaml.tmp"):
+        (root / planted).symlink_to(victim)
+    write_bytes_under(root / "dvc.yaml", b"stages: {}\n", root)
+    assert victim.read_bytes() == b"untouched"
+    assert not (root / "dvc.yaml").is_symlink() and (root / "dvc.yaml").read_bytes() == b"stages: {}\n"
+
+
+def test_write_bytes_under_removes_its_temp_file_on_failure(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = root / "conf" / "config.yaml"
+    target.write_bytes(b"old")
+
+    def fail(*_args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fdopen", fail)
+    with pytest.raises(OSError, match="No space"):
+        write_bytes_under(target, b"new", root)
+    assert target.read_bytes() == b"old" and names(root / "conf") == ["config.yaml"]
+
+
+def test_write_bytes_under_refuses_a_linked_target(root: Path) -> None:
+    victim = root.parent / "outside" / "victim"
+    victim.write_bytes(b"untouched")
+    (root / "params.yaml").symlink_to(victim)
+    with pytest.raises(UnsafePathError):
+        write_bytes_under(root / "params.yaml", b"x", root)
+    assert victim.read_bytes() == b"untouched" and (root / "params.yaml").is_symlink()

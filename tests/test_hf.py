@@ -1,0 +1,258 @@
+"""The dataset card against the libraries that read it, offline: ``datasets.load_dataset`` on
+an export folder built by the stage functions (default Parquet, ``pixels``, ``extended_labels``,
+several splits, EMNIST letters' layout), compared with the npz; the front matter through
+``huggingface_hub``'s card parser; nothing forged in config or checksums.json reaches the card
+as Markdown or YAML."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from mnist_pipeline import export_npz, export_parquet, report
+from mnist_pipeline.params import compose_params
+from tests.support.data import TinyDataset, params_for, write_params
+from tests.support.repos import PROJECT_ROOT
+
+datasets = pytest.importorskip("datasets", reason="datasets is not installed (make test installs the dev lock)")
+huggingface_hub = pytest.importorskip("huggingface_hub", reason="huggingface_hub is not installed")
+
+FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+TABLE_COLUMNS = ["label", "writer_id", "duplicate_of"]
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf-home")))
+    datasets.utils.logging.enable_propagation()
+    datasets.disable_progress_bars()
+    yield
+
+
+def split_arrays(tiny: TinyDataset, names: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The tiny arrays under ``names``: train, then the test rows cut into the other splits."""
+    train, test = tiny.arrays["train"], tiny.arrays["test"]
+    if names == ["train", "test"]:
+        return {"train": train, "test": test}
+    cuts = np.array_split(np.arange(len(test[1])), len(names) - 1)
+    return {"train": train} | {name: (test[0][rows], test[1][rows]) for name, rows in zip(names[1:], cuts, strict=True)}
+
+
+def label_table(labels: np.ndarray, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.stack(
+        [labels.astype(np.int32), rng.integers(0, 400_000, len(labels)), rng.integers(-5, 6, len(labels))], axis=1
+    ).astype(np.int32)
+
+
+def build_export(
+    root: Path,
+    params: dict[str, Any],
+    name: str,
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]],
+    tables: bool = False,
+) -> Path:
+    """decoded/, stats.json, checksums.json, then the npz and parquet exports and the report,
+    each by its stage's main(), as DVC would run them: the export folder."""
+    entry = params["datasets"][name]
+    decoded = root / "decoded"
+    decoded.mkdir(parents=True)
+    stats = {}
+    for index, (split, (images, labels)) in enumerate(arrays.items()):
+        np.save(decoded / f"{split}_images.npy", images)
+        np.save(decoded / f"{split}_labels.npy", labels)
+        if tables:
+            np.save(decoded / f"{split}_label_table.npy", label_table(labels, index))
+        counts = {str(c): int((labels == c).sum()) for c in range(len(entry["classes"]))}
+        stats[split] = {"count": len(labels), "class_counts": counts}
+    files = {spec["file"]: spec for split in entry["splits"].values() for spec in (split["images"], split["labels"])}
+    records = [
+        {"file": file, "passed": "archive", "actual": {"size": spec["size"], "sha256": spec["sha256"]}}
+        for file, spec in files.items()
+    ]
+    (root / "stats.json").write_text(json.dumps(stats))
+    (root / "checksums.json").write_text(json.dumps({"archives": records}))
+    params["export"]["workers"] = 1
+    params["export"]["formats"] = {"npz": {}, "parquet": {}}
+    common = ["--params", str(write_params(root, params)), "--dataset", name]
+    export = root / "export"
+    assert export_npz.main([*common, str(decoded), str(export / "npz")]) == 0
+    assert export_parquet.main([*common, str(decoded), str(export / "parquet")]) == 0
+    inputs = [str(decoded), str(root / "stats.json"), str(root / "checksums.json"), str(export)]
+    assert report.main([*common, *inputs]) == 0
+    return export
+
+
+def load_quietly(export: Path, caplog: pytest.LogCaptureFixture, cache: Path) -> Any:
+    """load_dataset(export) offline; any warning of datasets or huggingface_hub fails the test."""
+    caplog.set_level(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = datasets.load_dataset(str(export), cache_dir=str(cache))
+    noisy = [r.getMessage() for r in caplog.records if r.name.split(".")[0] in ("datasets", "huggingface_hub")]
+    assert not noisy
+    return loaded
+
+
+def card_front_matter(export: Path) -> dict[str, Any]:
+    front: dict[str, Any] = yaml.safe_load((export / "parquet" / "README.md").read_text().split("---\n")[1])
+    return front
+
+
+def assert_matches_npz(loaded: Any, export: Path, name: str, classes: list[str]) -> None:
+    with np.load(export / "npz" / f"{name}.npz") as npz:
+        for split, dataset in loaded.items():
+            images, labels = npz[f"x_{split}"], npz[f"y_{split}"]
+            assert dataset.num_rows == len(labels)
+            assert dataset.features["label"].names == classes
+            assert dataset["label"] == labels.tolist()
+            decoded = np.stack([np.asarray(image) for image in dataset["image"]])
+            np.testing.assert_array_equal(decoded, images)
+            if "pixels" in dataset.features:
+                np.testing.assert_array_equal(
+                    np.array(dataset["pixels"], dtype=np.uint8), images.reshape(len(images), -1)
+                )
+
+
+def assert_card_is_hub_metadata(export: Path, loaded: Any) -> None:
+    """The card parses with huggingface_hub, without a warning; its features and splits are the files'."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        card = huggingface_hub.DatasetCard.load(export / "parquet" / "README.md")
+    data = card.data.to_dict()
+    assert data["license"] in {"cc-by-sa-3.0", "cc-by-sa-4.0", "mit", "cc0-1.0", "bsd"}
+    info = data["dataset_info"]
+    features = datasets.Features._from_yaml_list(info["features"])
+    for split in loaded.values():
+        assert features == split.features
+    assert [(s["name"], s["num_examples"]) for s in info["splits"]] == [(k, v.num_rows) for k, v in loaded.items()]
+    assert all(isinstance(s["num_bytes"], int) and s["num_bytes"] > 0 for s in info["splits"])
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [{}, {"pixels": True}, {"compression": "zstd", "row_group_size": 7}],
+    ids=["default", "pixels", "zstd-row-groups"],
+)
+def test_load_dataset_reads_every_parquet_variant(
+    tmp_path: Path, tiny: TinyDataset, caplog: pytest.LogCaptureFixture, variant: dict[str, Any]
+) -> None:
+    params = params_for(tiny, ["unused"])
+    params["datasets"]["mnist"]["classes"] = FASHION
+    params["export"]["parquet"].update(variant)
+    export = build_export(tmp_path, params, "mnist", split_arrays(tiny, ["train", "test"]))
+    loaded = load_quietly(export / "parquet", caplog, tmp_path / "cache")
+    assert_matches_npz(loaded, export, "mnist", FASHION)
+    assert_card_is_hub_metadata(export, loaded)
+    assert ("pixels" in loaded["train"].features) == bool(variant.get("pixels"))
+
+
+def test_extended_labels_and_several_splits(
+    tmp_path: Path, tiny: TinyDataset, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A QMNIST-like label table, three splits (test cut in two by rows, as test10k / test50k)."""
+    params = params_for(tiny, ["unused"])
+    entry = params["datasets"]["mnist"]
+    entry["labels"] = {"layout": "idx_table", "columns": TABLE_COLUMNS, "column": 0, "offset": 0}
+    test = entry["splits"].pop("test")
+    entry["splits"]["test_a"] = {**copy.deepcopy(test), "count": 10, "rows": [0, 10]}
+    entry["splits"]["test_b"] = {**copy.deepcopy(test), "count": 10, "rows": [10, 20]}
+    params["export"]["parquet"].update(pixels=True, extended_labels=True)
+    params["export"]["npz"].update(extended_labels=True)
+    arrays = split_arrays(tiny, ["train", "test_a", "test_b"])
+    export = build_export(tmp_path, params, "mnist", arrays, tables=True)
+    loaded = load_quietly(export / "parquet", caplog, tmp_path / "cache")
+    assert list(loaded) == ["train", "test_a", "test_b"]
+    assert list(loaded["train"].features) == ["image", "label", "writer_id", "duplicate_of", "pixels"]
+    assert loaded["train"].features["writer_id"] == datasets.Value("int32")
+    assert_matches_npz(loaded, export, "mnist", [str(c) for c in range(10)])
+    assert_card_is_hub_metadata(export, loaded)
+    with np.load(export / "npz" / "mnist.npz") as npz:
+        for split, dataset in loaded.items():
+            table = npz[f"y_{split}_table"]
+            assert dataset["writer_id"] == table[:, 1].tolist()
+            assert dataset["duplicate_of"] == table[:, 2].tolist()
+    body = (export / "README.md").read_text()
+    assert "rows 0 to 9; `test_b` = rows 10 to 19" in body
+    assert "`writer_id`" in body
+
+
+def test_emnist_letters_layout(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """26 classes named A/a..Z/z, labels 0..25 (stored 1..26), upright images: the card says how
+    that differs from torchvision and TFDS."""
+    composed = tmp_path / "composed.yaml"
+    compose_params(composed, ["dataset=emnist_letters"], PROJECT_ROOT / "conf")
+    params: dict[str, Any] = yaml.safe_load(composed.read_text())
+    entry = params["datasets"]["emnist_letters"]
+    rng = np.random.default_rng(3)
+    arrays = {}
+    for split, count in (("train", 52), ("test", 26)):
+        images = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
+        labels = (np.arange(count) % 26).astype(np.uint8)
+        arrays[split] = (images, labels)
+        entry["splits"][split]["count"] = count
+        entry["splits"][split]["images"]["payload_size"] = 16 + count * 28 * 28  # IDX header + pixels
+    export = build_export(tmp_path, params, "emnist_letters", arrays)
+    loaded = load_quietly(export / "parquet", caplog, tmp_path / "cache")
+    classes = [f"{chr(65 + i)}/{chr(97 + i)}" for i in range(26)]
+    assert_matches_npz(loaded, export, "emnist_letters", classes)
+    assert_card_is_hub_metadata(export, loaded)
+    assert card_front_matter(export)["license"] == "cc0-1.0"
+    body = (export / "README.md").read_text()
+    assert "`image = stored.T`" in body and "torchvision" in body
+    assert "the files number the classes 1..26" in body and '"N/A"' in body
+    assert "every image of the published files is exported" in body
+
+
+HOW_IT_DIFFERS = "## How this differs from the published files and from other loaders"
+
+
+def headings(markdown: str) -> list[str]:
+    """The headings of ``markdown`` outside code blocks (a fence closes with its own length)."""
+    found, fence = [], ""
+    for line in markdown.splitlines():
+        if line.startswith("```") and (not fence or line == fence):
+            fence = "" if fence else line
+        elif not fence and line.startswith("#"):
+            found.append(line)
+    return found
+
+
+def test_forged_values_stay_text(tmp_path: Path, tiny: TinyDataset, caplog: pytest.LogCaptureFixture) -> None:
+    """A title, class name, file name and citation crafted to forge a heading, a table row, front
+    matter or a code fence stay literal text (issue 17, class 5)."""
+    params = params_for(tiny, ["unused"])
+    entry = params["datasets"]["mnist"]
+    entry["title"] = "Evil\n---\nlicense: mit\n# Injected heading"
+    entry["classes"] = ["a | 9 | 9 |", "<script>x</script>", "`code`", "**bold**", "[link](http://x)", *"56789"]
+    entry["citation"] = "```\n# not a heading\n```"
+    forged = "x | 1 | `0000` | archive |.gz"
+    entry["splits"]["train"]["labels"]["file"] = forged
+    export = build_export(tmp_path, params, "mnist", split_arrays(tiny, ["train", "test"]))
+    card = (export / "parquet" / "README.md").read_text()
+    front = card_front_matter(export)
+    assert front["pretty_name"] == " ".join(entry["title"].split()) and front["license"] == "cc-by-sa-3.0"
+    assert card.count("\n---\n") == 1 and card.startswith("---\n")
+    common = ["# Evil --- license: mit # Injected heading", "## Citation", HOW_IT_DIFFERS]
+    assert headings(card.split("---\n", 2)[2]) == [*common, "## Loading", "## Classes"]
+    body = (export / "README.md").read_text()
+    assert headings(body) == [*common, "## Classes", "## Source files (verified)", "## Exports"]
+    for text in (card.split("---\n", 2)[2], body):  # the Markdown (the front matter is YAML data)
+        rows = [line for line in text.splitlines() if line.startswith("|")]
+        for row in rows:  # every row has its own columns only: escaped pipes are not separators
+            assert row.replace("\\|", "").count("|") in (3, 4, 5)
+        assert "<script>" not in text and "\\<script\\>" in text
+        assert "````\n```\n# not a heading\n```\n````" in text
+    loaded = load_quietly(export / "parquet", caplog, tmp_path / "cache")
+    assert loaded["train"].features["label"].names[0] == "a | 9 | 9 |"
