@@ -10,7 +10,6 @@ Work is done a slice of rows at a time: memory does not grow with the dataset.
 from __future__ import annotations
 
 import argparse
-import json
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,9 @@ from mnist_pipeline.decoded import (
     table_path,
 )
 from mnist_pipeline.errors import DatasetError
-from mnist_pipeline.fsio import atomic_dir, write_bytes_atomic
+from mnist_pipeline.fsio import atomic_dir
 from mnist_pipeline.idx import IdxHeader, read_idx_header, read_idx_rows
+from mnist_pipeline.records import SplitStats, write_stats
 from mnist_pipeline.stage import run_stage, stage_parser
 
 
@@ -70,7 +70,7 @@ def row_range(split: SplitSpec, available: int, path: Path) -> tuple[int, int]:
     return start, stop
 
 
-def decode_split(name: str, split: SplitSpec, dataset: DatasetSpec, idx_dir: Path, decoded_dir: Path) -> dict[str, Any]:
+def decode_split(name: str, split: SplitSpec, dataset: DatasetSpec, idx_dir: Path, decoded_dir: Path) -> SplitStats:
     """Write the split's decoded files a slice at a time; return its statistics."""
     rows, cols = dataset.image_shape
     num_classes = len(dataset.classes)
@@ -124,16 +124,16 @@ def checked_labels(
     return labels
 
 
-def split_stats(count: int, class_counts: npt.NDArray[np.int64], histogram: npt.NDArray[np.float64]) -> dict[str, Any]:
+def split_stats(count: int, class_counts: npt.NDArray[np.int64], histogram: npt.NDArray[np.float64]) -> SplitStats:
     mean, std = moments(histogram)
-    return {
-        "count": count,
-        "class_counts": {str(c): int(n) for c, n in enumerate(class_counts)},
-        "pixel_mean": round(mean, 4),
-        "pixel_std": round(std, 4),
-        "pixel_mean_unit": round(mean / 255, 6),
-        "pixel_std_unit": round(std / 255, 6),
-    }
+    return SplitStats(
+        count=count,
+        class_counts=[int(n) for n in class_counts],
+        pixel_mean=round(mean, 4),
+        pixel_std=round(std, 4),
+        pixel_mean_unit=round(mean / 255, 6),
+        pixel_std_unit=round(std / 255, 6),
+    )
 
 
 def decode(params: Params, name: str, idx_dir: Path, decoded_dir: Path, stats_path: Path) -> str:
@@ -143,8 +143,8 @@ def decode(params: Params, name: str, idx_dir: Path, decoded_dir: Path, stats_pa
             split_name: decode_split(split_name, split, dataset, idx_dir, staging)
             for split_name, split in dataset.splits.items()
         }
-    write_bytes_atomic(stats_path, (json.dumps(stats, indent=2) + "\n").encode())
-    counts = ", ".join(f"{split} {values['count']:,}" for split, values in stats.items())
+    write_stats(stats_path, stats)
+    counts = ", ".join(f"{split} {values.count:,}" for split, values in stats.items())
     return f"decoded {counts} -> {decoded_dir}"
 
 

@@ -8,6 +8,9 @@ the encoder re-runs them and no other stage.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -25,6 +28,8 @@ PNG_BATCH = 2000
 #: Encoding tasks submitted ahead of the one being written: bounds the PNGs held in memory
 #: (8 x 2,000 small PNGs is a few MB) while keeping the workers fed.
 PNG_TASKS_AHEAD = 8
+#: How often a worker checks that its stage is still alive.
+ORPHAN_POLL_SECONDS = 0.5
 
 
 def class_folder_names(num_classes: int) -> list[str]:
@@ -65,8 +70,24 @@ def png_workers(workers: int) -> Iterator[ProcessPoolExecutor | None]:
         yield None
         return
     # Spawned, not forked: forking a process that runs threads (pyarrow's pools) can deadlock.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=exit_with_parent, initargs=(os.getpid(),)
+    ) as pool:
         yield pool
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """In a worker: exit as soon as the stage that started it is gone. A killed stage (SIGKILL,
+    the OOM killer) never shuts its pool down, and its workers, blocked on their task queue,
+    would live on forever, holding the multiprocessing resource tracker alive with them."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(ORPHAN_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def encoded_ranges(

@@ -19,10 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
-import re
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -30,8 +27,8 @@ from PIL import Image, ImageDraw, ImageFont
 from mnist_pipeline.card import md, source_lines
 from mnist_pipeline.config import DatasetSpec, Params
 from mnist_pipeline.decoded import DecodedSplit, ExportSplit, open_decoded
-from mnist_pipeline.errors import DatasetError
 from mnist_pipeline.fsio import write_bytes_atomic
+from mnist_pipeline.records import ArchiveRecord, SplitStats, read_checksums, read_stats
 from mnist_pipeline.stage import run_stage, stage_parser
 
 ZOOM = 2
@@ -113,7 +110,7 @@ def sample_grid(split: DecodedSplit, classes: list[str], per_class: int, title: 
     return grid
 
 
-def distribution_chart(stats: dict[str, dict[str, Any]], classes: list[str], title: str) -> Image.Image:
+def distribution_chart(stats: dict[str, SplitStats], classes: list[str], title: str) -> Image.Image:
     """Horizontal bars: for each class (full name), one bar per split, shaded by split, with a
     caption and a legend."""
     font = _font()
@@ -126,18 +123,18 @@ def distribution_chart(stats: dict[str, dict[str, Any]], classes: list[str], tit
     image = Image.new("L", (label_width + CHART_WIDTH + 70, tops[-1] + MARGIN), color=255)
     draw = ImageDraw.Draw(image)
     _caption(draw, caption, font)
-    largest = max((count for values in stats.values() for count in values["class_counts"].values()), default=1)
+    largest = max((count for values in stats.values() for count in values.class_counts), default=1)
     for index, split in enumerate(splits):
         shade = SPLIT_SHADES[index % len(SPLIT_SHADES)]
         y = MARGIN + LINE_HEIGHT * (len(caption) + index)
         draw.rectangle((MARGIN, y + 2, MARGIN + 10, y + 12), fill=shade)
-        draw.text((MARGIN + 16, y), f"{split} ({stats[split]['count']:,})", fill=0, font=font)
+        draw.text((MARGIN + 16, y), f"{split} ({stats[split].count:,})", fill=0, font=font)
     for label, lines in enumerate(names):
         top = tops[label]
         for index, line in enumerate(lines):
             draw.text((MARGIN, top + 1 + index * LINE_HEIGHT), line, fill=0, font=font)
         for index, split in enumerate(splits):
-            count = stats[split]["class_counts"][str(label)]
+            count = stats[split].class_counts[label]
             width = round(CHART_WIDTH * count / max(largest, 1))
             y = top + 2 + index * BAR_HEIGHT
             shade = SPLIT_SHADES[index % len(SPLIT_SHADES)]
@@ -146,7 +143,7 @@ def distribution_chart(stats: dict[str, dict[str, Any]], classes: list[str], tit
     return image
 
 
-def class_distribution_csv(stats: dict[str, dict[str, Any]], classes: list[str]) -> str:
+def class_distribution_csv(stats: dict[str, SplitStats], classes: list[str]) -> str:
     """``class,split,count,bar`` rows (``bar`` labels one bar per class and split for DVC's
     plot), quoted by the csv module: class names may hold commas."""
     buffer = io.StringIO()
@@ -154,7 +151,7 @@ def class_distribution_csv(stats: dict[str, dict[str, Any]], classes: list[str])
     writer.writerow(["class", "split", "count", "bar"])
     for index, name in enumerate(classes):
         writer.writerows(
-            [name, split, values["class_counts"][str(index)], f"{name} ({split})"] for split, values in stats.items()
+            [name, split, values.class_counts[index], f"{name} ({split})"] for split, values in stats.items()
         )
     return buffer.getvalue()
 
@@ -163,7 +160,7 @@ def class_distribution_csv(stats: dict[str, dict[str, Any]], classes: list[str])
 
 
 def export_readme(
-    dataset: DatasetSpec, formats: list[str], stats: dict[str, dict[str, Any]], checksums: list[dict[str, Any]]
+    dataset: DatasetSpec, formats: list[str], stats: dict[str, SplitStats], checksums: list[ArchiveRecord]
 ) -> str:
     """What the export folder holds and where it came from. (The Hugging Face card with the
     Parquet files' features is the parquet export's own: ``parquet/README.md``.)"""
@@ -175,13 +172,13 @@ def export_readme(
         "|---|---|" + "---|" * len(stats),
     ]
     for index, class_name in enumerate(dataset.classes):
-        counts = " | ".join(f"{values['class_counts'][str(index)]:,}" for values in stats.values())
+        counts = " | ".join(f"{values.class_counts[index]:,}" for values in stats.values())
         lines.append(f"| {index} | {md(class_name)} | {counts} |")
-    lines.append("| | **all** | " + " | ".join(f"**{values['count']:,}**" for values in stats.values()) + " |")
+    lines.append("| | **all** | " + " | ".join(f"**{values.count:,}**" for values in stats.values()) + " |")
     lines += ["", "## Source files (verified)", "", "| file | bytes | sha256 | check passed |", "|---|---|---|---|"]
     for record in checksums:
-        actual = record["actual"]
-        lines.append(f"| {md(record['file'])} | {actual['size']:,} | `{actual['sha256']}` | {record['passed']} |")
+        actual = record.actual
+        lines.append(f"| {md(record.file)} | {actual.size:,} | `{actual.sha256}` | {record.passed} |")
     lines += ["", "## Exports", "", "| format | folder | checksums |", "|---|---|---|"]
     lines += [f"| {md(fmt)} | `{fmt}/` | `{fmt}.sha256` (`sha256sum -c {fmt}.sha256`) |" for fmt in formats]
     if PARQUET_FORMAT in formats:
@@ -190,59 +187,6 @@ def export_readme(
         lines += ["", "With the parquet format selected, `parquet/` is a Hugging Face dataset with its own card."]
     lines += ["", "DVC records the md5 of every export file in `dvc.lock` of the repository that built it.", ""]
     return "\n".join(lines)
-
-
-# Inputs -----------------------------------------------------------------------------------------
-
-
-def read_stats(path: Path, dataset: DatasetSpec) -> dict[str, dict[str, Any]]:
-    """stats.json as the decode stage writes it, checked against the dataset config."""
-    stats = _read_json(path)
-    found = list(stats)[:5] if isinstance(stats, dict) else type(stats).__name__
-    if not isinstance(stats, dict) or list(stats) != list(dataset.splits):
-        raise DatasetError(f"{path}: expected statistics of the splits {list(dataset.splits)}, found {found}")
-    for split, values in stats.items():
-        counts = values.get("class_counts") if isinstance(values, dict) else None
-        keys = [str(i) for i in range(len(dataset.classes))]
-        if (
-            not isinstance(counts, dict)
-            or list(counts) != keys
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts.values())
-            or values.get("count") != sum(counts.values())
-        ):
-            raise DatasetError(f"{path}: split {split!r}: expected count and class_counts for {len(keys)} classes")
-    return stats
-
-
-def read_checksums(path: Path, name: str, dataset: DatasetSpec) -> list[dict[str, Any]]:
-    """The records of checksums.json, checked: one per published file, every field present and
-    of its type (a sha256 is 64 hex digits), so nothing but plain values reaches the card."""
-    document = _read_json(path)
-    records = document.get("archives") if isinstance(document, dict) else None
-    files = [spec.file for spec in dataset.files()]
-    if not isinstance(records, list) or [r.get("file") if isinstance(r, dict) else None for r in records] != files:
-        raise DatasetError(f"{path}: expected records of {files}, found {type(records).__name__}")
-    for record in records:
-        actual = record.get("actual")
-        if (
-            not isinstance(actual, dict)
-            or not isinstance(actual.get("size"), int)
-            or isinstance(actual.get("size"), bool)
-            or not isinstance(actual.get("sha256"), str)
-            or not re.fullmatch(r"[0-9a-f]{64}", actual["sha256"])
-            or record.get("passed") not in ("archive", "payload")
-        ):
-            raise DatasetError(
-                f"{path}: record of {record['file']}: expected actual.size, actual.sha256 (64 hex digits) and passed"
-            )
-    return records
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: not valid JSON: {exc}") from exc
 
 
 def _png(image: Image.Image) -> bytes:
@@ -258,7 +202,7 @@ def report(
     dataset = params.dataset(name)
     splits = open_decoded(decoded_dir, dataset)
     stats = read_stats(stats_path, dataset)
-    checksums = read_checksums(checksums_path, name, dataset)
+    checksums = read_checksums(checksums_path, dataset)
     per_class = params.report.samples_per_class
     outputs = {
         "samples.png": _png(sample_grid(splits[0], dataset.classes, per_class, dataset.title)),

@@ -9,50 +9,38 @@ checked. Any mismatch fails the stage and writes nothing.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-from typing import Any
 
 from mnist_pipeline.archive import check_archive
 from mnist_pipeline.config import Compression, FileSpec, Params
-from mnist_pipeline.fsio import write_bytes_atomic
+from mnist_pipeline.records import ArchiveRecord, Digests, write_checksums
 from mnist_pipeline.stage import run_stage, stage_parser
 
-RECORD_VERSION = 2
 
-
-def archive_record(path: Path, spec: FileSpec, params: Params, compression: Compression) -> dict[str, Any]:
+def archive_record(path: Path, spec: FileSpec, params: Params, compression: Compression) -> ArchiveRecord:
     verdict = check_archive(path, spec, params.verify.archive, compression, full=True)
     payload = verdict.payload
-    return {
-        "file": spec.file,
-        "member": spec.member,
-        "passed": verdict.passed,
-        "expected": {
-            "size": spec.size,
-            "md5": spec.md5,
-            "sha256": spec.sha256,
-            "payload_size": spec.payload_size,
-            "payload_md5": spec.payload_md5,
-            "payload_sha256": spec.payload_sha256,
-        },
-        "actual": {
-            "size": verdict.digests.size,
-            "md5": verdict.digests.md5,
-            "sha256": verdict.digests.sha256,
-            "payload_size": payload.size if payload else None,
-            "payload_md5": payload.md5 if payload else None,
-            "payload_sha256": payload.sha256 if payload else None,
-        },
-    }
+    return ArchiveRecord(
+        file=spec.file,
+        member=spec.member,
+        passed=verdict.passed,
+        expected=Digests(spec.size, spec.md5, spec.sha256, spec.payload_size, spec.payload_md5, spec.payload_sha256),
+        actual=Digests(
+            verdict.digests.size,
+            verdict.digests.md5,
+            verdict.digests.sha256,
+            payload.size if payload else None,
+            payload.md5 if payload else None,
+            payload.sha256 if payload else None,
+        ),
+    )
 
 
 def verify(params: Params, name: str, raw_dir: Path, record_path: Path) -> str:
     dataset = params.dataset(name)
     records = [archive_record(raw_dir / spec.file, spec, params, dataset.compression) for spec in dataset.files()]
-    document = {"version": RECORD_VERSION, "dataset": name, "mode": params.verify.archive.value, "archives": records}
-    write_bytes_atomic(record_path, (json.dumps(document, indent=2) + "\n").encode())
-    passed = ", ".join(f"{r['file']} ({r['passed']})" for r in records)
+    write_checksums(record_path, name, params.verify.archive.value, records)
+    passed = ", ".join(f"{record.file} ({record.passed})" for record in records)
     return f"verified {passed} -> {record_path}"
 
 

@@ -27,7 +27,7 @@ def stages_run(output: str) -> list[str]:
 
 
 def git_status(repo: Path) -> str:
-    return run(repo, "git", "status", "--porcelain", "--untracked-files=all").stdout.strip()
+    return run(repo, "git", "status", "--porcelain", "--untracked-files=all").stdout.rstrip()
 
 
 @pytest.fixture(scope="module")
