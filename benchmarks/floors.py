@@ -3,12 +3,12 @@ the usual scripts cost.
 
 - Floors, in C (``benchmarks/floors/*.c``, compiled with gcc at bench time): ``png_encode``
   PNG-encodes every image with one reused deflate stream; ``write_tree`` only creates the files
-  of the tree from a zip of stored members (export@png's own zip, so the same names and sizes).
+  of the tree from a zip of stored members (the PNG export's own zip, so the same names and sizes).
 - Naive ways, each one Python process: a Pillow save loop (``naive_pil.py``) and the classic
   pypng converter's approach (``naive_pypng.py``).
 
 All of them read the uncompressed IDX payloads, so they need no stage to have worked, except
-``write_tree`` when export@png failed: it then gets a zip built here from ``png_encode``'s PNGs.
+``write_tree`` when the PNG export failed: it then gets a zip built here from ``png_encode``'s PNGs.
 """
 
 from __future__ import annotations
@@ -126,8 +126,8 @@ def floor_encode(programs: FloorPrograms, payloads: list[SplitPayload], pack: Pa
 
 
 def zip_from_pack(pack: Path, payloads: list[SplitPayload], zip_path: Path) -> None:
-    """A zip of stored members named as export@png names them, from ``png_encode``'s PNGs
-    (used only when export@png itself failed)."""
+    """A zip of stored members named as the PNG export names them, from ``png_encode``'s PNGs
+    (used only when the PNG export itself failed)."""
     data = pack.read_bytes()
     width = len(str(max(payload.count for payload in payloads) - 1))
     offset = 0

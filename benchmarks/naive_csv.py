@@ -2,7 +2,7 @@
 
 Usage: ``python benchmarks/naive_csv.py DECODED_DIR OUT_DIR SPLIT [SPLIT ...]`` (the decode
 stage's ``<split>_images.npy`` and ``<split>_labels.npy``). Writes ``OUT_DIR/<split>.csv`` with
-the Kaggle header ``label,pixel0,...``, as export@csv does by default.
+the Kaggle header ``label,pixel0,...``, as the CSV export does by default.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Usage: ``python benchmarks/naive_pil.py OUT_DIR SPLIT IDX_IMAGES IDX_LABELS [SPLIT IDX_IMAGES IDX_LABELS ...]``
 (uncompressed IDX files). Writes ``OUT_DIR/<split>/<label>/<index>.png``, index zero-padded to
-the width of the largest split's last index, as export@png names its members.
+the width of the largest split's last index, as the PNG export names its members.
 """
 
 from __future__ import annotations

@@ -53,7 +53,6 @@ IGNORED = (
     "/data/**/.*.tmp/",
     "/data/**/.*.old/",
     "/data/*/export/images/",
-    "/data/params.checked",
     "/dvc_plots/",
     "# this machine's mirrors and download settings (README: Mirrors)",
     "/mnist-pipeline.local.yaml",

@@ -22,7 +22,7 @@ from dvc.utils.serialize import parse_yaml
 from mnist_pipeline import adopt, cli
 from mnist_pipeline.adopt import BLOCK_BEGIN, BLOCK_END, AdoptError, apply, plan, team_stages
 from mnist_pipeline.tree import GITIGNORE, MARKER
-from tests.support.data import TinyDataset, add_tiny_dataset_config, sha256_tree
+from tests.support.data import TinyDataset, add_tiny_dataset_config, sha256_tree, snapshot
 from tests.support.faultserver import FaultServer, serve
 from tests.support.repos import PROJECT_ROOT, project_files, run
 
@@ -174,7 +174,7 @@ def test_an_upgrade_reruns_exactly_the_stages_whose_code_changed(
     assert stale.returncode != 0
     assert "run `mnist-pipeline init --upgrade`" in stale.stdout + stale.stderr
     assert sha256_tree(repo / "data") == outputs
-    run(repo, "git", "checkout", "params.yaml")
+    run(repo, "git", "checkout", "params.yaml", "dvc.lock")  # the refused run recorded check
     run(repo, "mnist-pipeline", "init", "--upgrade", extra_env=upgraded.env())
     result = run(repo, "dvc", "repro", extra_env=upgraded.env())
     ran = [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")]
@@ -259,14 +259,6 @@ def fake_repo(root: Path) -> Path:
     (root / ".git").mkdir(parents=True)
     (root / ".dvc").mkdir()
     return root
-
-
-def snapshot(root: Path) -> dict[str, bytes | str]:
-    found: dict[str, bytes | str] = {}
-    for path in sorted(root.rglob("*")):
-        key = path.relative_to(root).as_posix()
-        found[key] = f"-> {path.readlink()}" if path.is_symlink() else path.read_bytes() if path.is_file() else "/"
-    return found
 
 
 def adopt_then_upgrade(repo: Path, monkeypatch: pytest.MonkeyPatch, edit_team: Callable[[str], str]) -> tuple[str, str]:

@@ -139,7 +139,7 @@ def test_csv_override_reruns_only_that_export(built: tuple[Path, FaultServer]) -
     assert [s for s in stages_run(result.stdout) if s != "check"] == ["export_csv@tiny"]
     assert not stale.exists()  # a killed run's scratch is removed when the stage next runs
     assert not (repo / "data/tiny/export/csv/train.csv").read_bytes().startswith(b"label")
-    restore(repo, "params.yaml")
+    restore(repo, "params.yaml", "dvc.lock")  # back to the committed experiment
     run(repo, "dvc", "checkout", "-f")
 
 

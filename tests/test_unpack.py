@@ -19,7 +19,7 @@ from mnist_pipeline import cli, unpack, ziparchive
 from mnist_pipeline import tree as tree_module
 from mnist_pipeline.errors import ArchiveError, PipelineError
 from mnist_pipeline.tree import GITIGNORE, GITIGNORE_CONTENT, MARKER, MARKER_HEADER, unpack_zip
-from tests.support.data import TinyDataset, params_for, write_params
+from tests.support.data import TinyDataset, params_for, snapshot, write_params
 from tests.support.zips import Crafted, crafted_export, export_of, manifest_for, overlapping_bomb, zip_of
 
 PREVIOUS = {
@@ -347,14 +347,6 @@ def refused_target(zip_path: Path, tree: Path, match: str, capsys: pytest.Captur
     with pytest.raises(PipelineError, match=match):
         unpack_zip(zip_path, tree)
     assert snapshot(zip_path.parent) == before
-
-
-def snapshot(root: Path) -> dict[str, bytes | str]:
-    found: dict[str, bytes | str] = {}
-    for path in sorted(root.rglob("*")):
-        key = path.relative_to(root).as_posix()
-        found[key] = f"-> {path.readlink()}" if path.is_symlink() else path.read_bytes() if path.is_file() else "/"
-    return found
 
 
 def test_an_existing_file_is_not_replaced(export_zip: Path, capsys: pytest.CaptureFixture[str]) -> None:

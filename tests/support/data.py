@@ -158,3 +158,13 @@ def sha256_tree(root: Path) -> dict[str, str]:
         for path in sorted(root.rglob("*"))
         if path.is_file() and path.name != ".gitignore"
     }
+
+
+def snapshot(root: Path) -> dict[str, bytes | str]:
+    """Every path below ``root``: a file's bytes, a link's target, "/" for a folder (to prove
+    that a refused command changed nothing, links included)."""
+    found: dict[str, bytes | str] = {}
+    for path in sorted(root.rglob("*")):
+        key = path.relative_to(root).as_posix()
+        found[key] = f"-> {path.readlink()}" if path.is_symlink() else path.read_bytes() if path.is_file() else "/"
+    return found
