@@ -21,40 +21,14 @@ from pathlib import Path
 
 from dvc.utils.hydra import compose_and_dump  # type: ignore[import-untyped, unused-ignore]
 
-from tests.support.repos import PROJECT_ROOT, run, tool_env
+from tests.support.repos import PROJECT_ROOT, project_files, run, tool_env
+from tests.support.repos import indexed as indexed_file
 
-#: Never copied: what DVC runs and experiments leave in a working copy, and this machine's settings.
-LEFT_BY_RUNS = ("dvc.lock", "mnist-pipeline.local.yaml")
-SKIPPED_FOLDERS = ("data/", "benchmarks/results/", ".venv/", "dvc_plots/")
 PARAMS = "params.yaml"
 CONF = "conf"
 
 #: What the copies found worth telling the reader (once each).
 notes: list[str] = []
-
-
-def project_files() -> list[str]:
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\n")
-    return [
-        name
-        for name in listed
-        if name
-        and name != PARAMS
-        and Path(name).name not in LEFT_BY_RUNS
-        and not name.startswith(SKIPPED_FOLDERS)
-        and (PROJECT_ROOT / name).is_file()
-    ]
-
-
-def indexed_params() -> bytes | None:
-    shown = subprocess.run(["git", "show", f":{PARAMS}"], cwd=PROJECT_ROOT, capture_output=True, check=False)
-    return shown.stdout if shown.returncode == 0 else None
 
 
 def compose(repo: Path, overrides: Sequence[str] = ()) -> bytes:
@@ -82,7 +56,7 @@ def fresh_copy(
     for name, text in (conf_files or {}).items():
         (directory / CONF / name).parent.mkdir(parents=True, exist_ok=True)
         (directory / CONF / name).write_text(text)
-    indexed = indexed_params()
+    indexed = indexed_file(PARAMS)
     composed = compose(directory, overrides)
     if indexed is not None and not conf_files and not overrides:
         if indexed == composed:
