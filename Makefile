@@ -48,9 +48,10 @@ endif
 
 test: lint types unit
 
-# The quick loop while developing: everything but the DVC end-to-end and real-archive tests.
+# The quick loop while developing: everything but the DVC end-to-end, real-archive and large-input
+# tests, on both cores.
 test-fast: lint types
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow" -n 2
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
@@ -59,8 +60,11 @@ lint: $(DEV_STAMP)
 types: $(DEV_STAMP)
 	$(BIN)/mypy
 
+# The quick tests on both cores, then the slow ones (DVC end to end, real servers) one at a time:
+# they are CPU-bound and some measure elapsed time.
 unit: $(DEV_STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not slow" -n 2
+	$(BIN)/pytest -m slow
 
 # Regenerate params.yaml from conf/ after editing conf/ (dvc exp run does it by itself).
 params: $(STAMP)

@@ -1,8 +1,9 @@
 """download stage: put every published file of one dataset into its raw folder, taken from the
 first mirror that delivers the canonical bytes.
 
-This module is the mirror policy; ``transfer.py`` moves the bytes. Mirrors are tried in order,
-each for every file still missing. A mirror is skipped for a file on an HTTP error, a refused
+This module is the mirror policy; ``transfer.py`` moves the bytes. Mirrors are tried in order
+(this machine's own first, ``machine.py``, then the published ones), each for every file still
+missing. A mirror is skipped for a file on an HTTP error, a refused
 redirect, a body without the compression's magic (an HTML page with status 200), a wrong size
 or a wrong digest, and for the rest of the run once it is down (refused, unreachable, too slow,
 or asking to wait too long). Bytes stream into ``data/<dataset>/.partial/`` while being hashed

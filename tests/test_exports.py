@@ -564,7 +564,7 @@ def stored_zip_bytes(tmp_path: Path, members: list[tuple[str, bytes]]) -> bytes:
 
 @pytest.mark.parametrize(
     ("count", "zip64_limit"),
-    [(5, None), (70_000, None), (40, 1000)],
+    [(5, None), pytest.param(70_000, None, marks=pytest.mark.slow), (40, 1000)],
     ids=["small", "over-65535-members", "offsets-past-zip64-limit"],
 )
 def test_stored_zip_writer_matches_zipfile(

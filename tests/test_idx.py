@@ -73,6 +73,7 @@ def test_corruption_only_ever_raises_the_named_error(prefix: bytes, cut: int, ta
 FUZZ_SECONDS = 3.0
 
 
+@pytest.mark.slow  # large generated input: in make test, not in the quick loop
 def test_fuzz_mutations_for_a_few_seconds() -> None:
     """Mutation fuzzing (flips, inserts, deletes, header scribbles) bounded in time, seeded."""
     rng = random.Random(20261121)

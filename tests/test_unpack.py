@@ -233,6 +233,7 @@ def peak_memory_of_unpack(tmp_path: Path, count: int) -> int:
         tracemalloc.stop()
 
 
+@pytest.mark.slow  # large generated input: in make test, not in the quick loop
 def test_peak_memory_does_not_grow_with_the_member_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Directory chunks of 16 KiB: both zips (116 KB and 1.2 MB of central directory) fill
     # several, so what is left to differ is anything held per member.

@@ -138,6 +138,7 @@ def test_zip64_extra_fields_and_end_record_are_parsed() -> None:
     assert read_all(data) == {"one": b"1" * 10, "two": b"22"}
 
 
+@pytest.mark.slow  # large generated input: in make test, not in the quick loop
 def test_more_than_65535_members_use_zipfile_zip64_end_record(tmp_path: Path) -> None:
     path = tmp_path / "many.zip"
     with zipfile.ZipFile(path, "w") as archive:
