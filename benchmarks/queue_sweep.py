@@ -23,6 +23,14 @@ POLL_SECONDS = 0.1
 TIMEOUT_SECONDS = 1800.0
 QUEUED = re.compile(r"Queued experiment '([^']+)'")
 FAILED_REF = "refs/exps/celery/failed"
+#: Seconds without a finished experiment after which an idle queue gets its worker started again.
+STALL_SECONDS = 20.0
+
+
+def worker_busy(repo: Path) -> bool:
+    """Whether ``dvc queue status`` reports an active worker."""
+    status = subprocess.run(["dvc", "queue", "status"], cwd=repo, capture_output=True, text=True, check=False)
+    return "Worker status: 0 active" not in status.stdout
 
 
 def git_refs(repo: Path) -> list[str]:
@@ -41,16 +49,26 @@ def main(argv: list[str]) -> int:
     if queued.returncode != 0 or not names:
         result["failure"] = f"dvc exp run --queue: {(queued.stderr or queued.stdout).strip()[-300:]}"
     else:
-        subprocess.run(["dvc", "queue", "start", "-j", "1"], cwd=repo, capture_output=True, check=False)
+        start_worker = ["dvc", "queue", "start", "-j", "1"]
+        subprocess.run(start_worker, cwd=repo, capture_output=True, check=False)
         deadline = started + TIMEOUT_SECONDS
+        progress, last_progress = -1, time.perf_counter()
         while time.perf_counter() < deadline:
             refs = git_refs(repo)
             if FAILED_REF in refs:
                 result["failure"] = "an experiment failed (dvc queue status)"
                 break
-            if all(any(ref.endswith(f"/{name}") for ref in refs) for name in names):
+            done = sum(any(ref.endswith(f"/{name}") for ref in refs) for name in names)
+            if done == len(names):
                 result["seconds"] = time.perf_counter() - started
                 break
+            if done != progress:
+                progress, last_progress = done, time.perf_counter()
+            elif time.perf_counter() - last_progress > STALL_SECONDS and not worker_busy(repo):
+                # DVC's worker can shut down while an experiment is still queued (seen here: the
+                # queue then waits forever): start it again, as a user would.
+                subprocess.run(start_worker, cwd=repo, capture_output=True, check=False)
+                last_progress = time.perf_counter()
             time.sleep(POLL_SECONDS)
         else:
             result["failure"] = f"not done after {TIMEOUT_SECONDS:.0f} s"

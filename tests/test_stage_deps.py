@@ -70,6 +70,28 @@ def test_stages_never_import_each_other() -> None:
         )
 
 
+def test_the_package_has_no_import_cycle() -> None:
+    """Modules form layers: following imports from any module never leads back to it."""
+    root = PROJECT_ROOT / PACKAGE
+    graph = {
+        f"{PACKAGE}.{path.stem}": imported_modules(path) - {PACKAGE}
+        for path in root.glob("*.py")
+        if path.stem != "__init__"
+    }
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, f"import cycle: {' -> '.join((*path[path.index(module) :], module))}"
+        if module in done:
+            return
+        for imported in sorted(graph.get(module, ())):
+            visit(imported, (*path, module))
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, ())
+
+
 # params: which stages an option re-runs ---------------------------------------------------------
 
 

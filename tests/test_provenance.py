@@ -1,0 +1,38 @@
+"""The code guard every stage runs first in a team repository: the installed code of a stage
+must be what mnist-pipeline.yaml records (no record: this repository tracks module files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from mnist_pipeline.provenance import CODE_FILE, code_digest, import_closure, stale_code
+
+MODULE = "mnist_pipeline.export_csv"
+
+
+def record(tmp_path: Path, code: object) -> Path:
+    path = tmp_path / CODE_FILE
+    path.write_text(yaml.safe_dump({"version": "0.2.0", "code": code}))
+    return path
+
+
+def test_the_digest_covers_the_import_closure() -> None:
+    closure = import_closure(MODULE)
+    assert {MODULE, "mnist_pipeline.stage", "mnist_pipeline.provenance"} <= closure
+    assert "mnist_pipeline.png" not in closure  # the CSV export does not run the PNG encoder
+    assert code_digest(MODULE) == code_digest(MODULE) and len(code_digest(MODULE)) == 64
+
+
+def test_matching_or_absent_records_let_the_stage_run(tmp_path: Path) -> None:
+    assert stale_code(MODULE, tmp_path / CODE_FILE) is None
+    assert stale_code(MODULE, record(tmp_path, {"export_csv": code_digest(MODULE)})) is None
+
+
+def test_other_or_missing_code_stops_the_stage_naming_the_fix(tmp_path: Path) -> None:
+    for code in ({"export_csv": "0" * 64}, {"export_npz": code_digest("mnist_pipeline.export_npz")}):
+        message = stale_code(MODULE, record(tmp_path, code))
+        assert message is not None and "run `mnist-pipeline init --upgrade`" in message and MODULE in message
+    (tmp_path / CODE_FILE).write_text("code: [unclosed")
+    assert "not valid YAML" in (stale_code(MODULE, tmp_path / CODE_FILE) or "")
