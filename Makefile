@@ -60,11 +60,11 @@ lint: $(DEV_STAMP)
 types: $(DEV_STAMP)
 	$(BIN)/mypy
 
-# The quick tests on both cores, then the slow ones (DVC end to end, real servers) one at a time:
-# they are CPU-bound and some measure elapsed time.
+# Both cores: the quick tests spread test by test, then the slow ones (DVC end to end, real
+# servers) module by module, so that each module's repository fixture is built once.
 unit: $(DEV_STAMP)
 	$(BIN)/pytest -m "not slow" -n 2
-	$(BIN)/pytest -m slow
+	$(BIN)/pytest -m slow -n 2 --dist loadfile
 
 # Regenerate params.yaml from conf/ after editing conf/ (dvc exp run does it by itself).
 params: $(STAMP)
