@@ -168,9 +168,7 @@ def status_vs_floor(repo: Path, floor: Path, what: str, goal: Goal | None, round
 
 def trivial_repo(directory: Path) -> Path:
     """A one-stage pipeline with Hydra, as ours: ``echo ${value} > out.txt``, persisted."""
-    directory.mkdir(parents=True)
-    run(directory, "git", "init", "-q", "-b", "main")
-    run(directory, "dvc", "init", "-q")
+    empty_dvc_repo(directory)
     (directory / ".dvc" / "config").write_text("[core]\n    analytics = false\n[hydra]\n    enabled = true\n")
     (directory / "conf").mkdir()
     (directory / "conf" / "config.yaml").write_text("value: 0\n")

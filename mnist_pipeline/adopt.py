@@ -172,7 +172,8 @@ def plan(repo: Path, stages_dir: str, upgrade: bool) -> list[Planned]:
     for target in targets:
         safe_target(target, repo)
     relative_root = os.path.relpath(repo, repo / stages_dir) if stages_dir not in ("", ".") else None
-    stages = team_stages(source_stages(), relative_root)
+    source = source_stages()
+    stages = team_stages(source, relative_root)
     previous = _read_yaml(repo / CODE_FILE) if (repo / CODE_FILE).exists() else None
     if upgrade and previous is None:
         raise AdoptError(f"{repo / CODE_FILE}: not found; adopt first with `mnist-pipeline init`")
@@ -191,7 +192,7 @@ def plan(repo: Path, stages_dir: str, upgrade: bool) -> list[Planned]:
         for relative, content in conf
     ]
     planned.append(_planned_stages(repo, stages_path, stages, upgrade, relative_root))
-    record = code_record(source_stages())
+    record = code_record(source)
     record["files"] = {f"{CONF}/{relative}": hashlib.sha256(content).hexdigest() for relative, content in conf}
     planned.append(Planned(repo / CODE_FILE, _code_yaml(record), "update" if upgrade else "new", repo))
     planned.append(_planned_ignore(repo, repo / ".gitignore"))

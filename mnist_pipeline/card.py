@@ -65,7 +65,8 @@ VALUE_DTYPES = {
     "large_string": "large_string",
     "binary": "binary",
 }
-IMAGE_STRUCT = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+#: The image column as Hugging Face stores it: the PNG bytes and a path.
+IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 #: The Hub's size categories: (upper bound, name).
 SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"))
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
@@ -91,7 +92,7 @@ def hub_feature(field: pa.Field, declared: Any, path: Path) -> dict[str, Any]:
     the file's Hugging Face feature where it declares one (Image, ClassLabel), else its Arrow type."""
     kind = declared.get("_type") if isinstance(declared, dict) else None
     arrow = field.type
-    if kind == "Image" and arrow == IMAGE_STRUCT:
+    if kind == "Image" and arrow == IMAGE_TYPE:
         return {"name": field.name, "dtype": "image"}
     if kind == "ClassLabel" and pa.types.is_integer(arrow) and isinstance(declared.get("names"), list):
         names = {str(index): str(name) for index, name in enumerate(declared["names"])}
@@ -119,23 +120,22 @@ def hub_features(schema: pa.Schema, path: Path) -> list[dict[str, Any]]:
     return [hub_feature(field, declared.get(field.name), path) for field in schema]
 
 
-def read_parquet_split(path: Path, split: str) -> ParquetSplit:
-    """Features and sizes of one written Parquet file. ``num_bytes`` sums the Arrow memory of
-    each row group, read one at a time (what ``Dataset.push_to_hub`` records, without holding
-    the split whole)."""
+def read_parquet_split(path: Path, split: str, num_bytes: int) -> ParquetSplit:
+    """Features and row count of one written Parquet file, from its schema and footer only.
+    ``num_bytes`` is the split's size in Arrow memory, as the writer measured it (what
+    ``Dataset.push_to_hub`` records)."""
     try:
         parquet = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise DatasetError(f"{path}: expected the Parquet file of split {split!r} ({exc})") from exc
     with parquet:
         features = hub_features(parquet.schema_arrow, path)
-        num_bytes = sum(parquet.read_row_group(index).nbytes for index in range(parquet.num_row_groups))
         return ParquetSplit(split, path, features, parquet.metadata.num_rows, num_bytes, path.stat().st_size)
 
 
-def read_parquet_splits(parquet_dir: Path, dataset: DatasetSpec) -> list[ParquetSplit]:
+def read_parquet_splits(parquet_dir: Path, dataset: DatasetSpec, num_bytes: dict[str, int]) -> list[ParquetSplit]:
     """Every split's Parquet file, checked: one schema for all, one row per image of the split."""
-    splits = [read_parquet_split(parquet_dir / f"{name}.parquet", name) for name in dataset.splits]
+    splits = [read_parquet_split(parquet_dir / f"{name}.parquet", name, num_bytes[name]) for name in dataset.splits]
     for split in splits:
         if split.features != splits[0].features:
             raise DatasetError(f"{split.path}: expected the columns of {splits[0].path.name}, found others")
@@ -286,9 +286,10 @@ def source_lines(dataset: DatasetSpec) -> list[str]:
     ]
 
 
-def parquet_card(dataset: DatasetSpec, parquet_dir: Path) -> str:
-    """The card of the Parquet files in ``parquet_dir``, made from those files."""
-    splits = read_parquet_splits(parquet_dir, dataset)
+def parquet_card(dataset: DatasetSpec, parquet_dir: Path, num_bytes: dict[str, int]) -> str:
+    """The card of the Parquet files in ``parquet_dir``, made from those files; ``num_bytes``:
+    each split's size in Arrow memory, measured while writing."""
+    splits = read_parquet_splits(parquet_dir, dataset, num_bytes)
     lines = [
         card_front_matter(dataset, splits),
         *source_lines(dataset),

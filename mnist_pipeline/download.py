@@ -40,6 +40,7 @@ from mnist_pipeline.config import ArchiveCheck, Compression, ContainerSpec, Data
 from mnist_pipeline.errors import ArchiveError, ChecksumError, DownloadError
 from mnist_pipeline.fsio import CHUNK_SIZE, symlinked_part
 from mnist_pipeline.machine import Sources, sources_for
+from mnist_pipeline.names import redact
 from mnist_pipeline.stage import run_stage, stage_parser
 from mnist_pipeline.transfer import (
     FOLLOWED_SCHEMES,
@@ -52,7 +53,6 @@ from mnist_pipeline.transfer import (
     TransferError,
     copy_file,
     fetch,
-    loggable_url,
     open_ranged,
 )
 from mnist_pipeline.ziparchive import (
@@ -275,9 +275,9 @@ def _every_mirror_failed(pending: list[FileSpec], failures: list[Failure], datas
 
 def _where(mirror: str, file_name: str) -> str:
     try:
-        return loggable_url(mirror_url(mirror, file_name))
+        return redact(mirror_url(mirror, file_name))
     except ValueError:
-        return loggable_url(mirror)
+        return redact(mirror)
 
 
 def file_target(spec: FileSpec, run: Run) -> Target:
@@ -441,7 +441,7 @@ def _remote_zip(
     log.info(
         "%s: %s ignores Range requests; downloading the whole zip once into %s",
         container.file,
-        loggable_url(url),
+        redact(url),
         run.downloads_dir,
     )
     with opened:

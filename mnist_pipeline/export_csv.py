@@ -140,7 +140,7 @@ def export_csv(options: CsvOptions, dataset: DatasetSpec, splits: list[DecodedSp
 
 
 def prepare(params: Params, dataset_name: str) -> Write:
-    return functools.partial(export_csv, params.export_for(dataset_name).csv, params.dataset(dataset_name))
+    return functools.partial(export_csv, params.dataset(dataset_name).export.csv, params.dataset(dataset_name))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -131,7 +131,7 @@ def export_npz(
 
 def prepare(params: Params, dataset_name: str) -> Write:
     return functools.partial(
-        export_npz, params.export_for(dataset_name).npz, params.dataset(dataset_name), name=dataset_name
+        export_npz, params.dataset(dataset_name).export.npz, params.dataset(dataset_name), name=dataset_name
     )
 
 

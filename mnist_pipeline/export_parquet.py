@@ -31,13 +31,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mnist_pipeline.card import CARD_NAME, parquet_card
+from mnist_pipeline.card import CARD_NAME, IMAGE_TYPE, parquet_card
 from mnist_pipeline.config import DatasetSpec, Params, ParquetOptions, PngLayout
 from mnist_pipeline.decoded import DecodedSplit
 from mnist_pipeline.exports import Write, run_export
 from mnist_pipeline.pngpool import class_folder_names, encoded_ranges, index_width, member_name, png_workers
 
-IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 #: Rows per chunk handed to the Parquet writer: its default write batch, so the bytes equal those
 #: of one contiguous chunk, while the levels of a list column (``pixels``) are computed per chunk
 #: (measured on a 10,000-row group with pixels: Arrow's peak 28 MB instead of 103 MB).
@@ -117,10 +116,14 @@ def _rechunked(table: pa.Table) -> pa.Table:
     return pa.Table.from_batches(table.combine_chunks().to_batches(max_chunksize=WRITE_CHUNK_ROWS), table.schema)
 
 
-def write_parquet(path: Path, tables: Iterable[pa.Table], schema: pa.Schema, options: ParquetOptions) -> None:
+def write_parquet(path: Path, tables: Iterable[pa.Table], schema: pa.Schema, options: ParquetOptions) -> int:
+    """Write the row groups to ``path``; their size in Arrow memory (the card's ``num_bytes``)."""
+    num_bytes = 0
     with pq.ParquetWriter(path, schema, compression=options.compression.value) as writer:
         for group in row_groups(tables, options.row_group_size):
             writer.write_table(group, row_group_size=options.row_group_size)
+            num_bytes += group.nbytes
+    return num_bytes
 
 
 def export_parquet(
@@ -133,12 +136,13 @@ def export_parquet(
     schema = parquet_schema(dataset, [name for _, name in extra], options.pixels)
     folders = class_folder_names(len(dataset.classes))
     width = index_width(splits)
+    num_bytes = {}
     with png_workers(workers) as pool:
         for split in splits:
             tables = split_tables(split, schema, extra, pool, folders, width)
-            write_parquet(out_dir / f"{split.name}.parquet", tables, schema, options)
+            num_bytes[split.name] = write_parquet(out_dir / f"{split.name}.parquet", tables, schema, options)
     # The card is made from the files just written, so its features are their schema.
-    (out_dir / CARD_NAME).write_text(parquet_card(dataset, out_dir), encoding="utf-8")
+    (out_dir / CARD_NAME).write_text(parquet_card(dataset, out_dir, num_bytes), encoding="utf-8")
     written = ", ".join(f"{split.name}.parquet {len(split):,} rows" for split in splits)
     return f"{written}, {CARD_NAME} (Hugging Face card)"
 
@@ -146,7 +150,7 @@ def export_parquet(
 def prepare(params: Params, dataset_name: str) -> Write:
     return functools.partial(
         export_parquet,
-        params.export_for(dataset_name).parquet,
+        params.dataset(dataset_name).export.parquet,
         params.dataset(dataset_name),
         workers=params.export.workers,
     )

@@ -75,7 +75,7 @@ def export_png(
 
 def prepare(params: Params, dataset_name: str) -> Write:
     return functools.partial(
-        export_png, params.export_for(dataset_name).png, params.dataset(dataset_name), workers=params.export.workers
+        export_png, params.dataset(dataset_name).export.png, params.dataset(dataset_name), workers=params.export.workers
     )
 
 

@@ -128,18 +128,6 @@ def shown(value: object) -> str:
     return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 4] + "...'"
 
 
-def loggable_url(url: str) -> str:
-    """``url`` without user info, query or fragment: any of them may carry a token."""
-    text = redact(url)
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return text.split("?", 1)[0].split("#", 1)[0]
-    if not parts.query and not parts.fragment:
-        return text
-    return parts._replace(query="***" if parts.query else "", fragment="").geturl()
-
-
 def parse_count(value: object) -> int | None:
     """A non-negative count from a header value, or None unless it is 1-18 ASCII digits."""
     if value is None:
@@ -398,7 +386,7 @@ class SafeRedirectHandler(urllib.request.HTTPRedirectHandler):
             if scheme not in FOLLOWED_SCHEMES:
                 fp.close()
                 raise TransferError(
-                    f"redirect to {shown(loggable_url(target))} refused (only http and https are followed)",
+                    f"redirect to {shown(redact(target))} refused (only http and https are followed)",
                     Severity.SKIP,
                 )
         return super().http_error_302(req, fp, code, msg, headers)  # type: ignore[arg-type]
@@ -644,7 +632,7 @@ def fetch(
         if end is not None and writer.size < end:
             raise TransferError(f"body cut at byte {writer.size} of {end}", Severity.RETRY)
 
-    with_retries(client, budget, f"{writer.target.name}: {loggable_url(url)}", attempt)
+    with_retries(client, budget, f"{writer.target.name}: {redact(url)}", attempt)
 
 
 class RangedFile:
@@ -659,7 +647,7 @@ class RangedFile:
         self._url = url
         self._total = total
         self._blocks = [block]
-        self.where = loggable_url(url)
+        self.where = redact(url)
         self.requests = 1
         self.received = len(block[1])
 
@@ -725,4 +713,4 @@ def open_ranged(client: Client, budget: Budget, url: str, tail_length: int) -> R
         total = span.total if span.total is not None else span.start + len(body)
         return RangedFile(client, budget, url, total, (span.start, bytes(body)))
 
-    return with_retries(client, budget, loggable_url(url), attempt)
+    return with_retries(client, budget, redact(url), attempt)

@@ -48,8 +48,7 @@ from mnist_pipeline.ziparchive import (
     read_member,
 )
 
-#: The tree's last file (DVC tracks the tree through it) and its first column, listing every other member.
-MANIFEST = MANIFEST_NAME
+#: The manifest's first column (the tree's last file, which DVC tracks): every other member.
 MANIFEST_PATH_COLUMN = MANIFEST_COLUMNS[0]
 #: Written into every tree: the proof that a folder is one this module may replace.
 MARKER = ".mnist-pipeline-tree"
@@ -148,8 +147,8 @@ def survey_export(source: ReadAt, directory: CentralDirectory, where: str, budge
             raise ArchiveError(f"{where}: refusing member {member.name!r}: expected files only, found a folder entry")
         if member.name in (MARKER, GITIGNORE):
             raise _not_an_export(where, f"a member named {member.name!r}, a name unpack writes itself")
-        if member.name == MANIFEST and index != directory.count - 1:
-            raise _not_an_export(where, f"{MANIFEST} at entry {index + 1} of {directory.count}")
+        if member.name == MANIFEST_NAME and index != directory.count - 1:
+            raise _not_an_export(where, f"{MANIFEST_NAME} at entry {index + 1} of {directory.count}")
         declared += member.size
         if declared > budget:
             raise ArchiveError(
@@ -158,14 +157,14 @@ def survey_export(source: ReadAt, directory: CentralDirectory, where: str, budge
             )
         last = member
     assert last is not None  # the count is at least one and iter_members yields exactly count entries
-    if last.name != MANIFEST:
-        raise _not_an_export(where, f"no {MANIFEST} (last member {last.name!r})")
+    if last.name != MANIFEST_NAME:
+        raise _not_an_export(where, f"no {MANIFEST_NAME} (last member {last.name!r})")
     return Survey(count=directory.count, manifest=last)
 
 
 def _not_an_export(where: str, found: str) -> ArchiveError:
     return ArchiveError(
-        f"{where}: expected a PNG export of mnist-pipeline (last member {MANIFEST}, listing every other), "
+        f"{where}: expected a PNG export of mnist-pipeline (last member {MANIFEST_NAME}, listing every other), "
         f"found {found}; refusing to unpack it"
     )
 
@@ -180,9 +179,13 @@ def _write_members(source: ReadAt, directory: CentralDirectory, survey: Survey, 
             row = next(listed, None)
             if row != member.name:
                 expected = "the end of the list" if row is None else repr(row)
-                raise _not_an_export(where, f"member {member.name!r} where {MANIFEST} row {count + 1} lists {expected}")
+                raise _not_an_export(
+                    where, f"member {member.name!r} where {MANIFEST_NAME} row {count + 1} lists {expected}"
+                )
         elif (extra := next(listed, None)) is not None:
-            raise _not_an_export(where, f"{MANIFEST} row {count + 1} listing {extra!r}, which the zip does not hold")
+            raise _not_an_export(
+                where, f"{MANIFEST_NAME} row {count + 1} listing {extra!r}, which the zip does not hold"
+            )
         parent = member.name.rpartition("/")[0]
         try:
             if parent not in made_dirs:
@@ -204,11 +207,11 @@ def _manifest_paths(source: ReadAt, manifest: ZipMember, where: str) -> Iterator
     try:
         header = next(rows, [])
         if header[:1] != [MANIFEST_PATH_COLUMN]:
-            raise _not_an_export(where, f"{MANIFEST} with header {header[:5]!r}")
+            raise _not_an_export(where, f"{MANIFEST_NAME} with header {header[:5]!r}")
         for row in rows:
             yield row[0] if row else ""
     except csv.Error as exc:
-        raise _not_an_export(where, f"{MANIFEST} that is not CSV ({exc})") from exc
+        raise _not_an_export(where, f"{MANIFEST_NAME} that is not CSV ({exc})") from exc
 
 
 def _text_lines(chunks: Iterable[bytes], where: str) -> Iterator[str]:
@@ -222,7 +225,7 @@ def _text_lines(chunks: Iterable[bytes], where: str) -> Iterator[str]:
                 yield line + "\n"
         pending += decoder.decode(b"", final=True)
     except UnicodeDecodeError as exc:
-        raise _not_an_export(where, f"{MANIFEST} that is not UTF-8 ({exc.reason})") from exc
+        raise _not_an_export(where, f"{MANIFEST_NAME} that is not UTF-8 ({exc.reason})") from exc
     if pending:
         yield pending
 
@@ -247,7 +250,7 @@ def _write_member(source: ReadAt, member: ZipMember, path: str, where: str) -> N
 def _write_marks(staging: Path) -> None:
     """The ownership marker (with the manifest's digest, naming the tree's content) and the
     ignore file. Both names start with a dot and no export member does, so neither clashes."""
-    marker = f"{MARKER_HEADER}{MANIFEST} sha256 {sha256_of(staging / MANIFEST)}\n".encode()
+    marker = f"{MARKER_HEADER}{MANIFEST_NAME} sha256 {sha256_of(staging / MANIFEST_NAME)}\n".encode()
     for name, content in ((MARKER, marker), (GITIGNORE, GITIGNORE_CONTENT)):
         descriptor = os.open(staging / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:

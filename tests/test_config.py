@@ -199,7 +199,7 @@ def test_per_dataset_export_override_is_validated() -> None:
         params_from_dict(params)
     params = with_change(f"{MNIST}.export", {"csv": {"header": False}})
     loaded = params_from_dict(params)
-    assert loaded.export_for("mnist").csv.header is False and loaded.export.csv.header is True
+    assert loaded.dataset("mnist").export.csv.header is False and loaded.export.csv.header is True
 
 
 def test_unknown_key_is_rejected() -> None:

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from mnist_pipeline import download
-from mnist_pipeline.transfer import loggable_url, parse_content_range, parse_count
+from mnist_pipeline.names import redact
+from mnist_pipeline.transfer import parse_content_range, parse_count
 from tests.support.data import TinyDataset, gzip_bytes, params_for, write_params
 from tests.support.downloads import (
     SECRET,
@@ -391,7 +392,7 @@ def test_redirect_off_http_is_refused(
     assert code == 0
     assert_canonical(raw, tiny)
     err = capsys.readouterr().err
-    assert f"skipping mirror {bad.url}{TRAIN_IMAGES}: redirect to '{loggable_url(location)}' refused" in err
+    assert f"skipping mirror {bad.url}{TRAIN_IMAGES}: redirect to '{redact(location)}' refused" in err
     assert_clean(tmp_path, err, secrets=("hunter2", "tok3n"))
 
 
@@ -641,7 +642,7 @@ def test_mirror_url_forms() -> None:
     assert download.mirror_url("https://host/my data/", "a.gz") == "https://host/my%20data/a.gz"
     assert download.mirror_url("https://host/b/?sig=x", "a.gz") == "https://host/b/a.gz?sig=x"
     assert download.mirror_url("/srv/mnist", "a.gz") == "file:///srv/mnist/a.gz"
-    assert loggable_url("https://host/b/a.gz?sig=x#frag") == "https://host/b/a.gz?***"
+    assert redact("https://host/b/a.gz?sig=x#frag") == "https://host/b/a.gz?***"
 
 
 def test_a_symlinked_dataset_folder_is_not_written_through(

@@ -3,11 +3,12 @@ must be what mnist-pipeline.yaml records (no record: this repository tracks modu
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import yaml
 
-from mnist_pipeline.provenance import CODE_FILE, code_digest, import_closure, stale_code
+from mnist_pipeline.provenance import CODE_FILE, code_digest, import_closure, package_root, stale_code
 
 MODULE = "mnist_pipeline.export_csv"
 
@@ -18,11 +19,17 @@ def record(tmp_path: Path, code: object) -> Path:
     return path
 
 
-def test_the_digest_covers_the_import_closure() -> None:
+def test_the_digest_covers_the_import_closure_and_nothing_else(tmp_path: Path) -> None:
     closure = import_closure(MODULE)
     assert {MODULE, "mnist_pipeline.stage", "mnist_pipeline.provenance"} <= closure
     assert "mnist_pipeline.png" not in closure  # the CSV export does not run the PNG encoder
-    assert code_digest(MODULE) == code_digest(MODULE) and len(code_digest(MODULE)) == 64
+    root = tmp_path / "mnist_pipeline"
+    shutil.copytree(package_root(), root, ignore=shutil.ignore_patterns("__pycache__"))
+    before = code_digest(MODULE, root)
+    (root / "png.py").write_text((root / "png.py").read_text() + "# outside the closure\n")
+    assert code_digest(MODULE, root) == before
+    (root / "names.py").write_text((root / "names.py").read_text() + "# inside the closure\n")
+    assert code_digest(MODULE, root) != before
 
 
 def test_matching_or_absent_records_let_the_stage_run(tmp_path: Path) -> None:
