@@ -1,11 +1,21 @@
-"""check stage: validate params.yaml before any other stage runs.
+"""check stage: validate params.yaml before any other stage runs, and write each selected
+dataset's params view.
 
-This stage depends on the whole of params.yaml and every other stage depends on its marker, so
-a bad value in any key, including keys no stage tracks (``export.workers``, ``download.*``),
-stops ``dvc repro`` / ``dvc exp run`` here, before anything runs. The marker's bytes never
-change, so a passing check re-runs nothing downstream by itself. (Outputs are ``persist: true``
-and every stage validates again on its own, so a run that skips this stage, ``dvc repro -s``,
-still costs no output: see mnist_pipeline.stage.)
+This stage depends on the whole of params.yaml and conf/, and writes ``data/params/<d>.yaml``
+for every selected dataset: params.yaml with only that dataset in ``datasets`` (and in
+``export.build``), every shared section kept, same keys. Each of a dataset's stages tracks its
+keys from its view and reads its params from it, so:
+
+- a bad value in any key, including keys no stage tracks (``export.workers``, ``download.*``),
+  stops ``dvc repro`` / ``dvc exp run`` here, before anything else runs (every other stage
+  depends on a view, so DVC orders this stage first);
+- DVC parses one dataset's worth of params per stage, not the whole family's: with DVC
+  parsing a stage's params file on every ``status``, ``repro`` and ``exp run``, one shared
+  params.yaml made the cost grow with the square of the datasets selected;
+- a view rewritten with the same values re-runs nothing: DVC compares the tracked values.
+
+(Outputs are ``persist: true`` and every stage validates its own view again, so a run that skips
+this stage, ``dvc repro -s``, still costs no output: see mnist_pipeline.stage.)
 """
 
 from __future__ import annotations
@@ -13,13 +23,15 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
+from typing import Any
 
-from mnist_pipeline.config import Params
+import yaml
+
+from mnist_pipeline.config import Params, read_params
 from mnist_pipeline.errors import ConfigError, PipelineError
-from mnist_pipeline.fsio import symlinked_part, write_bytes_atomic
-from mnist_pipeline.stage import run_stage, stage_parser
+from mnist_pipeline.fsio import atomic_dir, symlinked_part
+from mnist_pipeline.stage import PARAMS_VIEWS, run_stage, stage_parser
 
-CHECKED = b"params.yaml passed mnist_pipeline.check\n"
 #: A resolver call (``${oc.env:TOKEN}``, ``${oc.decode:...}``): DVC resolves it while composing,
 #: so this machine's value would reach params.yaml, dvc.lock, the run record and the dataset card.
 #: Plain node interpolations (``${export.workers}``) and the resolvers that only read the config
@@ -30,9 +42,9 @@ CONFIG_ONLY_RESOLVERS = ("oc.dict.keys", "oc.dict.values", "oc.select")
 DATASET_FOLDERS = ("raw", "idx", "decoded", "export")
 
 
-def check(params: Params, conf_dir: Path, marker: Path) -> str:
+def check(params: Params, raw: dict[str, Any], conf_dir: Path, views: Path) -> str:
     """The rules loading cannot see (what conf/ asks DVC to resolve, output folders that are
-    links), then the marker."""
+    links), then the views of ``raw`` (the params just validated as ``params``)."""
     for path in sorted(conf_dir.rglob("*.yaml")):
         for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
             calls = [name for name in RESOLVER_CALL.findall(line) if name not in CONFIG_ONLY_RESOLVERS]
@@ -42,17 +54,28 @@ def check(params: Params, conf_dir: Path, marker: Path) -> str:
                     "params.yaml, dvc.lock and the exports; put mirrors and download settings in "
                     "mnist-pipeline.local.yaml and credentials in ~/.netrc (README: Mirrors)"
                 )
-    for name in params.datasets:
-        # Outputs are persisted, so DVC deletes nothing before a stage refuses; but it checks cached
-        # outputs out wherever their folders point. Stop at the first stage instead.
-        for folder in (marker.parent / name / part for part in DATASET_FOLDERS):
-            linked = symlinked_part(folder)
-            if linked is not None:
-                raise PipelineError(
-                    f"{linked}: is a symbolic link; refusing to let any stage write {folder} through it"
-                )
-    write_bytes_atomic(marker, CHECKED)
-    return f"params valid for {', '.join(params.datasets)} -> {marker}"
+    # Outputs are persisted, so DVC deletes nothing before a stage refuses; but it checks cached
+    # outputs out wherever their folders point. Stop at the first stage instead.
+    data = views.parent
+    for folder in [views, *(data / name / part for name in params.datasets for part in DATASET_FOLDERS)]:
+        linked = symlinked_part(folder)
+        if linked is not None:
+            raise PipelineError(f"{linked}: is a symbolic link; refusing to let any stage write {folder} through it")
+    # One folder, replaced whole: a dataset no longer selected leaves no view behind.
+    with atomic_dir(views) as scratch:
+        for name in params.datasets:
+            (scratch / f"{name}.yaml").write_text(
+                yaml.safe_dump(dataset_view(raw, name), sort_keys=False, allow_unicode=True), encoding="utf-8"
+            )
+    return f"params valid for {', '.join(params.datasets)} -> {views}/"
+
+
+def dataset_view(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    """params.yaml as the stages of dataset ``name`` see it: every shared section, and of the
+    selected datasets only ``name``, in ``datasets`` and in ``export.build``."""
+    export = raw["export"]
+    build = {fmt: [selected for selected in names if selected == name] for fmt, names in export["build"].items()}
+    return {**raw, "export": {**export, "build": build}, "datasets": {name: raw["datasets"][name]}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,9 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--conf", type=Path, default=Path("conf"), help="the config folder params.yaml is composed from"
     )
-    parser.add_argument("marker", type=Path, help="file written when the params pass")
+    parser.add_argument("views", type=Path, help=f"folder receiving one params view per dataset ({PARAMS_VIEWS})")
     args: argparse.Namespace = parser.parse_args(argv)
-    return run_stage("check", lambda params: check(params, args.conf, args.marker), args.params)
+    return run_stage(
+        "check", lambda params: check(params, read_params(args.params), args.conf, args.views), args.params
+    )
 
 
 if __name__ == "__main__":

@@ -343,9 +343,14 @@ class _PlainLoader(yaml.SafeLoader):
 
 
 def load_params(path: Path) -> Params:
-    """Read and validate params.yaml; raise ConfigError naming the first bad key.
+    """Read and validate params.yaml (or a dataset's view of it); raise ConfigError naming the
+    first bad key."""
+    return params_from_dict(read_params(path), source=str(path))
 
-    Bounded before anything is built: at most ``MAX_PARAMS_BYTES``, no anchors or aliases."""
+
+def read_params(path: Path) -> dict[str, Any]:
+    """params.yaml as plain data, bounded before anything is built: at most ``MAX_PARAMS_BYTES``,
+    no anchors or aliases."""
     try:
         with path.open("rb") as stream:
             data = stream.read(MAX_PARAMS_BYTES + 1)
@@ -366,7 +371,7 @@ def load_params(path: Path) -> Params:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at top level, found {type(raw).__name__}")
-    return params_from_dict(raw, source=str(path))
+    return raw
 
 
 def params_from_dict(raw: dict[str, Any], source: str = "params") -> Params:

@@ -32,7 +32,7 @@ from mnist_pipeline.errors import DatasetError
 from mnist_pipeline.fsio import atomic_dir
 from mnist_pipeline.idx import IdxHeader, read_idx_header, read_idx_rows
 from mnist_pipeline.records import SplitStats, write_stats
-from mnist_pipeline.stage import run_stage, stage_parser
+from mnist_pipeline.stage import params_file, run_stage, stage_parser
 
 
 def stored_labels(rows: npt.NDArray[Any], labels: LabelSpec) -> npt.NDArray[np.int64]:
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     return run_stage(
         f"decode@{args.dataset}",
         lambda params: decode(params, args.dataset, args.idx_dir, args.decoded, args.stats),
-        args.params,
+        params_file(args),
     )
 
 

@@ -41,7 +41,7 @@ from mnist_pipeline.errors import ArchiveError, ChecksumError, DownloadError
 from mnist_pipeline.fsio import CHUNK_SIZE, symlinked_part
 from mnist_pipeline.machine import Sources, sources_for
 from mnist_pipeline.names import redact
-from mnist_pipeline.stage import run_stage, stage_parser
+from mnist_pipeline.stage import params_file, run_stage, stage_parser
 from mnist_pipeline.transfer import (
     FOLLOWED_SCHEMES,
     Budget,
@@ -502,10 +502,8 @@ def main(argv: list[str] | None = None) -> int:
     args: argparse.Namespace = parser.parse_args(argv)
     return run_stage(
         f"download@{args.dataset}",
-        lambda params: download(
-            params, args.dataset, args.raw_dir, sources_for(params, args.dataset, args.params.parent)
-        ),
-        args.params,
+        lambda params: download(params, args.dataset, args.raw_dir, sources_for(params, args.dataset, Path())),
+        params_file(args),
     )
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from mnist_pipeline.config import Params
 from mnist_pipeline.decoded import DecodedSplit, open_decoded
 from mnist_pipeline.fsio import atomic_dir, write_sha256sums
-from mnist_pipeline.stage import run_stage, stage_parser
+from mnist_pipeline.stage import params_file, run_stage, stage_parser
 
 #: An export with its options and dataset facts bound: (decoded splits, staging folder) -> summary.
 Write = Callable[[list[DecodedSplit], Path], str]
@@ -48,4 +48,4 @@ def run_export(format_name: str, prepare: Callable[[Params, str], Write], argv: 
             write_sha256sums(args.output, args.sums)
         return summary
 
-    return run_stage(stage_name(format_name, args.dataset), work, args.params)
+    return run_stage(stage_name(format_name, args.dataset), work, params_file(args))

@@ -14,7 +14,7 @@ from pathlib import Path
 from mnist_pipeline.archive import extract_payload, payload_name
 from mnist_pipeline.config import Params
 from mnist_pipeline.fsio import atomic_dir
-from mnist_pipeline.stage import run_stage, stage_parser
+from mnist_pipeline.stage import params_file, run_stage, stage_parser
 
 
 def extract(params: Params, name: str, raw_dir: Path, idx_dir: Path) -> str:
@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("idx_dir", type=Path)
     args: argparse.Namespace = parser.parse_args(argv)
     return run_stage(
-        f"extract@{args.dataset}", lambda params: extract(params, args.dataset, args.raw_dir, args.idx_dir), args.params
+        f"extract@{args.dataset}",
+        lambda params: extract(params, args.dataset, args.raw_dir, args.idx_dir),
+        params_file(args),
     )
 
 

@@ -29,7 +29,7 @@ from mnist_pipeline.config import DatasetSpec, Params
 from mnist_pipeline.decoded import DecodedSplit, ExportSplit, open_decoded
 from mnist_pipeline.fsio import write_bytes_atomic
 from mnist_pipeline.records import ArchiveRecord, SplitStats, read_checksums, read_stats
-from mnist_pipeline.stage import run_stage, stage_parser
+from mnist_pipeline.stage import params_file, run_stage, stage_parser
 
 ZOOM = 2
 BAR_HEIGHT = 8
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     return run_stage(
         f"report@{args.dataset}",
         lambda params: report(params, args.dataset, args.decoded, args.stats, args.checksums, args.export_dir),
-        args.params,
+        params_file(args),
     )
 
 

@@ -1,6 +1,11 @@
 """The thin shell every stage shares: the code guard, params loading, logging, one-line errors,
 exit codes.
 
+A per-dataset stage reads its dataset's params view, ``data/params/<dataset>.yaml``: params.yaml
+with only that dataset, written by the ``check`` stage and tracked by the stage's DVC params (so
+that DVC parses a file of one dataset's size per stage, whatever the number of datasets
+selected). The stage runs with exactly the values dvc.lock records for it.
+
 Every output in dvc.yaml is ``persist: true``: DVC leaves the previous outputs in place while a
 stage runs, so whatever this shell refuses (params that fail validation, code the team
 repository does not record) costs no output, however the stage was started (``dvc repro``,
@@ -14,31 +19,52 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 from mnist_pipeline.config import Params, load_params
-from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.errors import ConfigError, PipelineError
 from mnist_pipeline.provenance import CODE_FILE, stale_code
 
 log = logging.getLogger("mnist_pipeline")
+#: Where the ``check`` stage writes each dataset's params view (dvc.yaml names the same folder).
+PARAMS_VIEWS = Path("data") / "params"
 
 
 def stage_parser(description: str, *, per_dataset: bool = True) -> argparse.ArgumentParser:
     """The arguments every stage takes: the params file and, for per-dataset stages, the
     dataset (a key of ``datasets`` in params.yaml)."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="validated params file")
     if per_dataset:
         parser.add_argument("--dataset", required=True, help="name of the dataset in params.yaml (datasets.<name>)")
+        parser.add_argument("--params", type=Path, help=f"params file (default: {PARAMS_VIEWS}/<dataset>.yaml)")
+    else:
+        parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file")
     return parser
+
+
+def params_view(dataset: str) -> Path:
+    """The params view of ``dataset`` that the ``check`` stage writes."""
+    return PARAMS_VIEWS / f"{dataset}.yaml"
+
+
+def params_file(args: argparse.Namespace) -> Path:
+    """The params a stage parsed by ``stage_parser`` reads: ``--params``, or its dataset's view."""
+    return cast(Path, args.params) if args.params is not None else params_view(args.dataset)
 
 
 def run_stage(name: str, work: Callable[[Params], str], params_path: Path) -> int:
     """Validate params, run ``work``, log its summary; expected failures become one line, exit 1."""
     _configure_logging(name)
     try:
-        stale = stale_code(_stage_module(work), params_path.parent / CODE_FILE)
+        # The stage runs in the repository's root (DVC's wdir), where init writes the record.
+        stale = stale_code(_stage_module(work), Path(CODE_FILE))
         if stale:
             raise PipelineError(stale)
+        if params_path.parent == PARAMS_VIEWS and not params_path.exists():
+            raise ConfigError(
+                f"{params_path}: not found; the check stage writes it for each dataset of params.yaml: "
+                "run `dvc repro` (or select the dataset with -S dataset=...)"
+            )
         params = load_params(params_path)
         summary = work(params)
     except PipelineError as exc:

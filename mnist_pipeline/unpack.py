@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from mnist_pipeline.config import Params
-from mnist_pipeline.stage import run_stage, stage_parser
+from mnist_pipeline.stage import params_file, run_stage, stage_parser
 from mnist_pipeline.tree import unpack_zip
 
 
@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("archive", type=Path)
     parser.add_argument("tree", type=Path)
     args: argparse.Namespace = parser.parse_args(argv)
-    return run_stage(f"unpack@{args.dataset}", lambda params: unpack(params, args.archive, args.tree), args.params)
+    return run_stage(
+        f"unpack@{args.dataset}", lambda params: unpack(params, args.archive, args.tree), params_file(args)
+    )
 
 
 if __name__ == "__main__":

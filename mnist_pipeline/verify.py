@@ -14,7 +14,7 @@ from pathlib import Path
 from mnist_pipeline.archive import check_archive
 from mnist_pipeline.config import Compression, FileSpec, Params
 from mnist_pipeline.records import ArchiveRecord, Digests, write_checksums
-from mnist_pipeline.stage import run_stage, stage_parser
+from mnist_pipeline.stage import params_file, run_stage, stage_parser
 
 
 def archive_record(path: Path, spec: FileSpec, params: Params, compression: Compression) -> ArchiveRecord:
@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("record", type=Path, help="checksums.json to write")
     args: argparse.Namespace = parser.parse_args(argv)
     return run_stage(
-        f"verify@{args.dataset}", lambda params: verify(params, args.dataset, args.raw_dir, args.record), args.params
+        f"verify@{args.dataset}",
+        lambda params: verify(params, args.dataset, args.raw_dir, args.record),
+        params_file(args),
     )
 
 

@@ -156,6 +156,10 @@ def test_init_refuses_to_overwrite_the_teams_files(
     assert not (other / "params.yaml").exists()
 
 
+def without_views(tree: dict[str, str]) -> dict[str, str]:
+    return {name: digest for name, digest in tree.items() if not name.startswith("params/")}
+
+
 @pytest.mark.slow
 def test_an_upgrade_reruns_exactly_the_stages_whose_code_changed(
     team_repo: tuple[Path, Installed, FaultServer], tmp_path: Path
@@ -173,12 +177,16 @@ def test_an_upgrade_reruns_exactly_the_stages_whose_code_changed(
     stale = run(repo, "dvc", "exp", "run", *overrides, check=False, extra_env=upgraded.env())
     assert stale.returncode != 0
     assert "run `mnist-pipeline init --upgrade`" in stale.stdout + stale.stderr
-    assert sha256_tree(repo / "data") == outputs
+    # check passed and wrote the views of that composition; every data output is untouched.
+    assert without_views(sha256_tree(repo / "data")) == without_views(outputs)
+    assert "header: false" in (repo / "data" / "params" / "tiny.yaml").read_text()
     run(repo, "git", "checkout", "params.yaml", "dvc.lock")  # the refused run recorded check
     run(repo, "mnist-pipeline", "init", "--upgrade", extra_env=upgraded.env())
     result = run(repo, "dvc", "repro", extra_env=upgraded.env())
     ran = [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")]
-    assert ran == ["export_csv@tiny"]
+    # check again (its views are not those dvc.lock records), then the upgraded stage only
+    assert ran == ["check", "export_csv@tiny"]
+    assert sha256_tree(repo / "data")["params/tiny.yaml"] == outputs["params/tiny.yaml"]
     assert "0.2.1" in (repo / "mnist-pipeline.yaml").read_text()
     assert without_block((repo / "dvc.yaml").read_text()) == without_block(before)
     run(repo, "git", "add", "-A")

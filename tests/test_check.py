@@ -27,23 +27,23 @@ def test_a_resolver_call_in_conf_is_refused_without_its_value(
     dataset = conf / "dataset" / "mnist.yaml"
     dataset.write_text(dataset.read_text() + f"homepage: {call}\n")
     params = write_params(tmp_path / "p", committed_params())
-    marker = tmp_path / "checked"
-    assert check.main(["--params", str(params), "--conf", str(conf), str(marker)]) == 1
+    views = tmp_path / "views"
+    assert check.main(["--params", str(params), "--conf", str(conf), str(views)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"check: error: {dataset}:") and "mnist-pipeline.local.yaml" in err
-    assert "\n" not in err and "MIRROR_TOKEN" not in err and not marker.exists()
+    assert "\n" not in err and "MIRROR_TOKEN" not in err and not views.exists()
 
 
 def test_plain_interpolations_pass(tmp_path: Path, conf: Path) -> None:
     config = conf / "config.yaml"
     config.write_text(config.read_text() + "note: ${export.workers}\n")
     params = write_params(tmp_path / "p", committed_params())
-    marker = tmp_path / "checked"
-    assert check.main(["--params", str(params), "--conf", str(conf), str(marker)]) == 0
-    assert marker.read_bytes() == check.CHECKED
+    views = tmp_path / "views"
+    assert check.main(["--params", str(params), "--conf", str(conf), str(views)]) == 0
+    assert [view.name for view in views.iterdir()] == ["mnist.yaml"]
 
 
-@pytest.mark.parametrize("linked", ["data", "data/mnist", "data/mnist/export"])
+@pytest.mark.parametrize("linked", ["data", "data/params", "data/mnist", "data/mnist/export"])
 def test_a_linked_output_folder_stops_the_first_stage(
     tmp_path: Path, linked: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -53,7 +53,7 @@ def test_a_linked_output_folder_stops_the_first_stage(
     Path(linked).parent.mkdir(parents=True, exist_ok=True)
     Path(linked).symlink_to(elsewhere, target_is_directory=True)
     params = write_params(tmp_path / "p", committed_params())
-    code = check.main(["--params", str(params), "--conf", str(PROJECT_ROOT / "conf"), "data/params.checked"])
+    code = check.main(["--params", str(params), "--conf", str(PROJECT_ROOT / "conf"), "data/params"])
     assert code == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"check: error: {linked}: is a symbolic link; refusing") and "\n" not in err

@@ -214,19 +214,37 @@ def test_missing_key_is_rejected() -> None:
         params_from_dict(params)
 
 
-def test_check_stage_writes_its_marker_only_for_valid_params(
+def test_check_stage_writes_one_view_per_dataset_and_keeps_them_on_refusal(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    marker = tmp_path / "params.checked"
-    good = write_params(tmp_path / "good", committed_params())
-    assert check.main(["--params", str(good), str(marker)]) == 0
-    assert marker.read_bytes() == check.CHECKED
-    marker.unlink()
+    """Each view is params.yaml with one dataset (in ``datasets`` and ``export.build``), every
+    shared section as it was; a refused check leaves the previous views byte for byte, and a
+    dataset no longer selected leaves no view."""
+    views = tmp_path / "views"
+    raw = composed(tmp_path, "dataset=[mnist,fashion_mnist]", "formats=[npz,parquet]")
+    assert check.main(["--params", str(write_params(tmp_path / "two", raw)), str(views)]) == 0
+    written = {view.name: view.read_bytes() for view in views.iterdir()}
+    assert sorted(written) == ["fashion_mnist.yaml", "mnist.yaml"]
+    for name in ("mnist", "fashion_mnist"):
+        view = yaml.safe_load(written[f"{name}.yaml"])
+        assert view["datasets"] == {name: raw["datasets"][name]}
+        assert view["export"]["build"] == {"npz": [name], "csv": [], "png": [], "parquet": [name]}
+        assert {key: value for key, value in view.items() if key not in ("datasets", "export")} == {
+            key: value for key, value in raw.items() if key not in ("datasets", "export")
+        }
+        assert {k: v for k, v in view["export"].items() if k != "build"} == {
+            k: v for k, v in raw["export"].items() if k != "build"
+        }
+        assert list(load_params(views / f"{name}.yaml").datasets) == [name]
+
     bad = write_params(tmp_path / "bad", with_change("export.npz.validation_size", -5))
-    assert check.main(["--params", str(bad), str(marker)]) == 1
+    assert check.main(["--params", str(bad), str(views)]) == 1
     (line,) = capsys.readouterr().err.strip().splitlines()[-1:]
     assert line.startswith("check: error: ") and "export.npz.validation_size: expected >= 0, found -5" in line
-    assert not marker.exists()
+    assert {view.name: view.read_bytes() for view in views.iterdir()} == written
+
+    assert check.main(["--params", str(write_params(tmp_path / "one", committed_params())), str(views)]) == 0
+    assert [view.name for view in views.iterdir()] == ["mnist.yaml"]
 
 
 def test_payload_mode_needs_published_payload_digests(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

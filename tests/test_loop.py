@@ -85,13 +85,16 @@ def test_refused_runs_cost_no_output_whichever_stage_starts(team: tuple[Path, Fa
     assert refused.returncode != 0 and "Traceback" not in refused.stdout + refused.stderr
     assert "export.workers: expected 1 to" in refused.stdout + refused.stderr
     assert sha256_tree(repo / "data") == before
-    # A targeted run skips the check stage: the stage refuses on its own, DVC kept its outputs.
+    # A targeted run skips the check stage, so the stage reads its view, which only a passing
+    # check writes: the bad value never reaches it. Check itself refuses it; nothing changes.
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["export"]["workers"] = 2
     params["export"]["npz"]["validation_size"] = 10_000
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     targeted = run(repo, "dvc", "repro", "-s", _stage(repo, "npz"), check=False)
-    assert targeted.returncode != 0 and "expected fewer than the 60 training images" in targeted.stderr
+    assert targeted.returncode == 0 and f"Stage '{_stage(repo, 'npz')}' didn't change" in targeted.stdout
+    checked = run(repo, "dvc", "repro", "-s", "check", check=False)
+    assert checked.returncode != 0 and "expected fewer than the 60 training images" in checked.stderr
     assert sha256_tree(repo / "data") == before
     run(repo, "git", "checkout", "params.yaml")
 

@@ -14,9 +14,11 @@ import dpath
 import pytest
 import yaml
 
+from mnist_pipeline import check
 from mnist_pipeline.config import KNOWN_FORMATS
 from mnist_pipeline.params import compose_params
 from mnist_pipeline.provenance import PACKAGE, import_closure, imported_modules, module_file
+from mnist_pipeline.stage import PARAMS_VIEWS, params_view
 from tests.support.repos import PROJECT_ROOT
 
 DATASETS = ("mnist", "fashion_mnist")
@@ -95,10 +97,14 @@ def test_the_package_has_no_import_cycle() -> None:
 # params: which stages an option re-runs ---------------------------------------------------------
 
 
+#: Each stage's tracked params: the file it reads them from and its keys (none: the whole file).
+Tracked = dict[str, tuple[str, list[str]]]
+
+
 @pytest.fixture(scope="module")
-def resolved(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    """The params of two datasets and every format, and each stage's tracked params keys, as
-    DVC's own loader resolves dvc.yaml (foreach, interpolation) against them."""
+def resolved(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Tracked]:
+    """The params of two datasets and every format, and each stage's tracked params, as DVC's
+    own loader resolves dvc.yaml (foreach, interpolation) against them."""
     from dvc.dependency.param import ParamsDependency  # noqa: PLC0415 - DVC is slow to import
     from dvc.repo import Repo  # noqa: PLC0415
 
@@ -109,23 +115,40 @@ def resolved(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], 
     Repo.init(str(root), no_scm=True)
     with Repo(str(root)) as repo:
         tracked = {
-            stage.name: [key for dep in stage.deps if isinstance(dep, ParamsDependency) for key in dep.params]
+            stage.name: (Path(dep.def_path).as_posix(), list(dep.params))
             for stage in repo.index.stages
+            for dep in stage.deps
+            if isinstance(dep, ParamsDependency)
         }
     params: dict[str, Any] = yaml.safe_load((root / "params.yaml").read_text())
     return params, tracked
 
 
-def stages_changed(tracked: dict[str, list[str]], before: dict[str, Any], after: dict[str, Any]) -> set[str]:
-    """The stages whose tracked params differ between ``before`` and ``after``, as DVC compares
-    them (``dpath`` lookups of each listed key; a whole-file entry compares everything)."""
+def test_each_stage_tracks_its_own_datasets_view(resolved: tuple[dict[str, Any], Tracked]) -> None:
+    """check tracks all of params.yaml; every other stage with params tracks keys of its own
+    dataset's view, never another dataset's keys."""
+    _, tracked = resolved
+    assert tracked["check"] == ("params.yaml", [])
+    for stage, (path, keys) in tracked.items():
+        if stage == "check":
+            continue
+        dataset = stage.split("@")[1]
+        assert path == params_view(dataset).as_posix(), stage
+        assert keys and all(not key.startswith("datasets.") or key.startswith(f"datasets.{dataset}.") for key in keys)
 
-    def values(params: dict[str, Any], keys: list[str]) -> list[Any]:
+
+def stages_changed(tracked: Tracked, before: dict[str, Any], after: dict[str, Any]) -> set[str]:
+    """The stages whose tracked params differ between params.yaml ``before`` and ``after``, as DVC
+    compares them once check has written the views: ``dpath`` lookups of each listed key in the
+    stage's file (a whole-file entry compares everything)."""
+
+    def values(params: dict[str, Any], path: str, keys: list[str]) -> list[Any]:
+        source = params if path == "params.yaml" else check.dataset_view(params, Path(path).stem)
         if not keys:
-            return [params]
-        return [dpath.get(params, key, separator=".") for key in keys]
+            return [source]
+        return [dpath.get(source, key, separator=".") for key in keys]
 
-    return {stage for stage, keys in tracked.items() if values(before, keys) != values(after, keys)}
+    return {stage for stage, (path, keys) in tracked.items() if values(before, path, keys) != values(after, path, keys)}
 
 
 def changed_value(value: Any) -> Any:
@@ -143,7 +166,7 @@ def option_cases() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(("fmt", "option"), option_cases(), ids=[f"{f}.{o}" for f, o in option_cases()])
 def test_a_shared_option_reruns_only_its_format(
-    resolved: tuple[dict[str, Any], dict[str, list[str]]], fmt: str, option: str
+    resolved: tuple[dict[str, Any], Tracked], fmt: str, option: str
 ) -> None:
     params, tracked = resolved
     after = copy.deepcopy(params)
@@ -153,7 +176,7 @@ def test_a_shared_option_reruns_only_its_format(
 
 @pytest.mark.parametrize(("fmt", "option"), option_cases(), ids=[f"{f}.{o}" for f, o in option_cases()])
 def test_a_dataset_option_reruns_only_that_datasets_format(
-    resolved: tuple[dict[str, Any], dict[str, list[str]]], fmt: str, option: str
+    resolved: tuple[dict[str, Any], Tracked], fmt: str, option: str
 ) -> None:
     """``++datasets.fashion_mnist.export.<format>.<option>=...``: one stage, not the dataset's
     other exports, not its report, nothing of mnist."""
@@ -163,23 +186,27 @@ def test_a_dataset_option_reruns_only_that_datasets_format(
     assert stages_changed(tracked, params, after) == {"check", f"export_{fmt}@fashion_mnist"}
 
 
-def test_workers_rerun_nothing_but_check(resolved: tuple[dict[str, Any], dict[str, list[str]]]) -> None:
+def test_workers_rerun_nothing_but_check(resolved: tuple[dict[str, Any], Tracked]) -> None:
     params, tracked = resolved
     after = copy.deepcopy(params)
     after["export"]["workers"] += 1
     assert stages_changed(tracked, params, after) == {"check"}
 
 
-def test_dvc_itself_sees_the_same_changes(tmp_path: Path) -> None:
-    """The comparison above, once through DVC's own code: each stage's params dependency is given
-    the values of a recorded run (as dvc.lock holds them), then asked for its status after one
-    dataset's CSV option changed."""
+def test_dvc_itself_sees_the_same_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The comparison above, once through DVC's own code and the check stage's views: each
+    stage's params dependency is given the values of a recorded run (as dvc.lock holds them),
+    then, after one dataset's CSV option changed and check wrote the views again, asked for its
+    status."""
     from dvc.dependency.param import ParamsDependency  # noqa: PLC0415 - DVC is slow to import
     from dvc.repo import Repo  # noqa: PLC0415
 
+    monkeypatch.chdir(tmp_path)
     compose_params(tmp_path / "params.yaml", [f"dataset=[{','.join(DATASETS)}]"], PROJECT_ROOT / "conf")
     (tmp_path / "dvc.yaml").write_bytes((PROJECT_ROOT / "dvc.yaml").read_bytes())
     Repo.init(str(tmp_path), no_scm=True)
+    run_check = ["--params", "params.yaml", "--conf", str(PROJECT_ROOT / "conf"), str(PARAMS_VIEWS)]
+    assert check.main(run_check) == 0
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     with Repo(str(tmp_path)) as repo:
         dependencies = [
@@ -189,5 +216,7 @@ def test_dvc_itself_sees_the_same_changes(tmp_path: Path) -> None:
             dep.fill_values(dep.read_params())  # what a recorded run holds
         params["datasets"]["fashion_mnist"]["export"]["csv"]["header"] = False
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        assert {stage for stage, dep in dependencies if dep.workspace_status()} == {"check"}
+        assert check.main(run_check) == 0
         changed = {stage for stage, dep in dependencies if dep.workspace_status()}
     assert changed == {"check", "export_csv@fashion_mnist"}
