@@ -11,11 +11,12 @@ between two marker comments (``BLOCK_BEGIN``/``BLOCK_END``): adoption inserts it
 ``stages:``, an upgrade replaces the lines between the markers, and every other byte of the file
 (the team's stages, comments, anchors, indentation, line endings) stays as it was.
 
-In this repository every stage lists the modules it imports as DVC deps. A team repository
-has no module files to list, so ``mnist-pipeline.yaml`` records a digest of each stage's code
-(its import closure in the installed package) and each stage tracks its own entry as a
-parameter: after an upgrade, ``mnist-pipeline init --upgrade`` rewrites the digests and
-exactly the stages whose code changed re-run. Until then nothing is stale to DVC (the outputs
+Each stage tracks ``code.<its module>`` from its dataset's params view, the digest of its
+import closure that the ``check`` stage writes (mnist_pipeline.check). In this repository
+``check`` depends on the package folder; a team repository has none, so ``mnist-pipeline.yaml``
+records the digest of each stage's code in the installed package and ``check`` tracks that file:
+after an upgrade, ``mnist-pipeline init --upgrade`` rewrites the digests, ``check`` re-runs and
+exactly the stages whose code changed follow. Until then nothing is stale to DVC (the outputs
 are what the recorded code made), and any stage that would run compares the record with the code
 it is about to run and stops with one line naming that command (mnist_pipeline.provenance,
 checked in the shell every stage shares): no ``always_changed`` stage, so a team repository's
@@ -104,17 +105,21 @@ def code_record(stages: dict[str, Any]) -> dict[str, Any]:
 
 
 def team_stages(stages: dict[str, Any], wdir: str | None) -> dict[str, Any]:
-    """This repository's stages rewritten for a team repository: module deps replaced by the
-    stage's entry in mnist-pipeline.yaml (which every stage also checks before it runs)."""
+    """This repository's stages rewritten for a team repository, which has no package folder to
+    depend on: ``check`` tracks mnist-pipeline.yaml instead. ``init --upgrade`` rewrites the
+    record, so ``check`` re-runs and writes the installed code's digests into the views, and
+    exactly the stages whose digest changed follow (each stage also compares the record with
+    the code it is about to run: mnist_pipeline.stage)."""
     rewritten = {}
     for name, original in stages.items():
         stage = dict(original)
         template = dict(stage.get("do", stage))
         match = _MODULE_IN_CMD.search(str(template["cmd"]))
         assert match is not None  # stage_modules checked every cmd
-        key = f"code.{match.group(1).removeprefix(f'{PACKAGE}.')}"
-        template["deps"] = [dep for dep in template.get("deps", []) if not str(dep).startswith(f"{PACKAGE}/")]
-        template["params"] = [*template.get("params", []), {CODE_FILE: [key]}]
+        package_deps = {PACKAGE, *(str(dep) for dep in template.get("deps", []) if str(dep).startswith(f"{PACKAGE}/"))}
+        template["deps"] = [dep for dep in template.get("deps", []) if str(dep) not in package_deps]
+        if match.group(1) == f"{PACKAGE}.check":
+            template["params"] = [*template.get("params", []), {CODE_FILE: None}]
         if not template["deps"]:
             del template["deps"]
         if wdir:

@@ -1,10 +1,11 @@
 """check stage: validate params.yaml before any other stage runs, and write each selected
 dataset's params view.
 
-This stage depends on the whole of params.yaml and conf/, and writes ``data/params/<d>.yaml``
-for every selected dataset: params.yaml with only that dataset in ``datasets`` (and in
-``export.build``), every shared section kept, same keys. Each of a dataset's stages tracks its
-keys from its view and reads its params from it, so:
+This stage depends on the whole of params.yaml, conf/ and the package, and writes
+``data/params/<d>.yaml`` for every selected dataset: params.yaml with only that dataset in
+``datasets`` (and in ``export.build``), every shared section kept, same keys, plus ``code``: the
+digest of each stage module's import closure (mnist_pipeline.provenance). Each of a dataset's
+stages tracks its keys and its ``code.<module>`` from its view and reads its params from it, so:
 
 - a bad value in any key, including keys no stage tracks (``export.workers``, ``download.*``),
   stops ``dvc repro`` / ``dvc exp run`` here, before anything else runs (every other stage
@@ -12,7 +13,10 @@ keys from its view and reads its params from it, so:
 - DVC parses one dataset's worth of params per stage, not the whole family's: with DVC
   parsing a stage's params file on every ``status``, ``repro`` and ``exp run``, one shared
   params.yaml made the cost grow with the square of the datasets selected;
-- a view rewritten with the same values re-runs nothing: DVC compares the tracked values.
+- a view rewritten with the same values re-runs nothing: DVC compares the tracked values;
+- editing a module re-runs exactly the stages whose import closure holds it, with no list of
+  module files per stage to keep complete (DVC would also check each listed file on every
+  status: about a dozen per stage).
 
 (Outputs are ``persist: true`` and every stage validates its own view again, so a run that skips
 this stage, ``dvc repro -s``, still costs no output: see mnist_pipeline.stage.)
@@ -30,6 +34,7 @@ import yaml
 from mnist_pipeline.config import Params, read_params
 from mnist_pipeline.errors import ConfigError, PipelineError
 from mnist_pipeline.fsio import atomic_dir, symlinked_part
+from mnist_pipeline.provenance import PACKAGE, code_digest
 from mnist_pipeline.stage import PARAMS_VIEWS, run_stage, stage_parser
 
 #: A resolver call (``${oc.env:TOKEN}``, ``${oc.decode:...}``): DVC resolves it while composing,
@@ -40,11 +45,29 @@ RESOLVER_CALL = re.compile(r"\$\{\s*([A-Za-z_][\w.]*)\s*:")
 CONFIG_ONLY_RESOLVERS = ("oc.dict.keys", "oc.dict.values", "oc.select")
 #: Every folder a dataset's stages write below ``data/<dataset>/`` (dvc.yaml names them).
 DATASET_FOLDERS = ("raw", "idx", "decoded", "export")
+#: The modules of a dataset's stages (dvc.yaml runs each as ``python -m mnist_pipeline.<module>``
+#: and tracks ``code.<module>`` from the view).
+STAGE_MODULES = (
+    "download",
+    "verify",
+    "extract",
+    "decode",
+    "export_npz",
+    "export_csv",
+    "export_png",
+    "export_parquet",
+    "unpack",
+    "report",
+)
 
 
 def check(params: Params, raw: dict[str, Any], conf_dir: Path, views: Path) -> str:
     """The rules loading cannot see (what conf/ asks DVC to resolve, output folders that are
     links), then the views of ``raw`` (the params just validated as ``params``)."""
+    if params.code:
+        raise ConfigError(
+            "code: expected no such key in params.yaml; check writes each stage's code digest into the views"
+        )
     for path in sorted(conf_dir.rglob("*.yaml")):
         for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
             calls = [name for name in RESOLVER_CALL.findall(line) if name not in CONFIG_ONLY_RESOLVERS]
@@ -61,21 +84,22 @@ def check(params: Params, raw: dict[str, Any], conf_dir: Path, views: Path) -> s
         linked = symlinked_part(folder)
         if linked is not None:
             raise PipelineError(f"{linked}: is a symbolic link; refusing to let any stage write {folder} through it")
+    code = {module: code_digest(f"{PACKAGE}.{module}") for module in STAGE_MODULES}
     # One folder, replaced whole: a dataset no longer selected leaves no view behind.
     with atomic_dir(views) as scratch:
         for name in params.datasets:
             (scratch / f"{name}.yaml").write_text(
-                yaml.safe_dump(dataset_view(raw, name), sort_keys=False, allow_unicode=True), encoding="utf-8"
+                yaml.safe_dump(dataset_view(raw, name, code), sort_keys=False, allow_unicode=True), encoding="utf-8"
             )
     return f"params valid for {', '.join(params.datasets)} -> {views}/"
 
 
-def dataset_view(raw: dict[str, Any], name: str) -> dict[str, Any]:
+def dataset_view(raw: dict[str, Any], name: str, code: dict[str, str]) -> dict[str, Any]:
     """params.yaml as the stages of dataset ``name`` see it: every shared section, and of the
-    selected datasets only ``name``, in ``datasets`` and in ``export.build``."""
+    selected datasets only ``name``, in ``datasets`` and in ``export.build``; then ``code``."""
     export = raw["export"]
     build = {fmt: [selected for selected in names if selected == name] for fmt, names in export["build"].items()}
-    return {**raw, "export": {**export, "build": build}, "datasets": {name: raw["datasets"][name]}}
+    return {**raw, "export": {**export, "build": build}, "datasets": {name: raw["datasets"][name]}, "code": code}
 
 
 def main(argv: list[str] | None = None) -> int:

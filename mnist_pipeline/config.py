@@ -313,16 +313,14 @@ class Params:
     verify: VerifyConfig
     export: ExportConfig
     report: ReportConfig
+    #: Only in a dataset's params view: each stage module's code digest (mnist_pipeline.check).
+    code: dict[str, str] = field(default_factory=dict)
 
     def dataset(self, name: str) -> DatasetSpec:
         if name not in self.datasets:
             chosen = ", ".join(self.datasets) or "none"
             raise ConfigError(f"datasets.{name}: not in params.yaml (selected: {chosen}); add it with -S dataset=...")
         return self.datasets[name]
-
-    def export_for(self, name: str) -> ExportOptions:
-        """The export options of dataset ``name`` (resolved when loaded)."""
-        return self.dataset(name).export
 
 
 class _AnchorError(yaml.YAMLError):

@@ -1,11 +1,12 @@
 """Which code a stage runs: the import closure of its module and one digest over its sources.
 
-In a team repository (``mnist-pipeline init``) there are no module files for DVC to track, so
-``mnist-pipeline.yaml`` records each stage module's digest and each stage tracks its entry as a
-parameter. Every stage compares the record with the code it is about to run before it reads a
-byte (``mnist_pipeline.stage``): no stage ever runs with code other than what the repository
-records, and ``mnist-pipeline init --upgrade`` re-runs exactly the stages whose digest changed.
-Kept apart from ``adopt`` (which writes the record) because every stage imports this module.
+The ``check`` stage writes each stage module's digest into the params views, and each stage
+tracks its own (``code.<module>``): editing a module re-runs exactly the stages that import it.
+In a team repository (``mnist-pipeline init``) ``mnist-pipeline.yaml`` records the digests of
+the code the repository was adopted or upgraded with, and every stage compares that record with
+the code it is about to run before it reads a byte (``mnist_pipeline.stage``): no stage ever
+runs with code other than what the repository records. Kept apart from ``adopt`` (which writes
+the record) because every stage imports this module.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def code_digest(module: str, root: Path | None = None) -> str:
 
 def stale_code(module: str, code_file: Path) -> str | None:
     """Why ``module``'s installed code differs from what ``code_file`` records, or None when it
-    agrees or when there is no record (this repository lists the module files as DVC deps)."""
+    agrees or when there is no record (this repository, where the code is what check digested)."""
     try:
         recorded = yaml.safe_load(code_file.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -18,6 +18,7 @@ from mnist_pipeline import check
 from mnist_pipeline.config import MAX_PARAMS_BYTES, MAX_WORKERS, load_params, params_from_dict
 from mnist_pipeline.errors import ConfigError
 from mnist_pipeline.params import compose_params
+from mnist_pipeline.provenance import code_digest
 from tests.support.data import committed_params, write_params
 from tests.support.repos import PROJECT_ROOT, indexed
 
@@ -218,8 +219,8 @@ def test_check_stage_writes_one_view_per_dataset_and_keeps_them_on_refusal(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Each view is params.yaml with one dataset (in ``datasets`` and ``export.build``), every
-    shared section as it was; a refused check leaves the previous views byte for byte, and a
-    dataset no longer selected leaves no view."""
+    shared section as it was, and each stage module's code digest; a refused check leaves the
+    previous views byte for byte, and a dataset no longer selected leaves no view."""
     views = tmp_path / "views"
     raw = composed(tmp_path, "dataset=[mnist,fashion_mnist]", "formats=[npz,parquet]")
     assert check.main(["--params", str(write_params(tmp_path / "two", raw)), str(views)]) == 0
@@ -229,9 +230,10 @@ def test_check_stage_writes_one_view_per_dataset_and_keeps_them_on_refusal(
         view = yaml.safe_load(written[f"{name}.yaml"])
         assert view["datasets"] == {name: raw["datasets"][name]}
         assert view["export"]["build"] == {"npz": [name], "csv": [], "png": [], "parquet": [name]}
-        assert {key: value for key, value in view.items() if key not in ("datasets", "export")} == {
+        assert {key: value for key, value in view.items() if key not in ("datasets", "export", "code")} == {
             key: value for key, value in raw.items() if key not in ("datasets", "export")
         }
+        assert view["code"] == {module: code_digest(f"mnist_pipeline.{module}") for module in check.STAGE_MODULES}
         assert {k: v for k, v in view["export"].items() if k != "build"} == {
             k: v for k, v in raw["export"].items() if k != "build"
         }

@@ -1,12 +1,13 @@
-"""dvc.yaml's deps and params are exact: every project module a stage imports, directly or
-through another module, is listed and nothing else, so editing a module re-runs exactly the
-stages that use it (the closure is the one `mnist-pipeline init` digests for team
-repositories); and every export option re-runs exactly the stages that read it."""
+"""dvc.yaml's deps and params are exact: each stage tracks, from its own dataset's params view,
+the code digest of its module's import closure (so editing a module re-runs exactly the stages
+that import it) and the options it reads (so every export option re-runs exactly the stages
+that read it)."""
 
 from __future__ import annotations
 
 import copy
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import yaml
 from mnist_pipeline import check
 from mnist_pipeline.config import KNOWN_FORMATS
 from mnist_pipeline.params import compose_params
-from mnist_pipeline.provenance import PACKAGE, import_closure, imported_modules, module_file
+from mnist_pipeline.provenance import PACKAGE, code_digest, imported_modules, module_file
 from mnist_pipeline.stage import PARAMS_VIEWS, params_view
 from tests.support.repos import PROJECT_ROOT
 
@@ -33,33 +34,22 @@ def stage_case(name: str, stage: dict[str, object]) -> tuple[str, str, list[str]
     """(stage, module run by its cmd, project module deps)."""
     module = re.search(r"python -m (\S+)", str(stage["cmd"]))
     assert module, f"{name}: no `python -m` in its cmd"
-    listed = [str(dep) for dep in stage["deps"] if str(dep).startswith(f"{PACKAGE}/")]  # type: ignore[attr-defined]
+    listed = [str(dep) for dep in stage.get("deps", []) if str(dep).startswith(PACKAGE)]  # type: ignore[attr-defined]
     return name, module.group(1), listed
 
 
 CASES = [stage_case(name, stage) for name, stage in stage_templates().items()]
 
 
-def closure_files(module: str) -> set[str]:
-    return {f"{m.replace('.', '/')}.py" for m in import_closure(module, PROJECT_ROOT / PACKAGE)}
-
-
-@pytest.mark.parametrize(("stage", "module", "listed"), CASES, ids=[case[0] for case in CASES])
-def test_stage_deps_include_its_import_closure(stage: str, module: str, listed: list[str]) -> None:
-    missing = sorted(closure_files(module) - set(listed))
-    assert not missing, f"dvc.yaml stage {stage}: add {missing} to deps (imported by {module})"
-
-
-@pytest.mark.parametrize(("stage", "module", "listed"), CASES, ids=[case[0] for case in CASES])
-def test_stage_deps_list_nothing_unused(stage: str, module: str, listed: list[str]) -> None:
-    """A listed module the stage never imports would re-run it for nothing."""
-    unused = sorted(set(listed) - closure_files(module))
-    assert not unused, f"dvc.yaml stage {stage}: {unused} are listed but never imported"
-
-
-def test_png_encoder_reaches_only_png_and_parquet() -> None:
-    using = {stage for stage, module, _ in CASES if f"{PACKAGE}/png.py" in closure_files(module)}
-    assert using == {"export_png", "export_parquet"}
+def test_check_depends_on_the_whole_package_and_digests_every_dataset_stage() -> None:
+    """check re-runs on any module edit and writes the digest of every stage module it runs;
+    no other stage lists module files (its code digest stands for them)."""
+    deps = {stage: listed for stage, _, listed in CASES}
+    assert deps.pop("check") == [PACKAGE]
+    assert all(not listed for listed in deps.values()), deps
+    assert {module for stage, module, _ in CASES if stage != "check"} == {
+        f"{PACKAGE}.{module}" for module in check.STAGE_MODULES
+    }
 
 
 def test_stages_never_import_each_other() -> None:
@@ -124,31 +114,62 @@ def resolved(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], 
     return params, tracked
 
 
-def test_each_stage_tracks_its_own_datasets_view(resolved: tuple[dict[str, Any], Tracked]) -> None:
-    """check tracks all of params.yaml; every other stage with params tracks keys of its own
-    dataset's view, never another dataset's keys."""
+def test_each_stage_tracks_its_own_datasets_view_and_code(resolved: tuple[dict[str, Any], Tracked]) -> None:
+    """check tracks all of params.yaml; every other stage tracks keys of its own dataset's view,
+    never another dataset's keys, and the code digest of the module its cmd runs."""
     _, tracked = resolved
     assert tracked["check"] == ("params.yaml", [])
+    modules = {stage: module for stage, module, _ in CASES}
     for stage, (path, keys) in tracked.items():
         if stage == "check":
             continue
-        dataset = stage.split("@")[1]
-        assert path == params_view(dataset).as_posix(), stage
-        assert keys and all(not key.startswith("datasets.") or key.startswith(f"datasets.{dataset}.") for key in keys)
+        template, dataset = stage.split("@")
+        assert path == params_view(dataset.removesuffix("-png")).as_posix(), stage
+        assert f"code.{modules[template].removeprefix(PACKAGE + '.')}" in keys, stage
+        dataset = dataset.removesuffix("-png")
+        assert all(not key.startswith("datasets.") or key.startswith(f"datasets.{dataset}.") for key in keys)
 
 
-def stages_changed(tracked: Tracked, before: dict[str, Any], after: dict[str, Any]) -> set[str]:
-    """The stages whose tracked params differ between params.yaml ``before`` and ``after``, as DVC
-    compares them once check has written the views: ``dpath`` lookups of each listed key in the
-    stage's file (a whole-file entry compares everything)."""
+#: Code digests for the comparisons that change params only.
+SAME_CODE = dict.fromkeys(check.STAGE_MODULES, "unchanged")
+
+
+def stages_changed(
+    tracked: Tracked,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    code_before: dict[str, str] = SAME_CODE,
+    code_after: dict[str, str] = SAME_CODE,
+) -> set[str]:
+    """The stages whose tracked params differ between params.yaml (and code) ``before`` and
+    ``after``, as DVC compares them once check has written the views: ``dpath`` lookups of each
+    listed key in the stage's file (a whole-file entry compares everything)."""
 
     def values(params: dict[str, Any], path: str, keys: list[str]) -> list[Any]:
-        source = params if path == "params.yaml" else check.dataset_view(params, Path(path).stem)
+        code = code_before if params is before else code_after
+        source = params if path == "params.yaml" else check.dataset_view(params, Path(path).stem, code)
         if not keys:
             return [source]
         return [dpath.get(source, key, separator=".") for key in keys]
 
     return {stage for stage, (path, keys) in tracked.items() if values(before, path, keys) != values(after, path, keys)}
+
+
+def test_a_module_edit_reruns_exactly_the_stages_importing_it(
+    resolved: tuple[dict[str, Any], Tracked], tmp_path: Path
+) -> None:
+    """The PNG encoder: the PNG and Parquet exports of every dataset, nothing else."""
+    params, tracked = resolved
+    package = tmp_path / PACKAGE
+    shutil.copytree(PROJECT_ROOT / PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+
+    def digests() -> dict[str, str]:
+        return {module: code_digest(f"{PACKAGE}.{module}", package) for module in check.STAGE_MODULES}
+
+    before = digests()
+    (package / "png.py").write_text((package / "png.py").read_text() + "\n# edited\n")
+    changed = stages_changed(tracked, params, copy.deepcopy(params), before, digests())
+    assert changed == {f"export_{fmt}@{name}" for fmt in ("png", "parquet") for name in DATASETS}
 
 
 def changed_value(value: Any) -> Any:
