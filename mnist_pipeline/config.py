@@ -18,6 +18,7 @@ over it, typed, in ``datasets.<d>.export``.
 from __future__ import annotations
 
 import enum
+import json
 import math
 import os
 import re
@@ -347,8 +348,8 @@ def load_params(path: Path) -> Params:
 
 
 def read_params(path: Path) -> dict[str, Any]:
-    """params.yaml as plain data, bounded before anything is built: at most ``MAX_PARAMS_BYTES``,
-    no anchors or aliases."""
+    """params.yaml (or a ``.json`` view) as plain data, bounded before anything is built: at most
+    ``MAX_PARAMS_BYTES``, no anchors or aliases."""
     try:
         with path.open("rb") as stream:
             data = stream.read(MAX_PARAMS_BYTES + 1)
@@ -359,17 +360,29 @@ def read_params(path: Path) -> dict[str, Any]:
         ) from exc
     if len(data) > MAX_PARAMS_BYTES:
         raise ConfigError(f"{path}: expected at most {MAX_PARAMS_BYTES:,} bytes of params, found more")
+    # A view (the check stage writes one per dataset) is JSON; params.yaml is YAML.
+    raw = _parse_json(path, data) if path.suffix == ".json" else _parse_yaml(path, data)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at top level, found {type(raw).__name__}")
+    return raw
+
+
+def _parse_json(path: Path, data: bytes) -> Any:
     try:
-        raw = yaml.load(data.decode("utf-8"), Loader=_PlainLoader)
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from exc
+
+
+def _parse_yaml(path: Path, data: bytes) -> Any:
+    try:
+        return yaml.load(data.decode("utf-8"), Loader=_PlainLoader)
     except _AnchorError as exc:
         raise ConfigError(
             f"{path}: line {exc.line}: expected plain YAML values, found an anchor or alias (& or *)"
         ) from exc
     except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at top level, found {type(raw).__name__}")
-    return raw
 
 
 def params_from_dict(raw: dict[str, Any], source: str = "params") -> Params:

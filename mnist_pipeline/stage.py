@@ -1,10 +1,11 @@
 """The thin shell every stage shares: the code guard, params loading, logging, one-line errors,
 exit codes.
 
-A per-dataset stage reads its dataset's params view, ``data/params/<dataset>.yaml``: params.yaml
+A per-dataset stage reads its dataset's params view, ``data/params/<dataset>.json``: params.yaml
 with only that dataset, written by the ``check`` stage and tracked by the stage's DVC params (so
 that DVC parses a file of one dataset's size per stage, whatever the number of datasets
-selected). The stage runs with exactly the values dvc.lock records for it.
+selected, and JSON, which it parses in C). The stage runs with exactly the values dvc.lock
+records for it.
 
 Every output in dvc.yaml is ``persist: true``: DVC leaves the previous outputs in place while a
 stage runs, so whatever this shell refuses (params that fail validation, code the team
@@ -42,9 +43,9 @@ def stage_parser(description: str, *, per_dataset: bool = True) -> argparse.Argu
     return parser
 
 
-def params_view(dataset: str) -> Path:
+def params_view(dataset: str, views: Path = PARAMS_VIEWS) -> Path:
     """The params view of ``dataset`` that the ``check`` stage writes."""
-    return PARAMS_VIEWS / f"{dataset}.yaml"
+    return views / f"{dataset}.json"
 
 
 def params_file(args: argparse.Namespace) -> Path:

@@ -7,6 +7,7 @@ pipeline's block of stages, every byte of the team's dvc.yaml kept."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -179,7 +180,7 @@ def test_an_upgrade_reruns_exactly_the_stages_whose_code_changed(
     assert "run `mnist-pipeline init --upgrade`" in stale.stdout + stale.stderr
     # check passed and wrote the views of that composition; every data output is untouched.
     assert without_views(sha256_tree(repo / "data")) == without_views(outputs)
-    assert "header: false" in (repo / "data" / "params" / "tiny.yaml").read_text()
+    assert json.loads((repo / "data" / "params" / "tiny.json").read_text())["export"]["csv"]["header"] is False
     run(repo, "git", "checkout", "params.yaml", "dvc.lock")  # the refused run recorded check
     run(repo, "mnist-pipeline", "init", "--upgrade", extra_env=upgraded.env())
     result = run(repo, "dvc", "repro", extra_env=upgraded.env())
@@ -187,7 +188,7 @@ def test_an_upgrade_reruns_exactly_the_stages_whose_code_changed(
     # check again (its views are not those dvc.lock records), then the upgraded stage only
     assert ran == ["check", "export_csv@tiny"]
     # The views hold the committed params again, and the upgraded code's digests.
-    view = yaml.safe_load((repo / "data" / "params" / "tiny.yaml").read_text())
+    view = json.loads((repo / "data" / "params" / "tiny.json").read_text())
     record = yaml.safe_load((repo / "mnist-pipeline.yaml").read_text())
     assert view["export"]["csv"]["header"] is True and view["code"]["export_csv"] == record["code"]["export_csv"]
     assert "0.2.1" in (repo / "mnist-pipeline.yaml").read_text()

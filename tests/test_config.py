@@ -225,9 +225,9 @@ def test_check_stage_writes_one_view_per_dataset_and_keeps_them_on_refusal(
     raw = composed(tmp_path, "dataset=[mnist,fashion_mnist]", "formats=[npz,parquet]")
     assert check.main(["--params", str(write_params(tmp_path / "two", raw)), str(views)]) == 0
     written = {view.name: view.read_bytes() for view in views.iterdir()}
-    assert sorted(written) == ["fashion_mnist.yaml", "mnist.yaml"]
+    assert sorted(written) == ["fashion_mnist.json", "mnist.json"]
     for name in ("mnist", "fashion_mnist"):
-        view = yaml.safe_load(written[f"{name}.yaml"])
+        view = yaml.safe_load(written[f"{name}.json"])
         assert view["datasets"] == {name: raw["datasets"][name]}
         assert view["export"]["build"] == {"npz": [name], "csv": [], "png": [], "parquet": [name]}
         assert {key: value for key, value in view.items() if key not in ("datasets", "export", "code")} == {
@@ -237,7 +237,7 @@ def test_check_stage_writes_one_view_per_dataset_and_keeps_them_on_refusal(
         assert {k: v for k, v in view["export"].items() if k != "build"} == {
             k: v for k, v in raw["export"].items() if k != "build"
         }
-        assert list(load_params(views / f"{name}.yaml").datasets) == [name]
+        assert list(load_params(views / f"{name}.json").datasets) == [name]
 
     bad = write_params(tmp_path / "bad", with_change("export.npz.validation_size", -5))
     assert check.main(["--params", str(bad), str(views)]) == 1
@@ -246,7 +246,7 @@ def test_check_stage_writes_one_view_per_dataset_and_keeps_them_on_refusal(
     assert {view.name: view.read_bytes() for view in views.iterdir()} == written
 
     assert check.main(["--params", str(write_params(tmp_path / "one", committed_params())), str(views)]) == 0
-    assert [view.name for view in views.iterdir()] == ["mnist.yaml"]
+    assert [view.name for view in views.iterdir()] == ["mnist.json"]
 
 
 def test_payload_mode_needs_published_payload_digests(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
