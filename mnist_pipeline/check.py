@@ -1,7 +1,7 @@
 """check stage: validate params.yaml before any other stage runs, and write each selected
 dataset's params view.
 
-This stage depends on the whole of params.yaml, conf/ and the package, and writes
+This stage depends on params.yaml (as a file), conf/ and the package, and writes
 ``data/params/<d>.json`` for every selected dataset: params.yaml with only that dataset in
 ``datasets`` (and in ``export.build``), every shared section kept, same keys, plus ``code``: the
 digest of each stage module's import closure (mnist_pipeline.provenance). Each of a dataset's

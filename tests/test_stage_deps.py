@@ -41,9 +41,11 @@ def stage_case(name: str, stage: dict[str, object]) -> tuple[str, str, list[str]
 CASES = [stage_case(name, stage) for name, stage in stage_templates().items()]
 
 
-def test_check_depends_on_the_whole_package_and_digests_every_dataset_stage() -> None:
-    """check re-runs on any module edit and writes the digest of every stage module it runs;
-    no other stage lists module files (its code digest stands for them)."""
+def test_check_depends_on_params_and_the_whole_package_and_digests_every_dataset_stage() -> None:
+    """check re-runs on any change of params.yaml (a file dep: dvc.lock keeps its hash, the views
+    their values) or of any module, and writes the digest of every stage module; no other stage
+    lists module files (its code digest stands for them)."""
+    assert stage_templates()["check"]["deps"] == ["params.yaml", "conf", PACKAGE]
     deps = {stage: listed for stage, _, listed in CASES}
     assert deps.pop("check") == [PACKAGE]
     assert all(not listed for listed in deps.values()), deps
@@ -115,14 +117,12 @@ def resolved(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], 
 
 
 def test_each_stage_tracks_its_own_datasets_view_and_code(resolved: tuple[dict[str, Any], Tracked]) -> None:
-    """check tracks all of params.yaml; every other stage tracks keys of its own dataset's view,
-    never another dataset's keys, and the code digest of the module its cmd runs."""
+    """Every stage but check tracks keys of its own dataset's view, never another dataset's
+    keys, and the code digest of the module its cmd runs."""
     _, tracked = resolved
-    assert tracked["check"] == ("params.yaml", [])
+    assert "check" not in tracked
     modules = {stage: module for stage, module, _ in CASES}
     for stage, (path, keys) in tracked.items():
-        if stage == "check":
-            continue
         template, dataset = stage.split("@")
         assert path == params_view(dataset.removesuffix("-png")).as_posix(), stage
         assert f"code.{modules[template].removeprefix(PACKAGE + '.')}" in keys, stage
@@ -192,7 +192,7 @@ def test_a_shared_option_reruns_only_its_format(
     params, tracked = resolved
     after = copy.deepcopy(params)
     after["export"][fmt][option] = changed_value(params["export"][fmt][option])
-    assert stages_changed(tracked, params, after) == {"check", *(f"export_{fmt}@{name}" for name in DATASETS)}
+    assert stages_changed(tracked, params, after) == {f"export_{fmt}@{name}" for name in DATASETS}
 
 
 @pytest.mark.parametrize(("fmt", "option"), option_cases(), ids=[f"{f}.{o}" for f, o in option_cases()])
@@ -204,14 +204,14 @@ def test_a_dataset_option_reruns_only_that_datasets_format(
     params, tracked = resolved
     after = copy.deepcopy(params)
     after["datasets"]["fashion_mnist"]["export"][fmt][option] = changed_value(params["export"][fmt][option])
-    assert stages_changed(tracked, params, after) == {"check", f"export_{fmt}@fashion_mnist"}
+    assert stages_changed(tracked, params, after) == {f"export_{fmt}@fashion_mnist"}
 
 
-def test_workers_rerun_nothing_but_check(resolved: tuple[dict[str, Any], Tracked]) -> None:
+def test_workers_rerun_no_stage_after_check(resolved: tuple[dict[str, Any], Tracked]) -> None:
     params, tracked = resolved
     after = copy.deepcopy(params)
     after["export"]["workers"] += 1
-    assert stages_changed(tracked, params, after) == {"check"}
+    assert stages_changed(tracked, params, after) == set()
 
 
 def test_dvc_itself_sees_the_same_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -233,11 +233,14 @@ def test_dvc_itself_sees_the_same_changes(tmp_path: Path, monkeypatch: pytest.Mo
         dependencies = [
             (stage.name, dep) for stage in repo.index.stages for dep in stage.deps if isinstance(dep, ParamsDependency)
         ]
+        (params_file,) = [dep for dep in repo.stage.collect("check")[0].deps if dep.def_path == "params.yaml"]
+        params_file.save()
         for _, dep in dependencies:
             dep.fill_values(dep.read_params())  # what a recorded run holds
         params["datasets"]["fashion_mnist"]["export"]["csv"]["header"] = False
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        assert {stage for stage, dep in dependencies if dep.workspace_status()} == {"check"}
+        assert params_file.workspace_status() == {"params.yaml": "modified"}  # check runs first
+        assert {stage for stage, dep in dependencies if dep.workspace_status()} == set()
         assert check.main(run_check) == 0
         changed = {stage for stage, dep in dependencies if dep.workspace_status()}
-    assert changed == {"check", "export_csv@fashion_mnist"}
+    assert changed == {"export_csv@fashion_mnist"}
