@@ -37,7 +37,7 @@ def stage_parser(description: str, *, per_dataset: bool = True) -> argparse.Argu
     parser = argparse.ArgumentParser(description=description)
     if per_dataset:
         parser.add_argument("--dataset", required=True, help="name of the dataset in params.yaml (datasets.<name>)")
-        parser.add_argument("--params", type=Path, help=f"params file (default: {PARAMS_VIEWS}/<dataset>.yaml)")
+        parser.add_argument("--params", type=Path, help=f"params file (default: {PARAMS_VIEWS}/<dataset>.json)")
     else:
         parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file")
     return parser

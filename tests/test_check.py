@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_pipeline import check
+from mnist_pipeline import check, verify
 from tests.support.data import committed_params, write_params
 from tests.support.repos import PROJECT_ROOT
 
@@ -58,3 +58,44 @@ def test_a_linked_output_folder_stops_the_first_stage(
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"check: error: {linked}: is a symbolic link; refusing") and "\n" not in err
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_stage_without_its_view_names_the_check_stage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stage started by hand (or by `dvc repro -s` in a fresh clone) before check wrote the
+    views: one line naming what to run, nothing created."""
+    monkeypatch.chdir(tmp_path)
+    assert verify.main(["--dataset", "mnist", "data/mnist/raw", "data/mnist/checksums.json"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (
+        "verify@mnist: error: data/params/mnist.json: not found; the check stage writes it for each dataset of "
+        "params.yaml: run `dvc repro` (or select the dataset with -S dataset=...)"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_code_key_in_params_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``code`` is what check writes into the views; a params.yaml setting it would be overwritten."""
+    raw = committed_params()
+    raw["code"] = {"export_csv": "0" * 64}
+    views = tmp_path / "views"
+    assert check.main(["--params", str(write_params(tmp_path / "p", raw)), str(views)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "check: error: code: expected no such key in params.yaml; check writes each stage's code digest into the views"
+    )
+    assert not views.exists()
+
+
+def test_a_hand_edited_view_that_is_not_json_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert check.main(["--params", str(write_params(tmp_path, committed_params())), "data/params"]) == 0
+    Path("data/params/mnist.json").write_text("{not json")
+    capsys.readouterr()
+    assert verify.main(["--dataset", "mnist", "data/mnist/raw", "data/mnist/checksums.json"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("verify@mnist: error: data/params/mnist.json: not valid JSON: ")
+    assert not Path("data/mnist").exists()
