@@ -4,8 +4,9 @@ dataset's params view.
 This stage depends on params.yaml (as a file), conf/ and the package, and writes
 ``data/params/<d>.json`` for every selected dataset: params.yaml with only that dataset in
 ``datasets`` (and in ``export.build``), every shared section kept, same keys, plus ``code``: the
-digest of each stage module's import closure (mnist_pipeline.provenance). Each of a dataset's
-stages tracks its keys and its ``code.<module>`` from its view and reads its params from it, so:
+digest of each stage module's import closure (mnist_pipeline.provenance), and ``sha256``: the
+digests of the dataset's bulky facts (``BULKY_FACTS``). Each of a dataset's stages tracks its
+keys and its ``code.<module>`` from its view and reads its params from it, so:
 
 - a bad value in any key, including keys no stage tracks (``export.workers``, ``download.*``),
   stops ``dvc repro`` / ``dvc exp run`` here, before anything else runs (every other stage
@@ -27,6 +28,7 @@ this stage, ``dvc repro -s``, still costs no output: see mnist_pipeline.stage.)
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -46,6 +48,13 @@ RESOLVER_CALL = re.compile(r"\$\{\s*([A-Za-z_][\w.]*)\s*:")
 CONFIG_ONLY_RESOLVERS = ("oc.dict.keys", "oc.dict.values", "oc.select")
 #: Every folder a dataset's stages write below ``data/<dataset>/`` (dvc.yaml names them).
 DATASET_FOLDERS = ("raw", "idx", "decoded", "export")
+#: Dataset facts the stages track by their sha256 (``sha256.<fact>`` in the view) instead of by
+#: value: the files of every split (names, sizes, digests) and the class names, dozens of lines
+#: each. DVC rewrites all of dvc.lock after every stage, so each stage's copy of them made a run
+#: cost (stages x lock size); their values are in params.yaml and in the view beside the digest.
+BULKY_FACTS = ("splits", "classes")
+#: The keys check adds to every view (a params.yaml setting one would be overwritten).
+VIEW_ONLY_KEYS = ("code", "sha256")
 #: The modules of a dataset's stages (dvc.yaml runs each as ``python -m mnist_pipeline.<module>``
 #: and tracks ``code.<module>`` from the view).
 STAGE_MODULES = (
@@ -65,10 +74,9 @@ STAGE_MODULES = (
 def check(params: Params, raw: dict[str, Any], conf_dir: Path, views: Path) -> str:
     """The rules loading cannot see (what conf/ asks DVC to resolve, output folders that are
     links), then the views of ``raw`` (the params just validated as ``params``)."""
-    if params.code:
-        raise ConfigError(
-            "code: expected no such key in params.yaml; check writes each stage's code digest into the views"
-        )
+    for written in VIEW_ONLY_KEYS:
+        if written in raw:
+            raise ConfigError(f"{written}: expected no such key in params.yaml; check writes it into the views")
     for path in sorted(conf_dir.rglob("*.yaml")):
         for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
             calls = [name for name in RESOLVER_CALL.findall(line) if name not in CONFIG_ONLY_RESOLVERS]
@@ -96,10 +104,25 @@ def check(params: Params, raw: dict[str, Any], conf_dir: Path, views: Path) -> s
 
 def dataset_view(raw: dict[str, Any], name: str, code: dict[str, str]) -> dict[str, Any]:
     """params.yaml as the stages of dataset ``name`` see it: every shared section, and of the
-    selected datasets only ``name``, in ``datasets`` and in ``export.build``; then ``code``."""
+    selected datasets only ``name``, in ``datasets`` and in ``export.build``; then ``code``, and
+    ``sha256``: the digest of each of the dataset's ``BULKY_FACTS``, which the stages track
+    in their place."""
     export = raw["export"]
     build = {fmt: [selected for selected in names if selected == name] for fmt, names in export["build"].items()}
-    return {**raw, "export": {**export, "build": build}, "datasets": {name: raw["datasets"][name]}, "code": code}
+    dataset = raw["datasets"][name]
+    return {
+        **raw,
+        "export": {**export, "build": build},
+        "datasets": {name: dataset},
+        "code": code,
+        "sha256": {fact: fact_digest(dataset.get(fact)) for fact in BULKY_FACTS},
+    }
+
+
+def fact_digest(value: Any) -> str:
+    """sha256 of a value's canonical JSON: equal values, equal digests, whatever the key order."""
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -314,8 +314,10 @@ class Params:
     verify: VerifyConfig
     export: ExportConfig
     report: ReportConfig
-    #: Only in a dataset's params view: each stage module's code digest (mnist_pipeline.check).
+    #: Only in a dataset's params view (mnist_pipeline.check): each stage module's code digest,
+    #: and the digests the stages track in place of the dataset's bulky facts.
     code: dict[str, str] = field(default_factory=dict)
+    sha256: dict[str, str] = field(default_factory=dict)
 
     def dataset(self, name: str) -> DatasetSpec:
         if name not in self.datasets:

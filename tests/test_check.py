@@ -76,15 +76,14 @@ def test_a_stage_without_its_view_names_the_check_stage(
 
 
 def test_a_code_key_in_params_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """``code`` is what check writes into the views; a params.yaml setting it would be overwritten."""
+    """``code`` is one of the keys check writes into the views; a params.yaml setting it would be
+    overwritten."""
     raw = committed_params()
     raw["code"] = {"export_csv": "0" * 64}
     views = tmp_path / "views"
     assert check.main(["--params", str(write_params(tmp_path / "p", raw)), str(views)]) == 1
     err = capsys.readouterr().err.strip()
-    assert err == (
-        "check: error: code: expected no such key in params.yaml; check writes each stage's code digest into the views"
-    )
+    assert err == "check: error: code: expected no such key in params.yaml; check writes it into the views"
     assert not views.exists()
 
 

@@ -230,7 +230,8 @@ def test_check_stage_writes_one_view_per_dataset_and_keeps_them_on_refusal(
         view = yaml.safe_load(written[f"{name}.json"])
         assert view["datasets"] == {name: raw["datasets"][name]}
         assert view["export"]["build"] == {"npz": [name], "csv": [], "png": [], "parquet": [name]}
-        assert {key: value for key, value in view.items() if key not in ("datasets", "export", "code")} == {
+        assert view["sha256"] == {fact: check.fact_digest(raw["datasets"][name][fact]) for fact in check.BULKY_FACTS}
+        assert {key: value for key, value in view.items() if key not in ("datasets", "export", "code", "sha256")} == {
             key: value for key, value in raw.items() if key not in ("datasets", "export")
         }
         assert view["code"] == {module: code_digest(f"mnist_pipeline.{module}") for module in check.STAGE_MODULES}

@@ -172,6 +172,25 @@ def test_a_module_edit_reruns_exactly_the_stages_importing_it(
     assert changed == {f"export_{fmt}@{name}" for fmt in ("png", "parquet") for name in DATASETS}
 
 
+def test_bulky_facts_rerun_exactly_the_stages_reading_them(resolved: tuple[dict[str, Any], Tracked]) -> None:
+    """Tracked by their sha256, the class names and the split files re-run the same stages their
+    values would: a class name everything from decode on; a file's digest everything up to
+    decode, and the Parquet card and the report that describe the splits."""
+    params, tracked = resolved
+    renamed = copy.deepcopy(params)
+    renamed["datasets"]["mnist"]["classes"][0] = "zero"
+    assert stages_changed(tracked, params, renamed) == {
+        "decode@mnist",
+        *(f"export_{fmt}@mnist" for fmt in KNOWN_FORMATS),
+        "report@mnist",
+    }
+    republished = copy.deepcopy(params)
+    republished["datasets"]["mnist"]["splits"]["test"]["labels"]["sha256"] = "0" * 64
+    assert stages_changed(tracked, params, republished) == {
+        f"{stage}@mnist" for stage in ("download", "verify", "extract", "decode", "export_parquet", "report")
+    }
+
+
 def changed_value(value: Any) -> Any:
     if isinstance(value, bool):
         return not value
