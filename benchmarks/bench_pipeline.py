@@ -257,7 +257,7 @@ def sweep_vs_floor(baseline: Path, root: Path, rounds: int, env: dict[str, str],
 def family(root: Path, quick: bool, floor: Path, results: Results) -> None:
     """The 12 datasets on generated archives: cold ``dvc exp run`` vs bare, then no-op status of
     the built repo vs the floor. A quick run only selects them (building 12 datasets costs DVC
-    minutes today) and measures the status of the unbuilt repo, with no goal."""
+    two and a half minutes) and measures the status of the unbuilt repo, with no goal."""
     probe = fresh_copy(root / "family-probe", commit=False)
     generated = generate_family(probe, root / "family-mirror", QUICK_FAMILY_DIVISOR if quick else FAMILY_DIVISOR)
     env = {"MNIST_PIPELINE_MIRRORS": str(generated.mirror)}

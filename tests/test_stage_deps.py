@@ -123,10 +123,10 @@ def test_each_stage_tracks_its_own_datasets_view_and_code(resolved: tuple[dict[s
     assert "check" not in tracked
     modules = {stage: module for stage, module, _ in CASES}
     for stage, (path, keys) in tracked.items():
-        template, dataset = stage.split("@")
-        assert path == params_view(dataset.removesuffix("-png")).as_posix(), stage
+        template, _, dataset = stage.partition("@")
+        dataset = dataset.removesuffix("-png")  # unpack@<d>-png
+        assert path == params_view(dataset).as_posix(), stage
         assert f"code.{modules[template].removeprefix(PACKAGE + '.')}" in keys, stage
-        dataset = dataset.removesuffix("-png")
         assert all(not key.startswith("datasets.") or key.startswith(f"datasets.{dataset}.") for key in keys)
 
 
@@ -143,14 +143,12 @@ def stages_changed(
 ) -> set[str]:
     """The stages whose tracked params differ between params.yaml (and code) ``before`` and
     ``after``, as DVC compares them once check has written the views: ``dpath`` lookups of each
-    listed key in the stage's file (a whole-file entry compares everything)."""
+    listed key in the stage's view."""
 
     def values(params: dict[str, Any], path: str, keys: list[str]) -> list[Any]:
         code = code_before if params is before else code_after
-        source = params if path == "params.yaml" else check.dataset_view(params, Path(path).stem, code)
-        if not keys:
-            return [source]
-        return [dpath.get(source, key, separator=".") for key in keys]
+        view = check.dataset_view(params, Path(path).stem, code)
+        return [dpath.get(view, key, separator=".") for key in keys]
 
     return {stage for stage, (path, keys) in tracked.items() if values(before, path, keys) != values(after, path, keys)}
 
