@@ -116,8 +116,7 @@ def team_stages(stages: dict[str, Any], wdir: str | None) -> dict[str, Any]:
         template = dict(stage.get("do", stage))
         match = _MODULE_IN_CMD.search(str(template["cmd"]))
         assert match is not None  # stage_modules checked every cmd
-        package_deps = {PACKAGE, *(str(dep) for dep in template.get("deps", []) if str(dep).startswith(f"{PACKAGE}/"))}
-        template["deps"] = [dep for dep in template.get("deps", []) if str(dep) not in package_deps]
+        template["deps"] = [dep for dep in template.get("deps", []) if str(dep) != PACKAGE]
         if match.group(1) == f"{PACKAGE}.check":
             template["params"] = [*template.get("params", []), {CODE_FILE: None}]
         if not template["deps"]:
@@ -375,8 +374,9 @@ def _planned_ignore(repo: Path, path: Path) -> Planned:
 def _code_yaml(record: dict[str, Any]) -> bytes:
     header = (
         "# Written by `mnist-pipeline init`: the installed version and a digest of each stage's code.\n"
-        "# Each stage tracks its entry, so `mnist-pipeline init --upgrade` re-runs exactly the stages\n"
-        "# whose code changed. Commit this file; do not edit it.\n"
+        "# The check stage tracks this file and each stage compares it with the code it runs, so\n"
+        "# `mnist-pipeline init --upgrade` re-runs exactly the stages whose code changed. Commit this\n"
+        "# file; do not edit it.\n"
     )
     return (header + yaml.safe_dump(record, sort_keys=False)).encode()
 

@@ -21,8 +21,9 @@ keys and its ``code.<module>`` from its view and reads its params from it, so:
   module files per stage to keep complete (DVC would also check each listed file on every
   status: about a dozen per stage).
 
-(Outputs are ``persist: true`` and every stage validates its own view again, so a run that skips
-this stage, ``dvc repro -s``, still costs no output: see mnist_pipeline.stage.)
+(Outputs are ``persist: true`` and every stage validates its own view again, and refuses one
+that records other code than it runs, so a run that skips this stage, ``dvc repro -s``, still
+costs no output and records nothing false: see mnist_pipeline.stage.)
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mnist_pipeline.config import Params, read_params
+from mnist_pipeline.config import params_from_dict, read_params
 from mnist_pipeline.errors import ConfigError, PipelineError
 from mnist_pipeline.fsio import atomic_dir, symlinked_part
 from mnist_pipeline.provenance import PACKAGE, code_digest
@@ -71,9 +72,11 @@ STAGE_MODULES = (
 )
 
 
-def check(params: Params, raw: dict[str, Any], conf_dir: Path, views: Path) -> str:
+def check(params_path: Path, conf_dir: Path, views: Path) -> str:
     """The rules loading cannot see (what conf/ asks DVC to resolve, output folders that are
-    links), then the views of ``raw`` (the params just validated as ``params``)."""
+    links), then the views. The views are made from the very bytes validated here."""
+    raw = read_params(params_path)
+    params = params_from_dict(raw, source=str(params_path))
     for written in VIEW_ONLY_KEYS:
         if written in raw:
             raise ConfigError(f"{written}: expected no such key in params.yaml; check writes it into the views")
@@ -97,7 +100,10 @@ def check(params: Params, raw: dict[str, Any], conf_dir: Path, views: Path) -> s
     # One folder, replaced whole: a dataset no longer selected leaves no view behind.
     with atomic_dir(views) as scratch:
         for name in params.datasets:
-            view = json.dumps(dataset_view(raw, name, code), indent=1, ensure_ascii=False, allow_nan=False)
+            try:
+                view = json.dumps(dataset_view(raw, name, code), indent=1, ensure_ascii=False, allow_nan=False)
+            except ValueError as exc:  # nan or inf under a free-form key (export.formats.<f>, ...)
+                raise ConfigError(f"{params_path}: expected finite numbers, found {exc}") from exc
             params_view(name, scratch).write_text(view + "\n", encoding="utf-8")
     return f"params valid for {', '.join(params.datasets)} -> {views}/"
 
@@ -108,7 +114,9 @@ def dataset_view(raw: dict[str, Any], name: str, code: dict[str, str]) -> dict[s
     ``sha256``: the digest of each of the dataset's ``BULKY_FACTS``, which the stages track
     in their place."""
     export = raw["export"]
-    build = {fmt: [selected for selected in names if selected == name] for fmt, names in export["build"].items()}
+    build = {
+        fmt: [selected for selected in names if selected == name] for fmt, names in export.get("build", {}).items()
+    }
     dataset = raw["datasets"][name]
     return {
         **raw,
@@ -120,8 +128,9 @@ def dataset_view(raw: dict[str, Any], name: str, code: dict[str, str]) -> dict[s
 
 
 def fact_digest(value: Any) -> str:
-    """sha256 of a value's canonical JSON: equal values, equal digests, whatever the key order."""
-    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    """sha256 of a value's compact JSON, keys in their composed order: the order of the splits is
+    the order of stats.json, the card and the report, so reordering them is a change."""
+    canonical = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -132,9 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("views", type=Path, help=f"folder receiving one params view per dataset ({PARAMS_VIEWS})")
     args: argparse.Namespace = parser.parse_args(argv)
-    return run_stage(
-        "check", lambda params: check(params, read_params(args.params), args.conf, args.views), args.params
-    )
+    # run_stage validates params.yaml first, as for every stage; check reads it once more to
+    # write the views from bytes it has validated itself.
+    return run_stage("check", lambda _: check(args.params, args.conf, args.views), args.params)
 
 
 if __name__ == "__main__":

@@ -502,7 +502,12 @@ def main(argv: list[str] | None = None) -> int:
     args: argparse.Namespace = parser.parse_args(argv)
     return run_stage(
         f"download@{args.dataset}",
-        lambda params: download(params, args.dataset, args.raw_dir, sources_for(params, args.dataset, Path())),
+        lambda params: download(
+            params,
+            args.dataset,
+            args.raw_dir,
+            sources_for(params, args.dataset, args.params.parent if args.params else Path()),
+        ),
         params_file(args),
     )
 

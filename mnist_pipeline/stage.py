@@ -5,7 +5,8 @@ A per-dataset stage reads its dataset's params view, ``data/params/<dataset>.jso
 with only that dataset, written by the ``check`` stage and tracked by the stage's DVC params (so
 that DVC parses a file of one dataset's size per stage, whatever the number of datasets
 selected, and JSON, which it parses in C). The stage runs with exactly the values dvc.lock
-records for it.
+records for it, and refuses to run when its view records other code than its own
+(``stale_view``).
 
 Every output in dvc.yaml is ``persist: true``: DVC leaves the previous outputs in place while a
 stage runs, so whatever this shell refuses (params that fail validation, code the team
@@ -24,7 +25,7 @@ from typing import cast
 
 from mnist_pipeline.config import Params, load_params
 from mnist_pipeline.errors import ConfigError, PipelineError
-from mnist_pipeline.provenance import CODE_FILE, stale_code
+from mnist_pipeline.provenance import CODE_FILE, PACKAGE, code_digest, stale_code
 
 log = logging.getLogger("mnist_pipeline")
 #: Where the ``check`` stage writes each dataset's params view (dvc.yaml names the same folder).
@@ -67,6 +68,9 @@ def run_stage(name: str, work: Callable[[Params], str], params_path: Path) -> in
                 "run `dvc repro` (or select the dataset with -S dataset=...)"
             )
         params = load_params(params_path)
+        stale = stale_view(_stage_module(work), params, params_path)
+        if stale:
+            raise PipelineError(stale)
         summary = work(params)
     except PipelineError as exc:
         log.error("error: %s", _one_line(str(exc)))
@@ -80,6 +84,19 @@ def run_stage(name: str, work: Callable[[Params], str], params_path: Path) -> in
         return 130
     log.info("%s", summary)
     return 0
+
+
+def stale_view(module: str, params: Params, params_path: Path) -> str | None:
+    """Why the view records other code for ``module`` than this checkout runs (a module edited
+    since check last ran, then a targeted ``dvc repro -s``), or None: dvc.lock records the
+    digest of the view, so it must be the code that runs."""
+    key = module.removeprefix(f"{PACKAGE}.")
+    if key not in params.code or params.code[key] == code_digest(module):
+        return None
+    return (
+        f"{params_path}: records other code for {module} than this checkout runs (edited since the check "
+        "stage wrote it); run `dvc repro` (or `dvc repro check` first)"
+    )
 
 
 def _stage_module(work: Callable[[Params], str]) -> str:

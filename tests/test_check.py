@@ -3,6 +3,8 @@ environment would reach params.yaml, dvc.lock and the exports); plain interpolat
 
 from __future__ import annotations
 
+import json
+import math
 import shutil
 from pathlib import Path
 
@@ -98,3 +100,44 @@ def test_a_hand_edited_view_that_is_not_json_is_one_line(
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("verify@mnist: error: data/params/mnist.json: not valid JSON: ")
     assert not Path("data/mnist").exists()
+
+
+def test_a_view_recording_other_code_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A module edited after check wrote the views, then a targeted `dvc repro -s`: the stage
+    would run code its dvc.lock entry does not record, so it refuses and writes nothing."""
+    monkeypatch.chdir(tmp_path)
+    assert check.main(["--params", str(write_params(tmp_path, committed_params())), "data/params"]) == 0
+    view = Path("data/params/mnist.json")
+    recorded = json.loads(view.read_text())
+    recorded["code"]["verify"] = "0" * 64
+    view.write_text(json.dumps(recorded))
+    capsys.readouterr()
+    assert verify.main(["--dataset", "mnist", "data/mnist/raw", "data/mnist/checksums.json"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (
+        "verify@mnist: error: data/params/mnist.json: records other code for mnist_pipeline.verify than this "
+        "checkout runs (edited since the check stage wrote it); run `dvc repro` (or `dvc repro check` first)"
+    )
+    assert not Path("data/mnist").exists()
+
+
+def test_a_non_finite_value_under_a_free_form_key_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = committed_params()
+    raw["export"]["formats"]["npz"] = {"note": math.nan}
+    views = tmp_path / "views"
+    assert check.main(["--params", str(write_params(tmp_path / "p", raw)), str(views)]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("check: error: ") and "expected finite numbers, found Out of range float values" in line
+    assert not views.exists()
+
+
+def test_reordered_splits_change_their_digest() -> None:
+    """stats.json, the card and the report list splits in their configured order."""
+    splits = committed_params()["datasets"]["mnist"]["splits"]
+    reordered = dict(reversed(list(splits.items())))
+    assert check.fact_digest(reordered) != check.fact_digest(splits)
+    assert check.fact_digest(dict(splits)) == check.fact_digest(splits)

@@ -112,8 +112,8 @@ def test_a_rejected_override_costs_no_output(built: tuple[Path, FaultServer], ov
     assert result.returncode != 0
     assert message in output and "Traceback" not in output
     assert any(line.startswith("check: error:") and message in line for line in output.splitlines())
-    # Every output is in place and unchanged, the check stage's marker too (outputs are
-    # persisted), and the refused run recorded nothing: with params.yaml back, nothing runs.
+    # Every output is in place and unchanged, the params views too (outputs are persisted), and
+    # the refused run recorded nothing: with params.yaml back, nothing runs.
     assert sha256_tree(repo / "data") == before
     restore(repo, "params.yaml")
     assert stages_run(run(repo, "dvc", "repro").stdout) == []
