@@ -11,9 +11,9 @@ between two marker comments (``BLOCK_BEGIN``/``BLOCK_END``): adoption inserts it
 ``stages:``, an upgrade replaces the lines between the markers, and every other byte of the file
 (the team's stages, comments, anchors, indentation, line endings) stays as it was.
 
-Each stage tracks ``code.<its module>`` from its dataset's params view, the digest of its
-import closure that the ``check`` stage writes (mnist_pipeline.check). In this repository
-``check`` depends on the package folder; a team repository has none, so ``mnist-pipeline.yaml``
+Each stage tracks ``code.<its module>`` in the params file the ``check`` stage writes for it,
+the digest of its import closure (mnist_pipeline.check). In this repository ``check`` depends
+on the package folder; a team repository has none, so ``mnist-pipeline.yaml``
 records the digest of each stage's code in the installed package and ``check`` tracks that file:
 after an upgrade, ``mnist-pipeline init --upgrade`` rewrites the digests, ``check`` re-runs and
 exactly the stages whose code changed follow. Until then nothing is stale to DVC (the outputs

@@ -1,22 +1,26 @@
 """check stage: validate params.yaml before any other stage runs, and write each selected
-dataset's params view.
+dataset's params view and what each of its stages tracks.
 
-This stage depends on params.yaml (as a file), conf/ and the package, and writes
-``data/params/<d>.json`` for every selected dataset: params.yaml with only that dataset in
-``datasets`` (and in ``export.build``), every shared section kept, same keys, plus ``code``: the
-digest of each stage module's import closure (mnist_pipeline.provenance), and ``sha256``: the
-digests of the dataset's bulky facts (``BULKY_FACTS``). Each of a dataset's stages tracks its
-keys and its ``code.<module>`` from its view and reads its params from it, so:
+This stage depends on params.yaml (as a file), conf/ and the package, and writes, for every
+selected dataset:
+
+- ``data/params/<d>.json``, the view: params.yaml with only that dataset in ``datasets`` (and
+  in ``export.build``), every shared section kept, same keys, plus ``code``: the digest of each
+  stage module's import closure (mnist_pipeline.provenance), and ``sha256``: the digests of
+  the dataset's bulky facts (``BULKY_FACTS``). The dataset's stages read their params from it.
+- ``data/params/<d>/<module>.json``: the keys of the view the stage of ``module`` reads
+  (``STAGE_PARAMS``) and its ``code.<module>``, which the stage tracks whole in dvc.yaml.
+
+So:
 
 - a bad value in any key, including keys no stage tracks (``export.workers``, ``download.*``),
   stops ``dvc repro`` / ``dvc exp run`` here, before anything else runs (every other stage
-  depends on a view, so DVC orders this stage first);
-- DVC parses one dataset's worth of params per stage, not the whole family's: with DVC
-  parsing a stage's params file on every ``status``, ``repro`` and ``exp run``, one shared
-  params.yaml made the cost grow with the square of the datasets selected. Views are JSON,
-  which DVC parses with the C parser (its YAML constructor is pure Python: 0.4 s of a 12-dataset
-  no-op status);
-- a view rewritten with the same values re-runs nothing: DVC compares the tracked values;
+  depends on a file of this stage, so DVC orders it first);
+- DVC reads one small file per stage on every ``status``, ``repro`` and ``exp run``, whatever
+  the number of datasets selected: one shared params.yaml made that cost grow with the square
+  of the datasets selected, and a list of keys per stage cost a walk of the whole view per key.
+  The files are JSON, which DVC parses with the C parser (its YAML constructor is pure Python);
+- a file rewritten with the same values re-runs nothing: DVC compares the tracked values;
 - editing a module re-runs exactly the stages whose import closure holds it, with no list of
   module files per stage to keep complete (DVC would also check each listed file on every
   status: about a dozen per stage).
@@ -56,20 +60,57 @@ DATASET_FOLDERS = ("raw", "idx", "decoded", "export")
 BULKY_FACTS = ("splits", "classes")
 #: The keys check adds to every view (a params.yaml setting one would be overwritten).
 VIEW_ONLY_KEYS = ("code", "sha256")
-#: The modules of a dataset's stages (dvc.yaml runs each as ``python -m mnist_pipeline.<module>``
-#: and tracks ``code.<module>`` from the view).
-STAGE_MODULES = (
-    "download",
-    "verify",
-    "extract",
-    "decode",
-    "export_npz",
-    "export_csv",
-    "export_png",
-    "export_parquet",
-    "unpack",
-    "report",
-)
+#: What each stage module reads from its dataset's view, and so what it tracks: check writes these
+#: keys (``{dataset}``: the dataset's name), with ``code.<module>``, into
+#: ``data/params/<dataset>/<module>.json``, and the stage tracks that file whole in dvc.yaml. DVC
+#: compares a whole params file by its top-level keys; a list of keys costs it a walk of the
+#: whole view per key (dpath), which was a third of a 12-dataset no-op ``dvc status``.
+STAGE_PARAMS: dict[str, tuple[str, ...]] = {
+    # Mirrors and download settings are not tracked: they change where bytes come from, never
+    # which bytes are accepted (this machine's own mirrors are not params at all: machine.py).
+    "download": ("sha256.splits", "datasets.{dataset}.container", "datasets.{dataset}.compression", "verify.archive"),
+    "verify": ("sha256.splits", "datasets.{dataset}.compression", "verify.archive"),
+    "extract": ("sha256.splits", "datasets.{dataset}.compression"),
+    "decode": (
+        "sha256.splits",
+        "datasets.{dataset}.image_shape",
+        "datasets.{dataset}.transposed",
+        "datasets.{dataset}.labels",
+        "sha256.classes",
+    ),
+    "export_npz": ("export.npz", "datasets.{dataset}.export.npz", "sha256.classes"),
+    "export_csv": ("export.csv", "datasets.{dataset}.export.csv", "sha256.classes", "datasets.{dataset}.labels"),
+    "export_png": ("export.png", "datasets.{dataset}.export.png", "sha256.classes"),
+    "export_parquet": (
+        "export.parquet",
+        "datasets.{dataset}.export.parquet",
+        "sha256.classes",
+        "datasets.{dataset}.labels",
+        # the Hugging Face card beside the files (mnist_pipeline.card)
+        "datasets.{dataset}.title",
+        "datasets.{dataset}.homepage",
+        "datasets.{dataset}.license",
+        "datasets.{dataset}.citation",
+        "datasets.{dataset}.transposed",
+        "sha256.splits",
+        "datasets.{dataset}.image_shape",
+    ),
+    # No option changes the tree: only its code.
+    "unpack": (),
+    "report": (
+        "datasets.{dataset}.title",
+        "datasets.{dataset}.homepage",
+        "datasets.{dataset}.license",
+        "datasets.{dataset}.citation",
+        "sha256.classes",
+        "datasets.{dataset}.labels",
+        "datasets.{dataset}.transposed",
+        "sha256.splits",
+        "datasets.{dataset}.image_shape",
+        "export.formats",
+        "report.samples_per_class",
+    ),
+}
 
 
 def check(params_path: Path, conf_dir: Path, views: Path) -> str:
@@ -96,16 +137,45 @@ def check(params_path: Path, conf_dir: Path, views: Path) -> str:
         linked = symlinked_part(folder)
         if linked is not None:
             raise PipelineError(f"{linked}: is a symbolic link; refusing to let any stage write {folder} through it")
-    code = {module: code_digest(f"{PACKAGE}.{module}") for module in STAGE_MODULES}
-    # One folder, replaced whole: a dataset no longer selected leaves no view behind.
+    code = {module: code_digest(f"{PACKAGE}.{module}") for module in STAGE_PARAMS}
+    # One folder, replaced whole: a dataset no longer selected leaves nothing behind.
     with atomic_dir(views) as scratch:
         for name in params.datasets:
-            try:
-                view = json.dumps(dataset_view(raw, name, code), indent=1, ensure_ascii=False, allow_nan=False)
-            except ValueError as exc:  # nan or inf under a free-form key (export.formats.<f>, ...)
-                raise ConfigError(f"{params_path}: expected finite numbers, found {exc}") from exc
-            params_view(name, scratch).write_text(view + "\n", encoding="utf-8")
+            view = dataset_view(raw, name, code)
+            write_json(params_view(name, scratch), view, params_path)
+            for module in STAGE_PARAMS:
+                write_json(tracked_file(name, module, scratch), tracked_params(view, name, module), params_path)
     return f"params valid for {', '.join(params.datasets)} -> {views}/"
+
+
+def write_json(path: Path, value: dict[str, Any], params_path: Path) -> None:
+    try:
+        text = json.dumps(value, indent=1, ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:  # nan or inf under a free-form key (export.formats.<f>, ...)
+        raise ConfigError(f"{params_path}: expected finite numbers, found {exc}") from exc
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text + "\n", encoding="utf-8")
+
+
+def tracked_file(dataset: str, module: str, views: Path = PARAMS_VIEWS) -> Path:
+    """The params file the stage of ``module`` tracks whole for ``dataset`` (dvc.yaml names it)."""
+    return views / dataset / f"{module}.json"
+
+
+def tracked_params(view: dict[str, Any], dataset: str, module: str) -> dict[str, Any]:
+    """What the stage of ``module`` reads from ``view``, by the view's dotted keys:
+    ``code.<module>`` and its ``STAGE_PARAMS``. Dotted keys at the top keep dvc.lock as compact
+    as a list of keys would, and make ``dvc status`` name the key that changed."""
+    tracked: dict[str, Any] = {}
+    for key in (f"code.{module}", *(key.format(dataset=dataset) for key in STAGE_PARAMS[module])):
+        value: Any = view
+        try:
+            for part in key.split("."):
+                value = value[part]
+        except (KeyError, TypeError):
+            raise ConfigError(f"{key}: expected in params.yaml (the {module} stage reads it), found nothing") from None
+        tracked[key] = value
+    return tracked
 
 
 def dataset_view(raw: dict[str, Any], name: str, code: dict[str, str]) -> dict[str, Any]:

@@ -1,7 +1,7 @@
-"""dvc.yaml's deps and params are exact: each stage tracks, from its own dataset's params view,
-the code digest of its module's import closure (so editing a module re-runs exactly the stages
-that import it) and the options it reads (so every export option re-runs exactly the stages
-that read it)."""
+"""dvc.yaml's deps and params are exact: each stage tracks, whole, the file check writes for it
+from its own dataset's params view: the code digest of its module's import closure (so editing
+a module re-runs exactly the stages that import it) and the options it reads (so every export
+option re-runs exactly the stages that read it)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import dpath
 import pytest
 import yaml
 
 from mnist_pipeline import check
 from mnist_pipeline.config import KNOWN_FORMATS
+from mnist_pipeline.errors import ConfigError
 from mnist_pipeline.params import compose_params
 from mnist_pipeline.provenance import PACKAGE, code_digest, imported_modules, module_file
-from mnist_pipeline.stage import PARAMS_VIEWS, params_view
+from mnist_pipeline.stage import PARAMS_VIEWS
 from tests.support.repos import PROJECT_ROOT
 
 DATASETS = ("mnist", "fashion_mnist")
@@ -50,7 +50,7 @@ def test_check_depends_on_params_and_the_whole_package_and_digests_every_dataset
     assert deps.pop("check") == [PACKAGE]
     assert all(not listed for listed in deps.values()), deps
     assert {module for stage, module, _ in CASES if stage != "check"} == {
-        f"{PACKAGE}.{module}" for module in check.STAGE_MODULES
+        f"{PACKAGE}.{module}" for module in check.STAGE_PARAMS
     }
 
 
@@ -116,22 +116,32 @@ def resolved(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], 
     return params, tracked
 
 
-def test_each_stage_tracks_its_own_datasets_view_and_code(resolved: tuple[dict[str, Any], Tracked]) -> None:
-    """Every stage but check tracks keys of its own dataset's view, never another dataset's
-    keys, and the code digest of the module its cmd runs."""
-    _, tracked = resolved
+def test_each_stage_tracks_its_own_file_whole(resolved: tuple[dict[str, Any], Tracked]) -> None:
+    """Every stage but check tracks, whole, the file check writes for its module and its own
+    dataset, which holds only that dataset's keys and the code digest of that module."""
+    params, tracked = resolved
     assert "check" not in tracked
-    modules = {stage: module for stage, module, _ in CASES}
+    modules = {stage: module.removeprefix(f"{PACKAGE}.") for stage, module, _ in CASES}
     for stage, (path, keys) in tracked.items():
         template, _, dataset = stage.partition("@")
         dataset = dataset.removesuffix("-png")  # unpack@<d>-png
-        assert path == params_view(dataset).as_posix(), stage
-        assert f"code.{modules[template].removeprefix(PACKAGE + '.')}" in keys, stage
-        assert all(not key.startswith("datasets.") or key.startswith(f"datasets.{dataset}.") for key in keys)
+        module = modules[template]
+        assert (path, keys) == (check.tracked_file(dataset, module).as_posix(), []), stage
+        written = check.tracked_params(check.dataset_view(params, dataset, SAME_CODE), dataset, module)
+        assert written[f"code.{module}"] == "unchanged", stage
+        assert [key for key in written if key.startswith("code.")] == [f"code.{module}"], stage
+        assert all(not key.startswith("datasets.") or key.startswith(f"datasets.{dataset}.") for key in written)
+
+
+def test_a_missing_tracked_key_is_named() -> None:
+    """DVC would refuse a stage whose tracked key is missing; check names it first."""
+    view = {"code": {"verify": ""}, "sha256": {"splits": ""}, "datasets": {"x": {"compression": ""}}}
+    with pytest.raises(ConfigError, match=r"^verify.archive: expected in params.yaml \(the verify stage reads it\)"):
+        check.tracked_params(view, "x", "verify")
 
 
 #: Code digests for the comparisons that change params only.
-SAME_CODE = dict.fromkeys(check.STAGE_MODULES, "unchanged")
+SAME_CODE = dict.fromkeys(check.STAGE_PARAMS, "unchanged")
 
 
 def stages_changed(
@@ -142,15 +152,14 @@ def stages_changed(
     code_after: dict[str, str] = SAME_CODE,
 ) -> set[str]:
     """The stages whose tracked params differ between params.yaml (and code) ``before`` and
-    ``after``, as DVC compares them once check has written the views: ``dpath`` lookups of each
-    listed key in the stage's view."""
+    ``after``, as DVC compares them once check has written each stage's file."""
 
-    def values(params: dict[str, Any], path: str, keys: list[str]) -> list[Any]:
+    def written(params: dict[str, Any], path: str) -> dict[str, Any]:
         code = code_before if params is before else code_after
-        view = check.dataset_view(params, Path(path).stem, code)
-        return [dpath.get(view, key, separator=".") for key in keys]
+        dataset, module = Path(path).parent.name, Path(path).stem
+        return check.tracked_params(check.dataset_view(params, dataset, code), dataset, module)
 
-    return {stage for stage, (path, keys) in tracked.items() if values(before, path, keys) != values(after, path, keys)}
+    return {stage for stage, (path, _) in tracked.items() if written(before, path) != written(after, path)}
 
 
 def test_a_module_edit_reruns_exactly_the_stages_importing_it(
@@ -162,7 +171,7 @@ def test_a_module_edit_reruns_exactly_the_stages_importing_it(
     shutil.copytree(PROJECT_ROOT / PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
 
     def digests() -> dict[str, str]:
-        return {module: code_digest(f"{PACKAGE}.{module}", package) for module in check.STAGE_MODULES}
+        return {module: code_digest(f"{PACKAGE}.{module}", package) for module in check.STAGE_PARAMS}
 
     before = digests()
     (package / "png.py").write_text((package / "png.py").read_text() + "\n# edited\n")
