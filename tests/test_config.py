@@ -100,6 +100,12 @@ def test_unknown_dataset_names_the_available_ones(tmp_path: Path) -> None:
         composed(tmp_path, "dataset=nosuch")
 
 
+def test_unknown_format_is_named(tmp_path: Path) -> None:
+    """Hydra names the missing group file of a list (without the options: `mnist-pipeline formats`)."""
+    with pytest.raises(MissingConfigException, match=r"^In 'config': Could not load 'formats/nosuch'\."):
+        composed(tmp_path, "formats=[npz,nosuch]")
+
+
 def with_change(path: str, value: Any) -> dict[str, Any]:
     params = copy.deepcopy(committed_params())
     *parents, leaf = path.split(".")

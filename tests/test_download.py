@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -113,13 +114,22 @@ def test_same_size_wrong_hash_is_rejected(
 
 
 @pytest.mark.parametrize("retry_after", [0, None], ids=["retry-after", "backoff"])
-def test_transient_503_is_retried(tmp_path: Path, tiny: TinyDataset, retry_after: int | None) -> None:
+def test_transient_503_is_retried(
+    tmp_path: Path, tiny: TinyDataset, retry_after: int | None, capsys: pytest.CaptureFixture[str]
+) -> None:
     fault = Fault("status", status=503, retry_after=retry_after, times=1)
     with serve(FaultServer(files=dict(tiny.archives), faults={TRAIN_IMAGES: fault})) as server:
         code, raw = run_download(tmp_path, params_for(tiny, [server.url]))
     assert code == 0
     assert_canonical(raw, tiny)
     assert len(server.hits(TRAIN_IMAGES)) == 2
+    # The README's failure table quotes this line: what failed, why, and the wait.
+    (retry,) = [line for line in capsys.readouterr().err.splitlines() if "retrying in" in line]
+    name = re.escape(TRAIN_IMAGES)
+    expected = (
+        rf"download@\w+: {name}: http://127\.0\.0\.1:\d+/{name}: HTTP 503 Service Unavailable; retrying in \d+\.\d s"
+    )
+    assert re.fullmatch(expected, retry), retry
 
 
 def test_cut_transfer_resumes_with_range(tmp_path: Path, tiny: TinyDataset) -> None:

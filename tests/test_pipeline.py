@@ -119,13 +119,25 @@ def test_a_rejected_override_costs_no_output(built: tuple[Path, FaultServer], ov
     assert stages_run(run(repo, "dvc", "repro").stdout) == []
 
 
-def test_path_overrides_cannot_exist(built: tuple[Path, FaultServer]) -> None:
-    """Output paths follow from names: the override that once replaced export/ is refused by Hydra."""
+@pytest.mark.parametrize(
+    "override",
+    ["export.trees.png.out=.", "export.csv.heder=false"],
+    ids=["path-override", "typo"],
+)
+def test_unknown_keys_stop_before_any_stage(built: tuple[Path, FaultServer], override: str) -> None:
+    """A key conf/ does not have is refused by Hydra while DVC composes params.yaml, in the words
+    the README quotes: a typo, and the path override that once replaced export/ (output paths
+    follow from names)."""
     repo, _ = built
     before = sha256_tree(repo / "data")
-    result = run(repo, "dvc", "exp", "run", "-S", "dataset=tiny", "-S", "export.trees.png.out=.", check=False)
+    result = run(repo, "dvc", "exp", "run", "-S", "dataset=tiny", "-S", override, check=False)
+    key = override.partition("=")[0]
     assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr
-    assert "Could not override 'export.trees.png.out'" in result.stderr
+    assert (
+        f"ERROR: unexpected error - Could not override '{key}'.\nTo append to your config use +{override}"
+        in result.stderr
+    )
+    assert not stages_run(result.stdout)
     assert sha256_tree(repo / "data") == before
     restore(repo, "params.yaml")
 
