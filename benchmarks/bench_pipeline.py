@@ -10,6 +10,8 @@ In one run:
   -S export.npz.dtype=float32``, ``dvc queue start -j 1``, until both are done) vs the bare work
   of the stages the sweep ran (read from ``dvc queue logs``) for both points plus DVC's
   per-experiment floor: the same queued two-point sweep of a one-stage pipeline (``echo``);
+- DVC's floor for as many stages as each pipeline below has: a cold ``dvc exp run`` of a chain
+  of ``echo`` stages (one param, one dep, one output each), and its built no-op status;
 - all 12 datasets of ``conf/dataset/`` selected, on small generated archives in their real
   layouts (family.py): the cold ``dvc exp run`` that builds them vs its stages run bare, then
   no-op ``dvc status`` of the built repo vs the empty repo (a quick run measures the status of
@@ -166,20 +168,42 @@ def status_vs_floor(repo: Path, floor: Path, what: str, goal: Goal | None, round
     return comparison
 
 
-def trivial_repo(directory: Path) -> Path:
-    """A one-stage pipeline with Hydra, as ours: ``echo ${value} > out.txt``, persisted."""
+def echo_repo(directory: Path, stages: int, *, built: bool) -> Path:
+    """DVC's floor for a pipeline of ``stages`` stages, with Hydra, as ours: a chain of
+    ``echo ${value} > s<i>.txt``, each stage tracking ``value`` and depending on the previous
+    one's persisted output; committed after a ``dvc repro`` if ``built``, before any run if not."""
     empty_dvc_repo(directory)
     (directory / ".dvc" / "config").write_text("[core]\n    analytics = false\n[hydra]\n    enabled = true\n")
     (directory / "conf").mkdir()
     (directory / "conf" / "config.yaml").write_text("value: 0\n")
     compose(directory)
-    (directory / "dvc.yaml").write_text(
-        "stages:\n  step:\n    cmd: echo ${value} > out.txt\n    params:\n      - value\n"
-        "    outs:\n      - out.txt:\n          persist: true\n"
-    )
-    run(directory, "dvc", "repro", "-q")
-    commit_all(directory, "one stage")
+    lines = ["stages:"]
+    for index in range(stages):
+        lines += [f"  s{index}:", f"    cmd: echo ${{value}} > s{index}.txt", "    params:", "      - value"]
+        if index:
+            lines += ["    deps:", f"      - s{index - 1}.txt"]
+        lines += ["    outs:", f"      - s{index}.txt:", "          persist: true"]
+    (directory / "dvc.yaml").write_text("\n".join(lines) + "\n")
+    if built:
+        run(directory, "dvc", "repro", "-q")
+    commit_all(directory, f"{stages} echo stages")
     return directory
+
+
+def echo_floor(root: Path, stages: int, floor: Path, results: Results) -> None:
+    """DVC's own cost for ``stages`` stages that do next to nothing: a cold ``dvc exp run`` in a
+    fresh clone of the chain, then no-op ``dvc status`` of the built chain against the empty
+    repository; the pipeline's own figures with as many stages read against these."""
+    chain = echo_repo(root / f"echo-{stages}", stages, built=False)
+    clone = root / f"echo-{stages}-cold"
+    run(root, "git", "clone", "-q", str(chain), str(clone))
+    cold = dvc(clone, "exp", "run")
+    results.other.append([f"DVC's floor: cold `dvc exp run` of {stages} chained `echo` stages", _cell(cold)])
+    if cold.ok:
+        commit_all(clone, "built")
+        comparison = status_vs_floor(clone, floor, f"{stages} chained `echo` stages built (DVC's floor)", None,
+                                     STATUS_ROUNDS, results)  # fmt: skip
+        results.comparisons.append(comparison)
 
 
 @dataclass(frozen=True)
@@ -208,7 +232,7 @@ def ran_stages(repo: Path, name: str) -> list[str]:
 
 
 def sweep_vs_floor(baseline: Path, root: Path, rounds: int, env: dict[str, str], results: Results) -> Comparison:
-    floor_repo = trivial_repo(root / "trivial")
+    floor_repo = echo_repo(root / "trivial", 1, built=True)
     original = (baseline / "params.yaml").read_bytes()
     stages = {stage.name: stage for stage in stage_commands(baseline)}
     changed: list[StageCommand] = []
@@ -285,6 +309,7 @@ def family(root: Path, quick: bool, floor: Path, results: Results) -> None:
             built_repo, floor, f"{what} built, {stages} stages", FAMILY_STATUS_GOAL, _status_rounds(quick), results
         )
     )
+    echo_floor(root, stages, floor, results)
 
 
 def _status_rounds(quick: bool) -> int:
@@ -445,6 +470,7 @@ def run_pipeline(options: Options) -> PipelineReport:
             results.comparisons.append(
                 status_vs_floor(baseline, floor, "MNIST built", STATUS_GOAL, _status_rounds(options.quick), results)
             )
+            echo_floor(root, len(stage_commands(baseline)), floor, results)
             no_op_repro(baseline, results)
             if options.remotes:
                 remote_round_trips(baseline, root, results)
