@@ -60,6 +60,19 @@ DATASET_FOLDERS = ("raw", "idx", "decoded", "export")
 BULKY_FACTS = ("splits", "classes")
 #: The keys check adds to every view (a params.yaml setting one would be overwritten).
 VIEW_ONLY_KEYS = ("code", "sha256")
+#: What a dataset card describes: the Parquet export's card (mnist_pipeline.card) and the report
+#: read the same facts.
+DESCRIBED = (
+    "datasets.{dataset}.title",
+    "datasets.{dataset}.homepage",
+    "datasets.{dataset}.license",
+    "datasets.{dataset}.citation",
+    "sha256.classes",
+    "datasets.{dataset}.labels",
+    "datasets.{dataset}.transposed",
+    "sha256.splits",
+    "datasets.{dataset}.image_shape",
+)
 #: What each stage module reads from its dataset's view, and so what it tracks: check writes these
 #: keys (``{dataset}``: the dataset's name), with ``code.<module>``, into
 #: ``data/params/<dataset>/<module>.json``, and the stage tracks that file whole in dvc.yaml. DVC
@@ -81,35 +94,10 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "export_npz": ("export.npz", "datasets.{dataset}.export.npz", "sha256.classes"),
     "export_csv": ("export.csv", "datasets.{dataset}.export.csv", "sha256.classes", "datasets.{dataset}.labels"),
     "export_png": ("export.png", "datasets.{dataset}.export.png", "sha256.classes"),
-    "export_parquet": (
-        "export.parquet",
-        "datasets.{dataset}.export.parquet",
-        "sha256.classes",
-        "datasets.{dataset}.labels",
-        # the Hugging Face card beside the files (mnist_pipeline.card)
-        "datasets.{dataset}.title",
-        "datasets.{dataset}.homepage",
-        "datasets.{dataset}.license",
-        "datasets.{dataset}.citation",
-        "datasets.{dataset}.transposed",
-        "sha256.splits",
-        "datasets.{dataset}.image_shape",
-    ),
+    "export_parquet": ("export.parquet", "datasets.{dataset}.export.parquet", *DESCRIBED),
     # No option changes the tree: only its code.
     "unpack": (),
-    "report": (
-        "datasets.{dataset}.title",
-        "datasets.{dataset}.homepage",
-        "datasets.{dataset}.license",
-        "datasets.{dataset}.citation",
-        "sha256.classes",
-        "datasets.{dataset}.labels",
-        "datasets.{dataset}.transposed",
-        "sha256.splits",
-        "datasets.{dataset}.image_shape",
-        "export.formats",
-        "report.samples_per_class",
-    ),
+    "report": (*DESCRIBED, "export.formats", "report.samples_per_class"),
 }
 
 
