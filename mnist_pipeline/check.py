@@ -7,9 +7,10 @@ selected dataset:
 - ``data/params/<d>.json``, the view: params.yaml with only that dataset in ``datasets`` (and
   in ``export.build``), every shared section kept, same keys, plus ``code``: the digest of each
   stage module's import closure (mnist_pipeline.provenance), and ``sha256``: the digests of
-  the dataset's bulky facts (``BULKY_FACTS``). The dataset's stages read their params from it.
-- ``data/params/<d>/<module>.json``: the keys of the view the stage of ``module`` reads
-  (``STAGE_PARAMS``) and its ``code.<module>``, which the stage tracks whole in dvc.yaml.
+  the dataset's bulky facts. The dataset's stages read their params from it.
+- ``data/params/<d>/<module>.json``: the keys of the view the stage of ``module`` reads and its
+  ``code.<module>``, which the stage tracks whole in dvc.yaml (what the files hold, and the key
+  lists: mnist_pipeline.views).
 
 So:
 
@@ -26,14 +27,14 @@ So:
   status: about a dozen per stage).
 
 (Outputs are ``persist: true`` and every stage validates its own view again, and refuses one
-that records other code than it runs, so a run that skips this stage, ``dvc repro -s``, still
-costs no output and records nothing false: see mnist_pipeline.stage.)
+that records other code than it runs or that its tracked file disagrees with, so a run that
+skips this stage, ``dvc repro -s``, still costs no output and records nothing false: see
+mnist_pipeline.stage.)
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -43,7 +44,16 @@ from mnist_pipeline.config import params_from_dict, read_params
 from mnist_pipeline.errors import ConfigError, PipelineError
 from mnist_pipeline.fsio import atomic_dir, symlinked_part
 from mnist_pipeline.provenance import PACKAGE, code_digest
-from mnist_pipeline.stage import PARAMS_VIEWS, params_view, run_stage, stage_parser
+from mnist_pipeline.stage import run_stage, stage_parser
+from mnist_pipeline.views import (
+    PARAMS_VIEWS,
+    STAGE_PARAMS,
+    VIEW_ONLY_KEYS,
+    dataset_view,
+    params_view,
+    tracked_file,
+    tracked_params,
+)
 
 #: A resolver call (``${oc.env:TOKEN}``, ``${oc.decode:...}``): DVC resolves it while composing,
 #: so this machine's value would reach params.yaml, dvc.lock, the run record and the dataset card.
@@ -53,52 +63,6 @@ RESOLVER_CALL = re.compile(r"\$\{\s*([A-Za-z_][\w.]*)\s*:")
 CONFIG_ONLY_RESOLVERS = ("oc.dict.keys", "oc.dict.values", "oc.select")
 #: Every folder a dataset's stages write below ``data/<dataset>/`` (dvc.yaml names them).
 DATASET_FOLDERS = ("raw", "idx", "decoded", "export")
-#: Dataset facts the stages track by their sha256 (``sha256.<fact>`` in the view) instead of by
-#: value: the files of every split (names, sizes, digests) and the class names, dozens of lines
-#: each. DVC rewrites all of dvc.lock after every stage, so each stage's copy of them made a run
-#: cost (stages x lock size); their values are in params.yaml and in the view beside the digest.
-BULKY_FACTS = ("splits", "classes")
-#: The keys check adds to every view (a params.yaml setting one would be overwritten).
-VIEW_ONLY_KEYS = ("code", "sha256")
-#: What a dataset card describes: the Parquet export's card (mnist_pipeline.card) and the report
-#: read the same facts.
-DESCRIBED = (
-    "datasets.{dataset}.title",
-    "datasets.{dataset}.homepage",
-    "datasets.{dataset}.license",
-    "datasets.{dataset}.citation",
-    "sha256.classes",
-    "datasets.{dataset}.labels",
-    "datasets.{dataset}.transposed",
-    "sha256.splits",
-    "datasets.{dataset}.image_shape",
-)
-#: What each stage module reads from its dataset's view, and so what it tracks: check writes these
-#: keys (``{dataset}``: the dataset's name), with ``code.<module>``, into
-#: ``data/params/<dataset>/<module>.json``, and the stage tracks that file whole in dvc.yaml. DVC
-#: compares a whole params file by its top-level keys; a list of keys costs it a walk of the
-#: whole view per key (dpath), which was a third of a 12-dataset no-op ``dvc status``.
-STAGE_PARAMS: dict[str, tuple[str, ...]] = {
-    # Mirrors and download settings are not tracked: they change where bytes come from, never
-    # which bytes are accepted (this machine's own mirrors are not params at all: machine.py).
-    "download": ("sha256.splits", "datasets.{dataset}.container", "datasets.{dataset}.compression", "verify.archive"),
-    "verify": ("sha256.splits", "datasets.{dataset}.compression", "verify.archive"),
-    "extract": ("sha256.splits", "datasets.{dataset}.compression"),
-    "decode": (
-        "sha256.splits",
-        "datasets.{dataset}.image_shape",
-        "datasets.{dataset}.transposed",
-        "datasets.{dataset}.labels",
-        "sha256.classes",
-    ),
-    "export_npz": ("export.npz", "datasets.{dataset}.export.npz", "sha256.classes"),
-    "export_csv": ("export.csv", "datasets.{dataset}.export.csv", "sha256.classes", "datasets.{dataset}.labels"),
-    "export_png": ("export.png", "datasets.{dataset}.export.png", "sha256.classes"),
-    "export_parquet": ("export.parquet", "datasets.{dataset}.export.parquet", *DESCRIBED),
-    # No option changes the tree: only its code.
-    "unpack": (),
-    "report": (*DESCRIBED, "export.formats", "report.samples_per_class"),
-}
 
 
 def check(params_path: Path, conf_dir: Path, views: Path) -> str:
@@ -143,53 +107,6 @@ def write_json(path: Path, value: dict[str, Any], params_path: Path) -> None:
         raise ConfigError(f"{params_path}: expected finite numbers, found {exc}") from exc
     path.parent.mkdir(exist_ok=True)
     path.write_text(text + "\n", encoding="utf-8")
-
-
-def tracked_file(dataset: str, module: str, views: Path = PARAMS_VIEWS) -> Path:
-    """The params file the stage of ``module`` tracks whole for ``dataset`` (dvc.yaml names it)."""
-    return views / dataset / f"{module}.json"
-
-
-def tracked_params(view: dict[str, Any], dataset: str, module: str) -> dict[str, Any]:
-    """What the stage of ``module`` reads from ``view``, by the view's dotted keys:
-    ``code.<module>`` and its ``STAGE_PARAMS``. Dotted keys at the top keep dvc.lock as compact
-    as a list of keys would, and make ``dvc status`` name the key that changed."""
-    tracked: dict[str, Any] = {}
-    for key in (f"code.{module}", *(key.format(dataset=dataset) for key in STAGE_PARAMS[module])):
-        value: Any = view
-        try:
-            for part in key.split("."):
-                value = value[part]
-        except (KeyError, TypeError):
-            raise ConfigError(f"{key}: expected in params.yaml (the {module} stage reads it), found nothing") from None
-        tracked[key] = value
-    return tracked
-
-
-def dataset_view(raw: dict[str, Any], name: str, code: dict[str, str]) -> dict[str, Any]:
-    """params.yaml as the stages of dataset ``name`` see it: every shared section, and of the
-    selected datasets only ``name``, in ``datasets`` and in ``export.build``; then ``code``, and
-    ``sha256``: the digest of each of the dataset's ``BULKY_FACTS``, which the stages track
-    in their place."""
-    export = raw["export"]
-    build = {
-        fmt: [selected for selected in names if selected == name] for fmt, names in export.get("build", {}).items()
-    }
-    dataset = raw["datasets"][name]
-    return {
-        **raw,
-        "export": {**export, "build": build},
-        "datasets": {name: dataset},
-        "code": code,
-        "sha256": {fact: fact_digest(dataset.get(fact)) for fact in BULKY_FACTS},
-    }
-
-
-def fact_digest(value: Any) -> str:
-    """sha256 of a value's compact JSON, keys in their composed order: the order of the splits is
-    the order of stats.json, the card and the report, so reordering them is a change."""
-    canonical = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def main(argv: list[str] | None = None) -> int:

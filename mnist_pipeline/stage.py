@@ -21,15 +21,14 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
-from mnist_pipeline.config import Params, load_params
+from mnist_pipeline.config import Params, params_from_dict, read_params
 from mnist_pipeline.errors import ConfigError, PipelineError
 from mnist_pipeline.provenance import CODE_FILE, PACKAGE, code_digest, stale_code
+from mnist_pipeline.views import PARAMS_VIEWS, STAGE_PARAMS, params_view, tracked_file, tracked_params
 
 log = logging.getLogger("mnist_pipeline")
-#: Where the ``check`` stage writes each dataset's params view (dvc.yaml names the same folder).
-PARAMS_VIEWS = Path("data") / "params"
 
 
 def stage_parser(description: str, *, per_dataset: bool = True) -> argparse.ArgumentParser:
@@ -42,11 +41,6 @@ def stage_parser(description: str, *, per_dataset: bool = True) -> argparse.Argu
     else:
         parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file")
     return parser
-
-
-def params_view(dataset: str, views: Path = PARAMS_VIEWS) -> Path:
-    """The params view of ``dataset`` that the ``check`` stage writes."""
-    return views / f"{dataset}.json"
 
 
 def params_file(args: argparse.Namespace) -> Path:
@@ -67,8 +61,11 @@ def run_stage(name: str, work: Callable[[Params], str], params_path: Path) -> in
                 f"{params_path}: not found; the check stage writes it for each dataset of params.yaml: "
                 "run `dvc repro` (or select the dataset with -S dataset=...)"
             )
-        params = load_params(params_path)
-        stale = stale_view(_stage_module(work), params, params_path)
+        raw = read_params(params_path)
+        params = params_from_dict(raw, source=str(params_path))
+        stale = stale_view(_stage_module(work), params, params_path) or untracked_view(
+            _stage_module(work), raw, params_path
+        )
         if stale:
             raise PipelineError(stale)
         summary = work(params)
@@ -96,6 +93,23 @@ def stale_view(module: str, params: Params, params_path: Path) -> str | None:
     return (
         f"{params_path}: records other code for {module} than this checkout runs (edited since the check "
         "stage wrote it); run `dvc repro` (or `dvc repro check` first)"
+    )
+
+
+def untracked_view(module: str, view: dict[str, Any], params_path: Path) -> str | None:
+    """Why the file DVC tracks for this stage does not hold the values the stage reads from its
+    view (one of them edited by hand, or only one checked out), or None: dvc.lock records the
+    tracked file, so it must hold what the stage runs with."""
+    key = module.removeprefix(f"{PACKAGE}.")
+    if params_path.parent != PARAMS_VIEWS or key not in STAGE_PARAMS:
+        return None  # a params file given by hand (--params), or the check stage itself
+    tracked = tracked_file(params_path.stem, key)
+    if tracked.exists() and read_params(tracked) == tracked_params(view, params_path.stem, key):
+        return None
+    found = "other values" if tracked.exists() else "no file"
+    return (
+        f"{tracked}: expected the values of {params_path} the {key} stage reads, found {found} (edited by hand?); "
+        "run `dvc repro` (or `dvc checkout data/params`)"
     )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_pipeline import check, verify
+from mnist_pipeline import check, verify, views
 from tests.support.data import committed_params, write_params
 from tests.support.repos import PROJECT_ROOT
 
@@ -123,6 +123,30 @@ def test_a_view_recording_other_code_is_refused(
     assert not Path("data/mnist").exists()
 
 
+@pytest.mark.parametrize("edit", ["changed", "deleted"])
+def test_a_tracked_file_that_disagrees_with_the_view_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], edit: str
+) -> None:
+    """DVC records the stage's tracked file and the stage reads its view: a hand edit of one of
+    them (or a checkout of only one) would make dvc.lock record values the stage did not run with."""
+    monkeypatch.chdir(tmp_path)
+    assert check.main(["--params", str(write_params(tmp_path, committed_params())), "data/params"]) == 0
+    tracked = views.tracked_file("mnist", "verify")
+    if edit == "changed":
+        tracked.write_text(json.dumps({**json.loads(tracked.read_text()), "verify.archive": "payload"}))
+    else:
+        tracked.unlink()
+    capsys.readouterr()
+    assert verify.main(["--dataset", "mnist", "data/mnist/raw", "data/mnist/checksums.json"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    found = "other values" if edit == "changed" else "no file"
+    assert line == (
+        f"verify@mnist: error: data/params/mnist/verify.json: expected the values of data/params/mnist.json the "
+        f"verify stage reads, found {found} (edited by hand?); run `dvc repro` (or `dvc checkout data/params`)"
+    )
+    assert not Path("data/mnist").exists()
+
+
 def test_a_non_finite_value_under_a_free_form_key_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -139,5 +163,5 @@ def test_reordered_splits_change_their_digest() -> None:
     """stats.json, the card and the report list splits in their configured order."""
     splits = committed_params()["datasets"]["mnist"]["splits"]
     reordered = dict(reversed(list(splits.items())))
-    assert check.fact_digest(reordered) != check.fact_digest(splits)
-    assert check.fact_digest(dict(splits)) == check.fact_digest(splits)
+    assert views.fact_digest(reordered) != views.fact_digest(splits)
+    assert views.fact_digest(dict(splits)) == views.fact_digest(splits)

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from hydra.errors import MissingConfigException
 
-from mnist_pipeline import check
+from mnist_pipeline import check, views
 from mnist_pipeline.config import MAX_PARAMS_BYTES, MAX_WORKERS, load_params, params_from_dict
 from mnist_pipeline.errors import ConfigError
 from mnist_pipeline.params import compose_params
@@ -66,9 +66,9 @@ def test_every_dataset_composes_and_validates(tmp_path: Path, name: str) -> None
                 assert spec.payload_size == 16 + split.count * 28 * 28
     if dataset.container is not None:
         assert all(spec.member and spec.member.startswith("gzip/") for spec in dataset.files())
-    view = check.dataset_view(raw, name, dict.fromkeys(check.STAGE_PARAMS, ""))
-    for module in check.STAGE_PARAMS:  # every key a stage tracks exists
-        assert check.tracked_params(view, name, module)[f"code.{module}"] == ""
+    view = views.dataset_view(raw, name, dict.fromkeys(views.STAGE_PARAMS, ""))
+    for module in views.STAGE_PARAMS:  # every key a stage tracks exists
+        assert views.tracked_params(view, name, module)[f"code.{module}"] == ""
 
 
 def test_emnist_shares_its_zip_and_turns_images_upright(tmp_path: Path) -> None:
@@ -232,38 +232,38 @@ def test_check_stage_writes_one_view_per_dataset_and_keeps_them_on_refusal(
     shared section as it was, and each stage module's code digest, beside a folder of what each
     stage tracks; a refused check leaves the previous views byte for byte, and a dataset no
     longer selected leaves no view."""
-    views = tmp_path / "views"
+    written_to = tmp_path / "views"
     raw = composed(tmp_path, "dataset=[mnist,fashion_mnist]", "formats=[npz,parquet]")
-    assert check.main(["--params", str(write_params(tmp_path / "two", raw)), str(views)]) == 0
-    written = {view.name: view.read_bytes() for view in views.iterdir() if view.is_file()}
+    assert check.main(["--params", str(write_params(tmp_path / "two", raw)), str(written_to)]) == 0
+    written = {view.name: view.read_bytes() for view in written_to.iterdir() if view.is_file()}
     assert sorted(written) == ["fashion_mnist.json", "mnist.json"]
-    assert sorted(folder.name for folder in views.iterdir() if folder.is_dir()) == ["fashion_mnist", "mnist"]
-    before = {path: path.read_bytes() for path in views.rglob("*") if path.is_file()}
+    assert sorted(folder.name for folder in written_to.iterdir() if folder.is_dir()) == ["fashion_mnist", "mnist"]
+    before = {path: path.read_bytes() for path in written_to.rglob("*") if path.is_file()}
     for name in ("mnist", "fashion_mnist"):
         view = yaml.safe_load(written[f"{name}.json"])
         assert view["datasets"] == {name: raw["datasets"][name]}
         assert view["export"]["build"] == {"npz": [name], "csv": [], "png": [], "parquet": [name]}
-        assert view["sha256"] == {fact: check.fact_digest(raw["datasets"][name][fact]) for fact in check.BULKY_FACTS}
+        assert view["sha256"] == {fact: views.fact_digest(raw["datasets"][name][fact]) for fact in views.BULKY_FACTS}
         assert {key: value for key, value in view.items() if key not in ("datasets", "export", "code", "sha256")} == {
             key: value for key, value in raw.items() if key not in ("datasets", "export")
         }
-        assert view["code"] == {module: code_digest(f"mnist_pipeline.{module}") for module in check.STAGE_PARAMS}
+        assert view["code"] == {module: code_digest(f"mnist_pipeline.{module}") for module in views.STAGE_PARAMS}
         assert {k: v for k, v in view["export"].items() if k != "build"} == {
             k: v for k, v in raw["export"].items() if k != "build"
         }
-        assert list(load_params(views / f"{name}.json").datasets) == [name]
-        for module in check.STAGE_PARAMS:
-            tracked = json.loads(check.tracked_file(name, module, views).read_text())
-            assert tracked == check.tracked_params(view, name, module)
+        assert list(load_params(written_to / f"{name}.json").datasets) == [name]
+        for module in views.STAGE_PARAMS:
+            tracked = json.loads(views.tracked_file(name, module, written_to).read_text())
+            assert tracked == views.tracked_params(view, name, module)
 
     bad = write_params(tmp_path / "bad", with_change("export.npz.validation_size", -5))
-    assert check.main(["--params", str(bad), str(views)]) == 1
+    assert check.main(["--params", str(bad), str(written_to)]) == 1
     (line,) = capsys.readouterr().err.strip().splitlines()[-1:]
     assert line.startswith("check: error: ") and "export.npz.validation_size: expected >= 0, found -5" in line
-    assert {path: path.read_bytes() for path in views.rglob("*") if path.is_file()} == before
+    assert {path: path.read_bytes() for path in written_to.rglob("*") if path.is_file()} == before
 
-    assert check.main(["--params", str(write_params(tmp_path / "one", committed_params())), str(views)]) == 0
-    assert sorted(view.name for view in views.iterdir()) == ["mnist", "mnist.json"]
+    assert check.main(["--params", str(write_params(tmp_path / "one", committed_params())), str(written_to)]) == 0
+    assert sorted(view.name for view in written_to.iterdir()) == ["mnist", "mnist.json"]
 
 
 def test_payload_mode_needs_published_payload_digests(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 import yaml
 
-from mnist_pipeline import check
+from mnist_pipeline import check, views
 from mnist_pipeline.config import KNOWN_FORMATS
 from mnist_pipeline.errors import ConfigError
 from mnist_pipeline.params import compose_params
 from mnist_pipeline.provenance import PACKAGE, code_digest, imported_modules, module_file
-from mnist_pipeline.stage import PARAMS_VIEWS
+from mnist_pipeline.views import PARAMS_VIEWS
 from tests.support.repos import PROJECT_ROOT
 
 DATASETS = ("mnist", "fashion_mnist")
@@ -50,7 +50,7 @@ def test_check_depends_on_params_and_the_whole_package_and_digests_every_dataset
     assert deps.pop("check") == [PACKAGE]
     assert all(not listed for listed in deps.values()), deps
     assert {module for stage, module, _ in CASES if stage != "check"} == {
-        f"{PACKAGE}.{module}" for module in check.STAGE_PARAMS
+        f"{PACKAGE}.{module}" for module in views.STAGE_PARAMS
     }
 
 
@@ -126,8 +126,8 @@ def test_each_stage_tracks_its_own_file_whole(resolved: tuple[dict[str, Any], Tr
         template, _, dataset = stage.partition("@")
         dataset = dataset.removesuffix("-png")  # unpack@<d>-png
         module = modules[template]
-        assert (path, keys) == (check.tracked_file(dataset, module).as_posix(), []), stage
-        written = check.tracked_params(check.dataset_view(params, dataset, SAME_CODE), dataset, module)
+        assert (path, keys) == (views.tracked_file(dataset, module).as_posix(), []), stage
+        written = views.tracked_params(views.dataset_view(params, dataset, SAME_CODE), dataset, module)
         assert written[f"code.{module}"] == "unchanged", stage
         assert [key for key in written if key.startswith("code.")] == [f"code.{module}"], stage
         assert all(not key.startswith("datasets.") or key.startswith(f"datasets.{dataset}.") for key in written)
@@ -137,11 +137,11 @@ def test_a_missing_tracked_key_is_named() -> None:
     """DVC would refuse a stage whose tracked key is missing; check names it first."""
     view = {"code": {"verify": ""}, "sha256": {"splits": ""}, "datasets": {"x": {"compression": ""}}}
     with pytest.raises(ConfigError, match=r"^verify.archive: expected in params.yaml \(the verify stage reads it\)"):
-        check.tracked_params(view, "x", "verify")
+        views.tracked_params(view, "x", "verify")
 
 
 #: Code digests for the comparisons that change params only.
-SAME_CODE = dict.fromkeys(check.STAGE_PARAMS, "unchanged")
+SAME_CODE = dict.fromkeys(views.STAGE_PARAMS, "unchanged")
 
 
 def stages_changed(
@@ -157,7 +157,7 @@ def stages_changed(
     def written(params: dict[str, Any], path: str) -> dict[str, Any]:
         code = code_before if params is before else code_after
         dataset, module = Path(path).parent.name, Path(path).stem
-        return check.tracked_params(check.dataset_view(params, dataset, code), dataset, module)
+        return views.tracked_params(views.dataset_view(params, dataset, code), dataset, module)
 
     return {stage for stage, (path, _) in tracked.items() if written(before, path) != written(after, path)}
 
@@ -171,7 +171,7 @@ def test_a_module_edit_reruns_exactly_the_stages_importing_it(
     shutil.copytree(PROJECT_ROOT / PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
 
     def digests() -> dict[str, str]:
-        return {module: code_digest(f"{PACKAGE}.{module}", package) for module in check.STAGE_PARAMS}
+        return {module: code_digest(f"{PACKAGE}.{module}", package) for module in views.STAGE_PARAMS}
 
     before = digests()
     (package / "png.py").write_text((package / "png.py").read_text() + "\n# edited\n")
