@@ -52,8 +52,9 @@ def run_stage(name: str, work: Callable[[Params], str], params_path: Path) -> in
     """Validate params, run ``work``, log its summary; expected failures become one line, exit 1."""
     _configure_logging(name)
     try:
+        module = _stage_module(work)
         # The stage runs in the repository's root (DVC's wdir), where init writes the record.
-        stale = stale_code(_stage_module(work), Path(CODE_FILE))
+        stale = stale_code(module, Path(CODE_FILE))
         if stale:
             raise PipelineError(stale)
         if params_path.parent == PARAMS_VIEWS and not params_path.exists():
@@ -63,9 +64,7 @@ def run_stage(name: str, work: Callable[[Params], str], params_path: Path) -> in
             )
         raw = read_params(params_path)
         params = params_from_dict(raw, source=str(params_path))
-        stale = stale_view(_stage_module(work), params, params_path) or untracked_view(
-            _stage_module(work), raw, params_path
-        )
+        stale = stale_view(module, params, params_path) or untracked_view(module, raw, params_path)
         if stale:
             raise PipelineError(stale)
         summary = work(params)
