@@ -32,10 +32,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, NamedTuple, Protocol
 
 from mnist_pipeline.errors import ArchiveError
-from mnist_pipeline.names import is_relative_inside
+from mnist_pipeline.names import is_clean_relative_path
 
 STORED = 0
 DEFLATED = 8
@@ -145,9 +145,11 @@ class FileReadAt:
         self.close()
 
 
-@dataclass(frozen=True, slots=True)
-class ZipMember:
-    """One checked central directory entry. ``name`` ends with ``/`` for a folder entry."""
+class ZipMember(NamedTuple):
+    """One checked central directory entry. ``name`` ends with ``/`` for a folder entry.
+
+    A named tuple rather than a frozen dataclass: an unpack makes one per entry in each of its
+    two passes (1.6 million for EMNIST), and a frozen dataclass takes 3.3 us to build, a tuple 0.4."""
 
     name: str
     method: int
@@ -560,10 +562,8 @@ class _ClaimedSpans:
 
 
 def _is_clean_path(name: str) -> bool:
-    """A relative POSIX path of plain parts: no empty, ``.`` or ``..`` part (a folder's trailing
-    ``/`` aside), so two spellings of one path cannot both appear."""
-    parts = name[:-1].split("/") if name.endswith("/") else name.split("/")
-    return is_relative_inside(name) and all(part not in ("", ".", "..") for part in parts)
+    """A clean relative path, a folder's trailing ``/`` aside."""
+    return is_clean_relative_path(name[:-1] if name.endswith("/") else name)
 
 
 def member_data_offset(source: ReadAt, member: ZipMember, where: str) -> int:
@@ -650,6 +650,10 @@ def read_member(source: ReadAt, member: ZipMember, where: str, *, max_size: int 
         compressed = block[header_length:data_end]
     else:
         compressed = source.read_at(member.header_offset + header_length, member.compressed_size)
+    if member.method == STORED:
+        # The common case (every PNG of an export) without the streaming machinery: 70,000 of them.
+        _check_complete(len(compressed), zlib.crc32(compressed), member, where)
+        return compressed
     # One output step of size + 1 bytes: enough to see a member inflate past its declared size.
     return b"".join(_checked_content([compressed], member, where, member.size + 1))
 
@@ -685,6 +689,10 @@ def _checked_content(compressed: Iterable[bytes], member: ZipMember, where: str,
             )
         crc = zlib.crc32(chunk, crc)
         yield chunk
+    _check_complete(size, crc, member, where)
+
+
+def _check_complete(size: int, crc: int, member: ZipMember, where: str) -> None:
     if size != member.size:
         raise ArchiveError(f"{where}: member {member.name!r}: expected {member.size} bytes, found {size}")
     if crc != member.crc32:
