@@ -168,25 +168,32 @@ def status_vs_floor(repo: Path, floor: Path, what: str, goal: Goal | None, round
     return comparison
 
 
-def echo_repo(directory: Path, stages: int, *, built: bool) -> Path:
+def echo_repo(directory: Path, stages: int, *, built: bool, files: int = 1) -> Path:
     """DVC's floor for a pipeline of ``stages`` stages, with Hydra, as ours: a chain of
     ``echo ${value} > s<i>.txt``, each stage tracking ``value`` and depending on the previous
-    one's persisted output; committed after a ``dvc repro`` if ``built``, before any run if not."""
+    one's persisted output; committed after a ``dvc repro`` if ``built``, before any run if not.
+    With ``files`` > 1 the chain is cut into that many ``p<k>/dvc.yaml`` (each with its own
+    dvc.lock, run from the root), which ``dvc exp run -P`` runs: the layout of one pipeline file
+    per dataset."""
     empty_dvc_repo(directory)
     (directory / ".dvc" / "config").write_text("[core]\n    analytics = false\n[hydra]\n    enabled = true\n")
     (directory / "conf").mkdir()
     (directory / "conf" / "config.yaml").write_text("value: 0\n")
     compose(directory)
-    lines = ["stages:"]
-    for index in range(stages):
-        lines += [f"  s{index}:", f"    cmd: echo ${{value}} > s{index}.txt", "    params:", "      - value"]
-        if index:
-            lines += ["    deps:", f"      - s{index - 1}.txt"]
-        lines += ["    outs:", f"      - s{index}.txt:", "          persist: true"]
-    (directory / "dvc.yaml").write_text("\n".join(lines) + "\n")
+    for part in range(files):
+        lines = ["stages:"] if files == 1 else ["vars:", "  - ../params.yaml", "stages:"]
+        for index in range(part * stages // files, (part + 1) * stages // files):
+            lines += [f"  s{index}:", f"    cmd: echo ${{value}} > s{index}.txt", "    params:", "      - value"]
+            lines += [] if files == 1 else ["    wdir: .."]
+            if index:
+                lines += ["    deps:", f"      - s{index - 1}.txt"]
+            lines += ["    outs:", f"      - s{index}.txt:", "          persist: true"]
+        folder = directory if files == 1 else directory / f"p{part:02d}"
+        folder.mkdir(exist_ok=True)
+        (folder / "dvc.yaml").write_text("\n".join(lines) + "\n")
     if built:
-        run(directory, "dvc", "repro", "-q")
-    commit_all(directory, f"{stages} echo stages")
+        run(directory, "dvc", "repro", "-q", "--all-pipelines")
+    commit_all(directory, f"{stages} echo stages in {files} dvc.yaml")
     return directory
 
 
@@ -204,6 +211,19 @@ def echo_floor(root: Path, stages: int, floor: Path, results: Results) -> None:
         comparison = status_vs_floor(clone, floor, f"{stages} chained `echo` stages built (DVC's floor)", None,
                                      STATUS_ROUNDS, results)  # fmt: skip
         results.comparisons.append(comparison)
+
+
+def split_echo_floor(root: Path, stages: int, files: int, results: Results) -> None:
+    """The same chain cut into ``files`` dvc.yaml files: what one pipeline file (and lock) per
+    dataset would save DVC. Only the cold run: after each stage DVC rewrites the whole lock
+    file it belongs to, so the smaller the lock, the less each stage costs."""
+    chain = echo_repo(root / f"echo-{stages}-in-{files}", stages, built=False, files=files)
+    clone = root / f"echo-{stages}-in-{files}-cold"
+    run(root, "git", "clone", "-q", str(chain), str(clone))
+    cold = dvc(clone, "exp", "run", "--all-pipelines")
+    results.other.append(
+        [f"DVC's floor: cold `dvc exp run -P` of {stages} chained `echo` stages in {files} dvc.yaml files", _cell(cold)]
+    )
 
 
 @dataclass(frozen=True)
@@ -310,6 +330,7 @@ def family(root: Path, quick: bool, floor: Path, results: Results) -> None:
         )
     )
     echo_floor(root, stages, floor, results)
+    split_echo_floor(root, stages, len(generated.names), results)
 
 
 def _status_rounds(quick: bool) -> int:
