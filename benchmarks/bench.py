@@ -45,7 +45,8 @@ def main() -> int:
     goals: list[list[str]] = []
     data: dict[str, object] = {"quick": args.quick}
     if args.only in (None, "scale"):
-        scale = bench_scale.run_scale(mirror, args.scale, args.emnist, args.quick, args.wait, args.keep, args.rounds)
+        rounds = bench_scale.export_rounds(args)
+        scale = bench_scale.run_scale(mirror, args.scale, args.emnist, args.quick, args.wait, args.keep, rounds)
         sections.append(scale.markdown)
         goals += scale.goals
         data["scale"] = scale.data
