@@ -20,6 +20,11 @@ Deflate settings measured on the same digits (microseconds per image, mean zlib 
 - ``compressobj`` level 6, wbits 9-10, memLevel 1-8, fresh or ``.copy()`` of a template:
   23-38 us, 193-195 B. Stream set-up is not the cost (``compress(b"")`` takes 2.7 us).
 - strategy Z_RLE: 14 us, 200 B; Z_FIXED: 22 us, 194 B; Z_HUFFMAN_ONLY: 15 us, 254 B.
+- Faster deflate libraries: zlib-ng level 6 31 us (vs 44 for zlib in the same
+  run), 197 B; ISA-L level 1 18 us, 218 B. Not taken: zlib-ng's output differs between CPU
+  architectures (zlib-ng/zlib-ng#795; x86 against aarch64: trifectatechfoundation/zlib-rs#91),
+  so the bytes of a PNG, and of every export holding PNGs, would depend on the machine; the
+  saving, about 0.45 s of CPU per MNIST export, is smaller than the run-to-run spread.
 
 Chosen: ``zlib.compress`` at level 6, zlib's default and Pillow's. Level 1 and Z_RLE are a
 third faster but 4-6 % larger on MNIST, and RLE only finds runs of one value, which would cost
