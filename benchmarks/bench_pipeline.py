@@ -197,7 +197,7 @@ def echo_repo(directory: Path, stages: int, *, built: bool, files: int = 1) -> P
     return directory
 
 
-def echo_floor(root: Path, stages: int, floor: Path, results: Results) -> None:
+def echo_floor(root: Path, stages: int, floor: Path, rounds: int, results: Results) -> None:
     """DVC's own cost for ``stages`` stages that do next to nothing: a cold ``dvc exp run`` in a
     fresh clone of the chain, then no-op ``dvc status`` of the built chain against the empty
     repository; the pipeline's own figures with as many stages read against these."""
@@ -209,7 +209,7 @@ def echo_floor(root: Path, stages: int, floor: Path, results: Results) -> None:
     if cold.ok:
         commit_all(clone, "built")
         comparison = status_vs_floor(clone, floor, f"{stages} chained `echo` stages built (DVC's floor)", None,
-                                     STATUS_ROUNDS, results)  # fmt: skip
+                                     rounds, results)  # fmt: skip
         results.comparisons.append(comparison)
 
 
@@ -329,7 +329,7 @@ def family(root: Path, quick: bool, floor: Path, results: Results) -> None:
             built_repo, floor, f"{what} built, {stages} stages", FAMILY_STATUS_GOAL, _status_rounds(quick), results
         )
     )
-    echo_floor(root, stages, floor, results)
+    echo_floor(root, stages, floor, STATUS_ROUNDS, results)
     split_echo_floor(root, stages, len(generated.names), results)
 
 
@@ -491,7 +491,7 @@ def run_pipeline(options: Options) -> PipelineReport:
             results.comparisons.append(
                 status_vs_floor(baseline, floor, "MNIST built", STATUS_GOAL, _status_rounds(options.quick), results)
             )
-            echo_floor(root, len(stage_commands(baseline)), floor, results)
+            echo_floor(root, len(stage_commands(baseline)), floor, _status_rounds(options.quick), results)
             no_op_repro(baseline, results)
             if options.remotes:
                 remote_round_trips(baseline, root, results)
