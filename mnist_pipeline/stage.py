@@ -3,7 +3,7 @@ exit codes.
 
 A per-dataset stage reads its dataset's params view, ``data/params/<dataset>.json``: params.yaml
 with only that dataset, written by the ``check`` stage, which writes beside it the keys each
-stage reads (``data/params/<dataset>/<module>.json``, mnist_pipeline.check), the file the
+stage reads (``data/params/<dataset>/<module>.json``, mnist_pipeline.views), the file the
 stage's DVC params track. The stage runs with exactly the values dvc.lock records for it: it
 refuses to run when its view records other code than its own (``stale_view``), or when its
 tracked file does not hold its view's values (``untracked_view``).
