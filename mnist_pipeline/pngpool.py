@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections import deque
@@ -90,6 +91,30 @@ def exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
+@contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Ctrl-C held off meanwhile, and raised (as the handler in place would) when this ends.
+    A worker started meanwhile keeps SIGINT blocked for its whole life (the signal mask
+    survives exec): Ctrl-C reaches the terminal's whole process group, and a worker still
+    importing its modules would die of it with a traceback. Held so, it reaches only the stage,
+    which says ``interrupted`` in one line and shuts the pool down. The signal is blocked for
+    this thread (what a new process inherits), and a handler that only notes it stands in
+    meanwhile, since the kernel may hand it to another thread of this process (numpy's)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers, and only it receives Python's signals
+        return
+    noted: list[int] = []
+    handler = signal.signal(signal.SIGINT, lambda number, _frame: noted.append(number))
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        signal.signal(signal.SIGINT, handler)
+    if noted and callable(handler):
+        handler(signal.SIGINT, None)
+
+
 def encoded_ranges(
     images: NpyFile, pool: ProcessPoolExecutor | None, invert: bool = False
 ) -> Iterator[tuple[int, int, list[bytes]]]:
@@ -102,7 +127,8 @@ def encoded_ranges(
         return
     pending: deque[tuple[int, int, Future[list[bytes]]]] = deque()
     for start, stop in ranges:
-        pending.append((start, stop, pool.submit(encode_rows, images, start, stop, invert)))
+        with interrupts_held():  # a submit may start a worker
+            pending.append((start, stop, pool.submit(encode_rows, images, start, stop, invert)))
         if len(pending) > PNG_TASKS_AHEAD:
             first, last, done = pending.popleft()
             yield first, last, done.result()
