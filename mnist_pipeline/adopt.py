@@ -175,6 +175,7 @@ def plan(repo: Path, stages_dir: str, upgrade: bool) -> list[Planned]:
     ]
     for target in targets:
         safe_target(target, repo)
+    _refuse_shared_dvc_config(repo / ".dvc" / "config")
     relative_root = os.path.relpath(repo, repo / stages_dir) if stages_dir not in ("", ".") else None
     source = source_stages()
     stages = team_stages(source, relative_root)
@@ -416,11 +417,26 @@ def apply(planned: list[Planned]) -> None:
             write_bytes_under(item.path, item.content, item.root)
 
 
+def _hydra_enabled(config: Path) -> bool:
+    text = config.read_text(encoding="utf-8") if config.exists() else ""
+    return re.search(r"^\[hydra\]\s*\n(?:[^\[]*\n)*?\s*enabled\s*=\s*true", text, flags=re.MULTILINE) is not None
+
+
+def _refuse_shared_dvc_config(config: Path) -> None:
+    """`dvc config` rewrites .dvc/config in place: when the file has another name too (a hard
+    link), that other file would change with it, so init refuses before writing anything."""
+    if _hydra_enabled(config) or not config.exists() or (names := config.stat().st_nlink) == 1:
+        return
+    raise AdoptError(
+        f"{config}: expected a file of this repository's own, found a hard link ({names} names); "
+        "refusing to let `dvc config hydra.enabled true` change it in place (copy it, or set that yourself)"
+    )
+
+
 def enable_hydra(repo: Path) -> bool:
     """Let `dvc exp run -S` compose conf/ into params.yaml (DVC's hydra.enabled); True if changed."""
     config = repo / ".dvc" / "config"
-    text = config.read_text(encoding="utf-8") if config.exists() else ""
-    if re.search(r"^\[hydra\]\s*\n(?:[^\[]*\n)*?\s*enabled\s*=\s*true", text, flags=re.MULTILINE):
+    if _hydra_enabled(config):
         return False
     result = subprocess.run(
         [sys.executable, "-m", "dvc", "config", "hydra.enabled", "true"],

@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     args: argparse.Namespace = parser.parse_args(argv)
     # run_stage validates params.yaml first, as for every stage; check reads it once more to
     # write the views from bytes it has validated itself.
-    return run_stage("check", lambda _: check(args.params, args.conf, args.views), args.params)
+    return run_stage("check", lambda _: check(args.params, args.conf, args.views), args.params, writes=[args.views])
 
 
 if __name__ == "__main__":

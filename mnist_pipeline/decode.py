@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         f"decode@{args.dataset}",
         lambda params: decode(params, args.dataset, args.idx_dir, args.decoded, args.stats),
         params_file(args),
+        writes=[args.decoded, args.stats],
     )
 
 

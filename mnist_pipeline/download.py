@@ -509,6 +509,7 @@ def main(argv: list[str] | None = None) -> int:
             sources_for(params, args.dataset, args.params.parent if args.params else Path()),
         ),
         params_file(args),
+        writes=[args.raw_dir],
     )
 
 

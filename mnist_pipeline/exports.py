@@ -48,4 +48,4 @@ def run_export(format_name: str, prepare: Callable[[Params, str], Write], argv: 
             write_sha256sums(args.output, args.sums)
         return summary
 
-    return run_stage(stage_name(format_name, args.dataset), work, params_file(args))
+    return run_stage(stage_name(format_name, args.dataset), work, params_file(args), writes=[args.output, args.sums])

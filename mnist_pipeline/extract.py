@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         f"extract@{args.dataset}",
         lambda params: extract(params, args.dataset, args.raw_dir, args.idx_dir),
         params_file(args),
+        writes=[args.idx_dir],
     )
 
 

@@ -13,20 +13,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.names import DATA_DIR
 
 CHUNK_SIZE = 1 << 20
 
 
+#: Scratch folders are named ``.<final name>.mnist-pipeline-<random>.tmp`` (``.old`` for the
+#: previous output on its way out): the cleanup below removes only names of that shape, so a
+#: user's own ``.<name>.backup.old`` beside an unpack target is never taken for one.
+SCRATCH_TAG = "mnist-pipeline-"
 SCRATCH_SUFFIXES = (".tmp", ".old")
 
 
-def _temp_sibling(final: Path, suffix: str) -> Path:
-    final.parent.mkdir(parents=True, exist_ok=True)
+def _scratch_beside(final: Path, suffix: str, *, clean: bool = False) -> Path:
+    """A new, empty scratch folder beside ``final``; its parent folders made if missing and,
+    with ``clean``, what a killed run left beside it removed. Every existing part of ``final``
+    below the working directory is checked for links first, so neither the folders made or
+    removed nor the scratch can be where a link points."""
     linked = symlinked_part(final)
     if linked is not None:
         # Writing through a link would put bytes wherever it points, perhaps outside data/.
         raise PipelineError(f"{linked}: is a symbolic link; refusing to write {final} through it")
-    scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=suffix, dir=final.parent))
+    if clean:
+        _remove_stale_scratch(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}.{SCRATCH_TAG}", suffix=suffix, dir=final.parent))
     scratch.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; a published folder gets the usual mode
     return scratch
 
@@ -53,12 +64,12 @@ def symlinked_part(path: Path) -> Path | None:
     return None
 
 
-def remove_stale_scratch(final: Path) -> None:
-    """Remove the scratch folders a killed run left beside ``final`` (``.<name>.*.tmp|.old``).
-    Only the stage that writes ``final`` ever makes them, so none can belong to a live run."""
+def _remove_stale_scratch(final: Path) -> None:
+    """Remove the scratch folders a killed run left beside ``final``. Only the writer of
+    ``final`` makes names of that shape, so none can belong to a live run."""
     if not final.parent.is_dir():
         return
-    for leftover in final.parent.glob(f".{glob.escape(final.name)}.*"):
+    for leftover in final.parent.glob(f".{glob.escape(final.name)}.{SCRATCH_TAG}*"):
         if leftover.suffix in SCRATCH_SUFFIXES and leftover.is_dir() and not leftover.is_symlink():
             shutil.rmtree(leftover, ignore_errors=True)
 
@@ -70,8 +81,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
     A crash or an exception leaves ``final`` as it was (absent or the previous good file),
     never half-written.
     """
-    remove_stale_scratch(final)
-    scratch = _temp_sibling(final, ".tmp")
+    scratch = _scratch_beside(final, ".tmp", clean=True)
     temp = scratch / final.name
     try:
         yield temp
@@ -83,12 +93,11 @@ def atomic_path(final: Path) -> Iterator[Path]:
 @contextmanager
 def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield an empty temporary directory that replaces ``final`` only on success."""
-    remove_stale_scratch(final)
-    scratch = _temp_sibling(final, ".tmp")
+    scratch = _scratch_beside(final, ".tmp", clean=True)
     try:
         yield scratch
         if final.exists():
-            retired = _temp_sibling(final, ".old")
+            retired = _scratch_beside(final, ".old")
             final.replace(retired / final.name)
             try:
                 scratch.replace(final)
@@ -185,6 +194,20 @@ def safe_target(path: Path, root: Path) -> Path:
     if not absolute.resolve().is_relative_to(absolute_root.resolve()):
         raise UnsafePathError(f"{path}: expected a path inside {root}, found it resolving to {absolute.resolve()}")
     return path
+
+
+def stage_output(path: Path) -> Path:
+    """``path``, once it is proven a place a stage may write: inside ``data/`` of the working
+    directory (the repository's, where DVC runs every stage), with no ``..`` part and no
+    symbolic link on the way, ``data/`` included. ``UnsafePathError`` otherwise: run by hand
+    with other arguments, a stage must not replace ``conf/``, ``params.yaml`` or a folder
+    outside the repository with its output."""
+    if ".." in path.parts or not path.absolute().is_relative_to(Path.cwd() / DATA_DIR):
+        raise UnsafePathError(
+            f"{path}: expected a path inside {DATA_DIR}/ of the working directory (the repository), "
+            "found one outside it; refusing to write it"
+        )
+    return safe_target(path, Path.cwd())
 
 
 def write_bytes_under(path: Path, data: bytes, root: Path) -> None:

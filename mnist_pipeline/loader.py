@@ -20,8 +20,8 @@ import numpy.typing as npt
 import yaml
 
 from mnist_pipeline.errors import DatasetError
+from mnist_pipeline.names import DATA_DIR
 
-DATA_DIR = "data"
 DECODED_DIR = "decoded"
 #: Written by the report stage: ``class,split,count,bar`` rows in label order.
 CLASS_TABLE = Path("export") / "class_distribution.csv"

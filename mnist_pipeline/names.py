@@ -11,6 +11,8 @@ import re
 from urllib.parse import urlsplit
 
 MIRROR_SCHEMES = ("http", "https", "file")
+#: The folder of the repository every stage writes in, and the only one (README "Atomic outputs").
+DATA_DIR = "data"
 #: Dataset and split names become folder names, file names and DVC stage names
 #: (``export_<format>@<dataset>``): lower-case, no dot, no dash.
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")

@@ -226,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         f"report@{args.dataset}",
         lambda params: report(params, args.dataset, args.decoded, args.stats, args.checksums, args.export_dir),
         params_file(args),
+        writes=[args.export_dir],
     )
 
 

@@ -19,12 +19,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 from mnist_pipeline.config import Params, params_from_dict, read_params
 from mnist_pipeline.errors import ConfigError, PipelineError
+from mnist_pipeline.fsio import stage_output
 from mnist_pipeline.provenance import CODE_FILE, PACKAGE, code_digest, stale_code
 from mnist_pipeline.views import PARAMS_VIEWS, STAGE_PARAMS, params_view, tracked_file, tracked_params
 
@@ -48,10 +49,15 @@ def params_file(args: argparse.Namespace) -> Path:
     return cast(Path, args.params) if args.params is not None else params_view(args.dataset)
 
 
-def run_stage(name: str, work: Callable[[Params], str], params_path: Path) -> int:
-    """Validate params, run ``work``, log its summary; expected failures become one line, exit 1."""
+def run_stage(name: str, work: Callable[[Params], str], params_path: Path, *, writes: Sequence[Path | None]) -> int:
+    """Check the paths the stage ``writes`` (``None``: an optional one not given) are its to
+    write (``fsio.stage_output``), validate params, run ``work``, log its summary; expected
+    failures become one line, exit 1."""
     _configure_logging(name)
     try:
+        for path in writes:
+            if path is not None:
+                stage_output(path)
         module = _stage_module(work)
         # The stage runs in the repository's root (DVC's wdir), where init writes the record.
         stale = stale_code(module, Path(CODE_FILE))

@@ -294,7 +294,7 @@ class PartialFile:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.target = target
-        self._file = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666), "r+b")
+        self._file = _open_partial(path, resume=resume)
         self._hasher = Hasher()
         if resume and os.fstat(self._file.fileno()).st_size < target.limit:
             while chunk := self._file.read(CHUNK_SIZE):
@@ -354,6 +354,25 @@ class PartialFile:
     ) -> None:
         self._bar.close()
         self._file.close()
+
+
+def _open_partial(path: Path, *, resume: bool) -> IO[bytes]:
+    """``path`` open for reading and writing. An earlier attempt's file is kept only to resume,
+    and only when it is a regular file with no other name: writing into a hard link would
+    change the other name's file too, wherever it is. Anything else there is removed (the
+    name only: a link's target is never touched) and the file created anew."""
+    if resume:
+        try:
+            descriptor = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+        except OSError:
+            pass  # missing, or a symbolic link (ELOOP): start anew
+        else:
+            status = os.fstat(descriptor)
+            if stat.S_ISREG(status.st_mode) and status.st_nlink == 1:
+                return os.fdopen(descriptor, "r+b")
+            os.close(descriptor)
+    path.unlink(missing_ok=True)
+    return os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666), "r+b")
 
 
 def copy_file(source: Path, writer: PartialFile) -> None:

@@ -26,7 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("tree", type=Path)
     args: argparse.Namespace = parser.parse_args(argv)
     return run_stage(
-        f"unpack@{args.dataset}", lambda params: unpack(params, args.archive, args.tree), params_file(args)
+        f"unpack@{args.dataset}",
+        lambda params: unpack(params, args.archive, args.tree),
+        params_file(args),
+        writes=[args.tree],
     )
 
 

@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         f"verify@{args.dataset}",
         lambda params: verify(params, args.dataset, args.raw_dir, args.record),
         params_file(args),
+        writes=[args.record],
     )
 
 

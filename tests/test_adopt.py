@@ -380,6 +380,23 @@ def test_init_writes_nothing_through_a_link(
     assert snapshot(tmp_path) == before
 
 
+def test_init_refuses_a_hard_linked_dvc_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`dvc config` rewrites .dvc/config in place: with a second name, the other file would change."""
+    repo = fake_repo(tmp_path / "repo")
+    shared = outside_folder(repo) / "config"
+    shared.write_text("[core]\n    autostage = true\n")
+    (repo / ".dvc" / "config").unlink(missing_ok=True)
+    (repo / ".dvc" / "config").hardlink_to(shared)
+    before = snapshot(tmp_path)
+    monkeypatch.chdir(repo)
+    assert cli.main(["init"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("mnist-pipeline: error: ") and "found a hard link (2 names)" in line, line
+    assert snapshot(tmp_path) == before
+
+
 def test_planted_temporary_file_links_are_not_followed(tmp_path: Path) -> None:
     repo = fake_repo(tmp_path / "repo")
     victim = outside_folder(repo) / "victim"

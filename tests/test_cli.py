@@ -63,10 +63,11 @@ def test_format_file_names_are_what_the_exports_write(tmp_path: Path, tiny: Tiny
     params = params_for(tiny, ["unused"], name="fashion_mnist")
     params["export"]["workers"] = 1
     common = ["--params", str(write_params(tmp_path, params)), "--dataset", "fashion_mnist"]
-    decoded = write_decoded_dir(tmp_path / "decoded", tiny)
+    decoded = write_decoded_dir(tmp_path / "data" / "decoded", tiny)
+    export = tmp_path / "data" / "export"
     for fmt, module in (("npz", export_npz), ("csv", export_csv), ("png", export_png), ("parquet", export_parquet)):
-        assert module.main([*common, str(decoded), str(tmp_path / "export" / fmt)]) == 0
-        written = sorted(str(path.relative_to(tmp_path / "export")) for path in (tmp_path / "export" / fmt).iterdir())
+        assert module.main([*common, str(decoded), str(export / fmt)]) == 0
+        written = sorted(str(path.relative_to(export)) for path in (export / fmt).iterdir())
         patterns = cli.FORMAT_FILES[fmt].split(":")[0].split(" (")[0].split(" + ")
         expected = sorted(
             {

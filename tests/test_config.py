@@ -232,7 +232,7 @@ def test_check_stage_writes_one_view_per_dataset_and_keeps_them_on_refusal(
     shared section as it was, and each stage module's code digest, beside a folder of what each
     stage tracks; a refused check leaves the previous views byte for byte, and a dataset no
     longer selected leaves no view."""
-    written_to = tmp_path / "views"
+    written_to = tmp_path / "data" / "views"
     raw = composed(tmp_path, "dataset=[mnist,fashion_mnist]", "formats=[npz,parquet]")
     assert check.main(["--params", str(write_params(tmp_path / "two", raw)), str(written_to)]) == 0
     written = {view.name: view.read_bytes() for view in written_to.iterdir() if view.is_file()}
@@ -268,13 +268,13 @@ def test_check_stage_writes_one_view_per_dataset_and_keeps_them_on_refusal(
 
 def test_payload_mode_needs_published_payload_digests(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     raw = composed(tmp_path, "dataset=emnist_letters", "verify.archive=payload")
-    code = check.main(["--params", str(write_params(tmp_path / "p", raw)), str(tmp_path / "marker")])
+    code = check.main(["--params", str(write_params(tmp_path / "p", raw)), str(tmp_path / "data" / "marker")])
     assert code == 1
     assert "verify.archive: 'payload' needs a published payload digest" in capsys.readouterr().err
 
 
 def test_missing_params_file_names_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert check.main(["--params", str(tmp_path / "nope.yaml"), str(tmp_path / "marker")]) == 1
+    assert check.main(["--params", str(tmp_path / "nope.yaml"), str(tmp_path / "data" / "marker")]) == 1
     err = capsys.readouterr().err
     assert "nope.yaml: not found; compose it from conf/ with `dvc exp run` or `mnist-pipeline params`" in err
     assert "Traceback" not in err
@@ -308,7 +308,7 @@ def test_alias_bomb_params_are_refused_at_once(tmp_path: Path, capsys: pytest.Ca
     path.write_text(BILLION_LAUGHS)
     assert len(BILLION_LAUGHS) < 400
     started = time.monotonic()
-    assert check.main(["--params", str(path), str(tmp_path / "marker")]) == 1
+    assert check.main(["--params", str(path), str(tmp_path / "data" / "marker")]) == 1
     assert time.monotonic() - started < 1
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert f"{path}: line 1: expected plain YAML values, found an anchor or alias" in line

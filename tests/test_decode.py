@@ -18,8 +18,8 @@ from mnist_pipeline.idx import encode_idx
 from tests.support.data import TinyDataset, params_for, write_decoded_dir, write_params
 
 
-def write_idx_dir(tmp_path: Path, tiny: TinyDataset, **replace: bytes) -> Path:
-    idx_dir = tmp_path / "idx"
+def write_idx_dir(folder: Path, tiny: TinyDataset, **replace: bytes) -> Path:
+    idx_dir = folder / "idx"
     idx_dir.mkdir(parents=True)
     names = {
         "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -32,16 +32,16 @@ def write_idx_dir(tmp_path: Path, tiny: TinyDataset, **replace: bytes) -> Path:
     return idx_dir
 
 
-def run_decode(tmp_path: Path, tiny: TinyDataset, **replace: bytes) -> tuple[int, Path, Path]:
-    idx_dir = write_idx_dir(tmp_path, tiny, **replace)
-    decoded, stats = tmp_path / "decoded", tmp_path / "stats.json"
-    params = write_params(tmp_path, params_for(tiny, ["unused"]))
+def run_decode(folder: Path, tiny: TinyDataset, **replace: bytes) -> tuple[int, Path, Path]:
+    idx_dir = write_idx_dir(folder, tiny, **replace)
+    decoded, stats = folder / "decoded", folder / "stats.json"
+    params = write_params(folder, params_for(tiny, ["unused"]))
     code = decode.main(["--params", str(params), "--dataset", "mnist", str(idx_dir), str(decoded), str(stats)])
     return code, decoded, stats
 
 
 def test_decodes_lossless_arrays_and_stats(tmp_path: Path, tiny: TinyDataset) -> None:
-    code, decoded, stats_path = run_decode(tmp_path, tiny)
+    code, decoded, stats_path = run_decode(tmp_path / "data", tiny)
     assert code == 0
     assert sorted(p.name for p in decoded.iterdir()) == [
         "test_images.npy",
@@ -78,7 +78,7 @@ def test_decodes_lossless_arrays_and_stats(tmp_path: Path, tiny: TinyDataset) ->
 def test_bad_idx_fails_with_one_line_and_no_output(
     tmp_path: Path, tiny: TinyDataset, replace: dict[str, bytes], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, decoded, stats = run_decode(tmp_path, tiny, **replace)
+    code, decoded, stats = run_decode(tmp_path / "data", tiny, **replace)
     assert code == 1
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("decode@mnist: error: ") and "-ubyte" in line and message in line
@@ -87,10 +87,10 @@ def test_bad_idx_fails_with_one_line_and_no_output(
 
 def test_slices_give_the_bytes_of_one_pass(tmp_path: Path, tiny: TinyDataset, monkeypatch: pytest.MonkeyPatch) -> None:
     """The batch path is the whole-array path: a batch of 7 rows gives the same files."""
-    code, decoded, stats = run_decode(tmp_path / "whole", tiny)
+    code, decoded, stats = run_decode(tmp_path / "data" / "whole", tiny)
     assert code == 0
     monkeypatch.setattr(decoded_module, "BATCH_ROWS", 7)
-    code, sliced, sliced_stats = run_decode(tmp_path / "sliced", tiny)
+    code, sliced, sliced_stats = run_decode(tmp_path / "data" / "sliced", tiny)
     assert code == 0
     for path in decoded.iterdir():
         assert (sliced / path.name).read_bytes() == path.read_bytes()
@@ -103,12 +103,12 @@ def family_params(tiny: TinyDataset, **facts: object) -> dict[str, Any]:
     return params
 
 
-def decode_with(tmp_path: Path, tiny: TinyDataset, params: dict[str, Any], **replace: bytes) -> tuple[int, Path]:
-    idx_dir = write_idx_dir(tmp_path, tiny, **replace)
-    decoded = tmp_path / "decoded"
-    path = write_params(tmp_path, params)
+def decode_with(folder: Path, tiny: TinyDataset, params: dict[str, Any], **replace: bytes) -> tuple[int, Path]:
+    idx_dir = write_idx_dir(folder, tiny, **replace)
+    decoded = folder / "decoded"
+    path = write_params(folder, params)
     code = decode.main(
-        ["--params", str(path), "--dataset", "mnist", str(idx_dir), str(decoded), str(tmp_path / "s.json")]
+        ["--params", str(path), "--dataset", "mnist", str(idx_dir), str(decoded), str(folder / "s.json")]
     )
     return code, decoded
 
@@ -119,7 +119,7 @@ def test_transposed_sources_come_out_upright(tmp_path: Path, tiny: TinyDataset) 
         f"{split}_images": encode_idx(np.ascontiguousarray(arrays[0].transpose(0, 2, 1)))
         for split, arrays in tiny.arrays.items()
     }
-    code, decoded = decode_with(tmp_path, tiny, family_params(tiny, transposed=True), **stored)
+    code, decoded = decode_with(tmp_path / "data", tiny, family_params(tiny, transposed=True), **stored)
     assert code == 0
     np.testing.assert_array_equal(np.load(decoded / "train_images.npy"), images)
 
@@ -129,11 +129,11 @@ def test_label_offset_makes_labels_count_from_zero(
 ) -> None:
     shifted = {f"{split}_labels": encode_idx(arrays[1] + 1) for split, arrays in tiny.arrays.items()}
     offset = {"layout": "idx_vector", "columns": [], "column": 0, "offset": 1}
-    code, decoded = decode_with(tmp_path / "ok", tiny, family_params(tiny, labels=offset), **shifted)
+    code, decoded = decode_with(tmp_path / "data" / "ok", tiny, family_params(tiny, labels=offset), **shifted)
     assert code == 0
     np.testing.assert_array_equal(np.load(decoded / "train_labels.npy"), tiny.arrays["train"][1])
     # Unshifted files hold a 0, below the offset: refused, naming the stored value.
-    code, decoded = decode_with(tmp_path / "bad", tiny, family_params(tiny, labels=offset))
+    code, decoded = decode_with(tmp_path / "data" / "bad", tiny, family_params(tiny, labels=offset))
     assert code == 1 and "expected labels 1..10, found 0" in capsys.readouterr().err
 
 
@@ -144,7 +144,7 @@ def test_label_tables_keep_every_column(tmp_path: Path, tiny: TinyDataset) -> No
         table[:, 0], table[:, 1], table[:, 2] = labels, np.arange(len(labels)) * 7, -1
         tables[f"{split}_labels"] = encode_idx(table)
     layout = {"layout": "idx_table", "columns": ["label", "writer_id", "duplicate_of"], "column": 0, "offset": 0}
-    code, decoded = decode_with(tmp_path, tiny, family_params(tiny, labels=layout), **tables)
+    code, decoded = decode_with(tmp_path / "data", tiny, family_params(tiny, labels=layout), **tables)
     assert code == 0
     np.testing.assert_array_equal(np.load(decoded / "test_labels.npy"), tiny.arrays["test"][1])
     table = np.load(decoded / "test_label_table.npy")
@@ -157,7 +157,7 @@ def test_rows_take_a_slice_of_shared_files(tmp_path: Path, tiny: TinyDataset) ->
     params = family_params(tiny)
     splits = params["datasets"]["mnist"]["splits"]
     splits["test_tail"] = dict(splits["test"], count=5, rows=[15, 20])
-    code, decoded = decode_with(tmp_path, tiny, params)
+    code, decoded = decode_with(tmp_path / "data", tiny, params)
     assert code == 0
     images, labels = tiny.arrays["test"]
     np.testing.assert_array_equal(np.load(decoded / "test_tail_images.npy"), images[15:20])

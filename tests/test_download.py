@@ -567,7 +567,7 @@ def test_file_url_and_plain_directory_mirrors(tmp_path: Path, tiny: TinyDataset)
     for name, data in tiny.archives.items():
         (local / name).write_bytes(data)
     for index, mirror_text in enumerate((local.as_uri(), str(local))):
-        code, raw = run_download(tmp_path / str(index), params_for(tiny, [mirror_text]))
+        code, raw = run_download(tmp_path / "data" / str(index), params_for(tiny, [mirror_text]))
         assert code == 0
         assert_canonical(raw, tiny)
 
@@ -601,9 +601,9 @@ def test_recompressed_archive_passes_only_in_payload_mode(
     recompressed = gzip.compress(payload, compresslevel=1, mtime=12345)
     assert recompressed != tiny.archives[TRAIN_IMAGES]
     with serve(FaultServer(files={**tiny.archives, TRAIN_IMAGES: recompressed})) as server:
-        strict_code, _ = run_download(tmp_path / "strict", params_for(tiny, [server.url]))
+        strict_code, _ = run_download(tmp_path / "data" / "strict", params_for(tiny, [server.url]))
         payload_code, raw = run_download(
-            tmp_path / "payload", params_for(tiny, [server.url], verify={"archive": "payload"})
+            tmp_path / "data" / "payload", params_for(tiny, [server.url], verify={"archive": "payload"})
         )
     assert strict_code == 1
     assert payload_code == 0
@@ -646,6 +646,27 @@ def test_killed_download_resumes_on_next_run(tmp_path: Path, tiny: TinyDataset) 
     assert_canonical(raw, tiny)
 
 
+@pytest.mark.parametrize("plant", ["hard link", "symbolic link"])
+def test_a_partial_file_linked_elsewhere_is_never_written_through(
+    tmp_path: Path, tiny: TinyDataset, mirror: FaultServer, plant: str
+) -> None:
+    """A name in .partial/ that is another file's too (a hard link, say from a `cp -al` snapshot)
+    or points elsewhere is dropped and the file downloaded anew: the other file keeps its bytes."""
+    victim = tmp_path / "someone-else.txt"
+    victim.write_bytes(b"someone else's notes\n")
+    partial = tmp_path / "data" / DATASET / ".partial" / TRAIN_IMAGES
+    partial.parent.mkdir(parents=True)
+    if plant == "hard link":
+        partial.hardlink_to(victim)
+    else:
+        partial.symlink_to(victim)
+    code, raw = run_download(tmp_path, params_for(tiny, [mirror.url]))
+    assert code == 0
+    assert victim.read_bytes() == b"someone else's notes\n"
+    assert_canonical(raw, tiny)
+    assert (raw / TRAIN_IMAGES).stat().st_nlink == 1
+
+
 def test_mirror_url_forms() -> None:
     assert download.mirror_url("https://host/mnist", "a b.gz") == "https://host/mnist/a%20b.gz"
     assert download.mirror_url("https://host/mnist/", "a.gz") == "https://host/mnist/a.gz"
@@ -672,6 +693,9 @@ def test_a_symlinked_dataset_folder_is_not_written_through(
     code = download.main(["--params", str(params), "--dataset", DATASET, f"data/{DATASET}/raw"])
     assert code == 1
     (line,) = capsys.readouterr().err.strip().splitlines()
-    expected = f"data/{DATASET}: is a symbolic link; refusing to write data/{DATASET}/raw through it"
+    expected = (
+        f"data/{DATASET}/raw: expected no symbolic link on the way, found {tmp_path / 'data' / DATASET} -> "
+        f"{elsewhere}; refusing to write through it"
+    )
     assert line == f"download@{DATASET}: error: {expected}"
     assert list(elsewhere.iterdir()) == [] and mirror.requests == []

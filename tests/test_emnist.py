@@ -83,11 +83,10 @@ def test_emnist_letters_split_is_built_upright_from_its_members(tmp_path: Path, 
         "sha256": hashlib.sha256(data).hexdigest(),
         "md5": None,
     }
-    root = tmp_path / "work"
-    data_dir = root / "data" / DATASET
+    data_dir = tmp_path / "data" / DATASET
     with serve(FaultServer(files={"gzip.zip": data}, ranges=ranges)) as server:
         entry["mirrors"] = [server.url]
-        path = str(write_params(root, params))
+        path = str(write_params(tmp_path, params))
         common = ["--params", path, "--dataset", DATASET]
         assert download.main([*common, str(data_dir / "raw")]) == 0
     needed = sum(spec["size"] for split in splits.values() for spec in (split["images"], split["labels"]))

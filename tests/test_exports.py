@@ -28,7 +28,7 @@ from mnist_pipeline import decoded as decoded_module
 from mnist_pipeline import export_csv, export_npz, export_parquet, export_png, pngpool, ziparchive
 from mnist_pipeline import tree as tree_module
 from mnist_pipeline.npzstream import NpzArray, write_npz_stream
-from tests.support.data import TinyDataset, params_for, sha256_tree, write_decoded_dir, write_params
+from tests.support.data import TinyDataset, params_for, sha256_tree, snapshot, write_decoded_dir, write_params
 
 TABLE_COLUMNS = ["label", "writer_id", "duplicate_of"]
 Arrays = dict[str, npt.NDArray[Any]]
@@ -36,7 +36,7 @@ Arrays = dict[str, npt.NDArray[Any]]
 
 @pytest.fixture
 def decoded(tmp_path: Path, tiny: TinyDataset) -> Path:
-    return write_decoded_dir(tmp_path / "decoded", tiny)
+    return write_decoded_dir(tmp_path / "data" / "decoded", tiny)
 
 
 def label_tables(tiny: TinyDataset) -> dict[str, npt.NDArray[np.int32]]:
@@ -168,7 +168,7 @@ def reference_csv(images: npt.NDArray[np.uint8], labels: npt.NDArray[np.uint8], 
 
 
 def test_npz_default_is_keras_layout(tmp_path: Path, tiny: TinyDataset, decoded: Path) -> None:
-    out = tmp_path / "export" / "npz"
+    out = tmp_path / "data" / "export" / "npz"
     run_stage(export_npz, tmp_path, tiny, decoded, out)
     assert sorted(p.name for p in out.iterdir()) == ["mnist.npz"]
     with np.load(out / "mnist.npz") as npz:
@@ -184,7 +184,7 @@ def test_npz_default_is_keras_layout(tmp_path: Path, tiny: TinyDataset, decoded:
 
 @pytest.mark.parametrize("method", ["first", "shuffle"])
 def test_npz_validation_split(tmp_path: Path, tiny: TinyDataset, decoded: Path, method: str) -> None:
-    out = tmp_path / "npz"
+    out = tmp_path / "data" / "npz"
     run_stage(
         export_npz, tmp_path, tiny, decoded, out, npz={"validation_size": 12, "validation_split": method, "seed": 3}
     )
@@ -212,7 +212,7 @@ def test_npz_validation_split(tmp_path: Path, tiny: TinyDataset, decoded: Path, 
     ],
 )
 def test_npz_float_scaling(tmp_path: Path, tiny: TinyDataset, decoded: Path, scale: str, expected: Any) -> None:
-    out = tmp_path / "npz"
+    out = tmp_path / "data" / "npz"
     run_stage(export_npz, tmp_path, tiny, decoded, out, npz={"dtype": "float32", "scale": scale})
     train = tiny.arrays["train"][0].astype(np.float64)
     mean, std = (train / 255).mean(), (train / 255).std()
@@ -224,7 +224,7 @@ def test_npz_float_scaling(tmp_path: Path, tiny: TinyDataset, decoded: Path, sca
 
 
 def test_npz_flatten_one_hot_uncompressed(tmp_path: Path, tiny: TinyDataset, decoded: Path) -> None:
-    out = tmp_path / "npz"
+    out = tmp_path / "data" / "npz"
     run_stage(export_npz, tmp_path, tiny, decoded, out, npz={"flatten": True, "one_hot": True, "compressed": False})
     images, labels = tiny.arrays["train"]
     with np.load(out / "mnist.npz") as npz:
@@ -276,14 +276,14 @@ def test_npz_stage_equals_numpy_of_whole_arrays(
     tmp_path: Path, tiny: TinyDataset, decoded: Path, options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(decoded_module, "BATCH_ROWS", 7)  # many batches, some empty for the carved splits
-    out = tmp_path / "npz"
+    out = tmp_path / "data" / "npz"
     run_stage(export_npz, tmp_path, tiny, decoded, out, npz=options)
     expected = savez_bytes(reference_npz(tiny, options), options.get("compressed", True))
     assert (out / "mnist.npz").read_bytes() == expected
 
 
 def test_npz_extended_labels_carry_the_whole_table(tmp_path: Path, tiny: TinyDataset, table_decoded: Path) -> None:
-    out = tmp_path / "npz"
+    out = tmp_path / "data" / "npz"
     options = {"extended_labels": True, "validation_size": 10, "validation_split": "shuffle", "seed": 1}
     run_stage(export_npz, tmp_path, tiny, table_decoded, out, dataset=TABLE_DATASET, npz=options)
     tables = label_tables(tiny)
@@ -304,25 +304,26 @@ def test_train_comes_first_whatever_the_order_of_params(tmp_path: Path, tiny: Ti
     params = stage_params(tiny, npz={"validation_size": 4})
     splits = params["datasets"]["mnist"]["splits"]
     params["datasets"]["mnist"]["splits"] = {"test": splits["test"], "train": splits["train"]}
-    argv = ["--params", str(write_params(tmp_path, params)), "--dataset", "mnist", str(decoded), str(tmp_path / "npz")]
+    out = tmp_path / "data" / "npz"
+    argv = ["--params", str(write_params(tmp_path, params)), "--dataset", "mnist", str(decoded), str(out)]
     assert export_npz.main(argv) == 0
-    with np.load(tmp_path / "npz" / "mnist.npz") as npz:
+    with np.load(out / "mnist.npz") as npz:
         assert npz.files == ["x_train", "y_train", "x_val", "y_val", "x_test", "y_test"]
 
 
 def test_extended_labels_do_nothing_without_a_table(tmp_path: Path, tiny: TinyDataset, decoded: Path) -> None:
-    run_stage(export_npz, tmp_path, tiny, decoded, tmp_path / "npz", npz={"extended_labels": True})
-    run_stage(export_csv, tmp_path, tiny, decoded, tmp_path / "csv", csv={"extended_labels": True})
-    with np.load(tmp_path / "npz" / "mnist.npz") as npz:
+    run_stage(export_npz, tmp_path, tiny, decoded, tmp_path / "data" / "npz", npz={"extended_labels": True})
+    run_stage(export_csv, tmp_path, tiny, decoded, tmp_path / "data" / "csv", csv={"extended_labels": True})
+    with np.load(tmp_path / "data" / "npz" / "mnist.npz") as npz:
         assert npz.files == ["x_train", "y_train", "x_test", "y_test"]
-    assert (tmp_path / "csv" / "test.csv").read_bytes() == reference_csv(*tiny.arrays["test"], {})
+    assert (tmp_path / "data" / "csv" / "test.csv").read_bytes() == reference_csv(*tiny.arrays["test"], {})
 
 
 # csv ------------------------------------------------------------------------------------------
 
 
 def test_csv_default_is_kaggle_style(tmp_path: Path, tiny: TinyDataset, decoded: Path) -> None:
-    out = tmp_path / "csv"
+    out = tmp_path / "data" / "csv"
     run_stage(export_csv, tmp_path, tiny, decoded, out)
     assert sorted(p.name for p in out.iterdir()) == ["test.csv", "train.csv"]
     for split in ("train", "test"):
@@ -335,7 +336,7 @@ def test_csv_default_is_kaggle_style(tmp_path: Path, tiny: TinyDataset, decoded:
 
 
 def test_csv_no_header_label_last_gzip_with_validation(tmp_path: Path, tiny: TinyDataset, decoded: Path) -> None:
-    out = tmp_path / "csv"
+    out = tmp_path / "data" / "csv"
     options = {"header": False, "label_position": "last", "gzip": True, "validation_size": 10}
     run_stage(export_csv, tmp_path, tiny, decoded, out, csv=options)
     assert sorted(p.name for p in out.iterdir()) == ["test.csv.gz", "train.csv.gz", "val.csv.gz"]
@@ -349,7 +350,7 @@ def test_csv_no_header_label_last_gzip_with_validation(tmp_path: Path, tiny: Tin
 
 
 def test_csv_unit_scale_with_fixed_decimals(tmp_path: Path, tiny: TinyDataset, decoded: Path) -> None:
-    out = tmp_path / "csv"
+    out = tmp_path / "data" / "csv"
     run_stage(export_csv, tmp_path, tiny, decoded, out, csv={"scale": "unit", "decimals": 3})
     images, labels = tiny.arrays["test"]
     with (out / "test.csv").open() as handle:
@@ -376,7 +377,7 @@ def test_csv_equals_a_plain_formatter_of_whole_arrays(
 ) -> None:
     monkeypatch.setattr(decoded_module, "BATCH_ROWS", 7)
     monkeypatch.setattr(export_csv, "ROWS_PER_CHUNK", 3)
-    out = tmp_path / "csv"
+    out = tmp_path / "data" / "csv"
     run_stage(export_csv, tmp_path, tiny, decoded, out, csv=options)
     ordered = reference_split(
         dict(tiny.arrays),
@@ -394,7 +395,7 @@ def test_csv_extended_labels_follow_the_label(
     tmp_path: Path, tiny: TinyDataset, table_decoded: Path, position: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(decoded_module, "BATCH_ROWS", 7)
-    out = tmp_path / "csv"
+    out = tmp_path / "data" / "csv"
     options = {"extended_labels": True, "label_position": position}
     run_stage(export_csv, tmp_path, tiny, table_decoded, out, dataset=TABLE_DATASET, csv=options)
     images, labels = tiny.arrays["train"]
@@ -424,7 +425,7 @@ def test_extended_column_named_like_an_export_column_is_refused(
         "offset": 0,
     }
     params_path = write_params(tmp_path, params)
-    out = tmp_path / "csv"
+    out = tmp_path / "data" / "csv"
     argv = ["--params", str(params_path), "--dataset", "mnist", str(table_decoded), str(out)]
     assert export_csv.main(argv) == 1
     err = capsys.readouterr().err
@@ -442,7 +443,7 @@ def read_png(data: bytes) -> npt.NDArray[np.uint8]:
 
 
 def test_png_zip_and_unpacked_tree_are_imagefolder(tmp_path: Path, tiny: TinyDataset, decoded: Path) -> None:
-    out = tmp_path / "png"
+    out = tmp_path / "data" / "png"
     run_stage(export_png, tmp_path, tiny, decoded, out)
     assert sorted(p.name for p in out.iterdir()) == ["images.zip"]
     with zipfile.ZipFile(out / "images.zip") as archive:
@@ -470,7 +471,7 @@ def test_png_zip_and_unpacked_tree_are_imagefolder(tmp_path: Path, tiny: TinyDat
 
 
 def test_png_flat_layout_inverted(tmp_path: Path, tiny: TinyDataset, decoded: Path) -> None:
-    out = tmp_path / "png"
+    out = tmp_path / "data" / "png"
     run_stage(export_png, tmp_path, tiny, decoded, out, png={"layout": "flat", "invert": True})
     images, labels = tiny.arrays["test"]
     with zipfile.ZipFile(out / "images.zip") as archive:
@@ -498,8 +499,8 @@ def test_class_folders_sort_into_label_order(num_classes: int) -> None:
 
 def many_classes_dataset(tmp_path: Path, tiny: TinyDataset, classes: list[str]) -> tuple[Path, Any]:
     """The tiny images relabelled 0..len(classes)-1, so every class folder appears."""
-    directory = tmp_path / "decoded-many"
-    directory.mkdir()
+    directory = tmp_path / "data" / "decoded-many"
+    directory.mkdir(parents=True)
     relabelled = {}
     for split, (images, _) in tiny.arrays.items():
         labels = (np.arange(len(images)) % len(classes)).astype(np.uint8)
@@ -518,7 +519,7 @@ def test_imagefolder_tree_gives_every_label_its_class_index_and_names_in_manifes
         + [f"class {c}" for c in range(14, 62)]
     )
     directory, relabelled = many_classes_dataset(tmp_path, tiny, classes)
-    out = tmp_path / "png"
+    out = tmp_path / "data" / "png"
     run_stage(export_png, tmp_path, tiny, directory, out, dataset={"classes": classes})
     tree = tmp_path / "tree"
     tree_module.unpack_zip(out / "images.zip", tree)
@@ -582,7 +583,7 @@ def test_stored_zip_writer_matches_zipfile(
 
 
 def test_parquet_has_hugging_face_schema(tmp_path: Path, tiny: TinyDataset, decoded: Path) -> None:
-    out = tmp_path / "parquet"
+    out = tmp_path / "data" / "parquet"
     run_stage(export_parquet, tmp_path, tiny, decoded, out)
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "test.parquet", "train.parquet"]
     for split, (images, labels) in tiny.arrays.items():
@@ -606,7 +607,7 @@ def test_parquet_pixels_extended_labels_and_row_groups(
     tmp_path: Path, tiny: TinyDataset, table_decoded: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(pngpool, "PNG_BATCH", 5)
-    out = tmp_path / "parquet"
+    out = tmp_path / "data" / "parquet"
     options = {"pixels": True, "extended_labels": True, "row_group_size": 7, "compression": "zstd"}
     classes = [f"class {c}" for c in range(10)]
     dataset = {**TABLE_DATASET, "classes": classes}
@@ -664,7 +665,7 @@ def test_same_bytes_whatever_the_workers_and_the_batch_size(
     for run, (workers, batch_rows, png_batch) in enumerate([(1, 10_000, 2000), (2, 7, 5), (2, 7, 5)]):
         monkeypatch.setattr(decoded_module, "BATCH_ROWS", batch_rows)
         monkeypatch.setattr(pngpool, "PNG_BATCH", png_batch)
-        out = tmp_path / f"run{run}" / "export"
+        out = tmp_path / "data" / f"run{run}" / "export"
         run_stage(module, tmp_path, tiny, table_decoded, out, workers=workers, dataset=TABLE_DATASET, **options)
         digests.append(sha256_tree(out))
     assert digests[0] == digests[1] == digests[2]
@@ -689,12 +690,12 @@ def test_exports_read_the_decoded_files_a_batch_at_a_time(
     options: dict[str, Any] = {section: {"extended_labels": True} for section in ("npz", "csv", "parquet")}
     options["npz"] |= {"validation_size": 9, "dtype": "float32", "scale": "standardize"}
     options["parquet"] |= {"pixels": True}
-    run_stage(module, tmp_path, tiny, table_decoded, tmp_path / "out", dataset=TABLE_DATASET, **options)
+    run_stage(module, tmp_path, tiny, table_decoded, tmp_path / "data" / "out", dataset=TABLE_DATASET, **options)
     assert 0 < largest[0] <= 8
 
 
 def test_sums_file_verifies_with_sha256sum(tmp_path: Path, tiny: TinyDataset, decoded: Path) -> None:
-    export_dir = tmp_path / "export"
+    export_dir = tmp_path / "data" / "export"
     export_dir.mkdir()
     params = write_params(tmp_path, params_for(tiny, ["unused"]))
     for module, name in ((export_csv, "csv"), (export_npz, "npz"), (export_png, "png"), (export_parquet, "parquet")):
@@ -722,7 +723,7 @@ def test_sums_file_verifies_with_sha256sum(tmp_path: Path, tiny: TinyDataset, de
 def test_summary_is_one_line_naming_the_stage(
     tmp_path: Path, tiny: TinyDataset, decoded: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run_stage(export_csv, tmp_path, tiny, decoded, tmp_path / "csv")
+    run_stage(export_csv, tmp_path, tiny, decoded, tmp_path / "data" / "csv")
     err = capsys.readouterr().err
     assert err == "export_csv@mnist: train.csv 60 rows, test.csv 20 rows\n"
 
@@ -732,6 +733,38 @@ def test_standardize_without_a_train_split_is_refused(
 ) -> None:
     params = stage_params(tiny, npz={"dtype": "float32", "scale": "standardize"})
     params["datasets"]["mnist"]["splits"] = {"test": copy.deepcopy(params["datasets"]["mnist"]["splits"]["test"])}
-    argv = ["--params", str(write_params(tmp_path, params)), "--dataset", "mnist", str(decoded), str(tmp_path / "npz")]
+    out = tmp_path / "data" / "npz"
+    argv = ["--params", str(write_params(tmp_path, params)), "--dataset", "mnist", str(decoded), str(out)]
     assert export_npz.main(argv) == 1
     assert "export.npz.scale: 'standardize' needs the train split" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("output", "sums"),
+    [("conf", "data/export/csv.sha256"), ("data/export/csv", "params.yaml"), ("../elsewhere", "data/x.sha256")],
+)
+def test_a_stage_started_by_hand_writes_only_inside_data(
+    tmp_path: Path,
+    tiny: TinyDataset,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    output: str,
+    sums: str,
+) -> None:
+    """Whatever paths a stage is given, it writes below data/ of its working directory only:
+    the project's conf/ and params.yaml, or a folder beside the repository, stay as they are."""
+    repo = tmp_path / "repo"
+    (repo / "conf").mkdir(parents=True)
+    (repo / "conf" / "config.yaml").write_text("defaults: []\n")
+    monkeypatch.chdir(repo)
+    params = write_params(repo, params_for(tiny, ["unused"]))
+    decoded = write_decoded_dir(repo / "data" / "decoded", tiny)
+    before = snapshot(tmp_path)
+    argv = ["--params", str(params), "--dataset", "mnist", str(decoded), output, "--sums", sums]
+    assert export_csv.main(argv) == 1
+    refused = output if not output.startswith("data/") else sums
+    assert capsys.readouterr().err.splitlines() == [
+        f"export_csv@mnist: error: {refused}: expected a path inside data/ of the working directory "
+        "(the repository), found one outside it; refusing to write it"
+    ]
+    assert snapshot(tmp_path) == before

@@ -17,11 +17,11 @@ TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
 
 
 def run_extract(tmp_path: Path, tiny: TinyDataset, train_images: bytes | None = None) -> tuple[int, Path]:
-    raw = tmp_path / "raw"
-    raw.mkdir()
+    raw = tmp_path / "data" / "raw"
+    raw.mkdir(parents=True)
     for name, data in tiny.archives.items():
         (raw / name).write_bytes(train_images if name == TRAIN_IMAGES and train_images is not None else data)
-    idx_dir = tmp_path / "idx"
+    idx_dir = tmp_path / "data" / "idx"
     params = write_params(tmp_path, params_for(tiny, ["unused"]))
     return extract.main(["--params", str(params), "--dataset", "mnist", str(raw), str(idx_dir)]), idx_dir
 
@@ -64,7 +64,7 @@ def test_bad_archive_fails_and_leaves_no_idx(
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("extract@mnist: error: ") and TRAIN_IMAGES in line and message in line
     assert not idx_dir.exists()
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert [p.name for p in idx_dir.parent.iterdir() if p.name.startswith(".")] == []
 
 
 def test_gzip_bomb_stops_at_expected_size(
@@ -89,8 +89,8 @@ def test_same_size_relabelled_payload_is_caught_by_its_digest(
 
 
 def test_xz_files_extract_through_the_openers_table(tmp_path: Path, tiny: TinyDataset) -> None:
-    raw = tmp_path / "raw"
-    raw.mkdir()
+    raw = tmp_path / "data" / "raw"
+    raw.mkdir(parents=True)
     params = params_for(tiny, ["unused"])
     entry = params["datasets"]["mnist"]
     entry["compression"] = "xz"
@@ -102,5 +102,6 @@ def test_xz_files_extract_through_the_openers_table(tmp_path: Path, tiny: TinyDa
             spec.update(size=len(data), md5=None, sha256=hashlib.sha256(data).hexdigest())
             (raw / spec["file"]).write_bytes(data)
     path = write_params(tmp_path, params)
-    assert extract.main(["--params", str(path), "--dataset", "mnist", str(raw), str(tmp_path / "idx")]) == 0
-    assert (tmp_path / "idx" / "train-images-idx3-ubyte").read_bytes() == gzip.decompress(tiny.archives[TRAIN_IMAGES])
+    idx_dir = tmp_path / "data" / "idx"
+    assert extract.main(["--params", str(path), "--dataset", "mnist", str(raw), str(idx_dir)]) == 0
+    assert (idx_dir / "train-images-idx3-ubyte").read_bytes() == gzip.decompress(tiny.archives[TRAIN_IMAGES])

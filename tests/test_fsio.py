@@ -19,6 +19,7 @@ from mnist_pipeline.fsio import (
     atomic_dir,
     atomic_path,
     safe_target,
+    stage_output,
     write_bytes_atomic,
     write_bytes_under,
 )
@@ -67,7 +68,9 @@ def test_a_sigkill_mid_write_keeps_the_old_file_and_the_next_write_clears_the_sc
     assert result.returncode == -signal.SIGKILL
     assert target.read_bytes() == b"old and good"
     leftovers = [name for name in names(tmp_path) if name != "out.bin"]
-    assert leftovers and all(name.startswith(".out.bin.") and name.endswith(".tmp") for name in leftovers)
+    assert leftovers and all(
+        name.startswith(".out.bin.mnist-pipeline-") and name.endswith(".tmp") for name in leftovers
+    )
     write_bytes_atomic(target, b"new")
     assert target.read_bytes() == b"new" and names(tmp_path) == ["out.bin"]
 
@@ -79,6 +82,65 @@ def test_atomic_writes_refuse_a_linked_folder(tmp_path: Path, monkeypatch: pytes
     with pytest.raises(PipelineError, match="data: is a symbolic link; refusing to write"):
         write_bytes_atomic(Path("data/out.bin"), b"x")
     assert names(tmp_path / "elsewhere") == []
+
+
+def test_a_refused_link_costs_nothing_behind_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The link is refused before any folder is made or any old scratch removed through it."""
+    monkeypatch.chdir(tmp_path)
+    outside = tmp_path / "outside"
+    kept = outside / ".npz.mnist-pipeline-abc.tmp"
+    kept.mkdir(parents=True)
+    (kept / "precious.txt").write_text("someone's")
+    Path("data").mkdir()
+    Path("data/export").symlink_to(outside, target_is_directory=True)
+    refused = "data/export: is a symbolic link; refusing to write"
+    with pytest.raises(PipelineError, match=refused), atomic_dir(Path("data/export/npz")):
+        pass
+    with pytest.raises(PipelineError, match=refused), atomic_path(Path("data/export/new/x")):
+        pass
+    assert names(outside) == [".npz.mnist-pipeline-abc.tmp"] and names(kept) == ["precious.txt"]
+
+
+def test_only_scratch_of_our_own_shape_is_cleaned_up(tmp_path: Path) -> None:
+    target = tmp_path / "pngs"
+    for name in (".pngs.2023-backup.old", ".pngs.draft.tmp", ".pngs.mnist-pipeline-killed1.tmp"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "file").write_text("x")
+    with atomic_dir(target) as staging:
+        (staging / "a").write_bytes(b"new")
+    assert names(tmp_path) == [".pngs.2023-backup.old", ".pngs.draft.tmp", "pngs"]
+
+
+@pytest.mark.parametrize(
+    ("target", "match"),
+    [
+        ("conf", "expected a path inside data/ of the working directory"),
+        ("params.yaml", "expected a path inside data/ of the working directory"),
+        ("data/../conf", "expected a path inside data/ of the working directory"),
+        ("../outside/x", "expected a path inside data/ of the working directory"),
+        ("/tmp/x", "expected a path inside data/ of the working directory"),
+        ("data/mnist/export/npz", r"found .*/data/mnist/export -> "),
+        ("linked/mnist/raw", "expected a path inside data/ of the working directory"),
+    ],
+)
+def test_a_stage_writes_only_inside_data(tmp_path: Path, target: str, match: str) -> None:
+    """Whatever a stage is started with, its outputs stay in data/ of its working directory."""
+    (tmp_path / "outside").mkdir()
+    Path("data/mnist").mkdir(parents=True)
+    Path("data/mnist/export").symlink_to(tmp_path / "outside", target_is_directory=True)
+    Path("linked").symlink_to(tmp_path / "outside", target_is_directory=True)
+    for fine in ("data/mnist/raw", "data/params", str(tmp_path / "data" / "new" / "x")):
+        assert stage_output(Path(fine)) == Path(fine)
+    with pytest.raises(UnsafePathError, match=match) as caught:
+        stage_output(Path(target))
+    assert "\n" not in str(caught.value)
+
+
+def test_a_linked_data_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "outside").mkdir()
+    Path("data").symlink_to(tmp_path / "outside", target_is_directory=True)
+    with pytest.raises(UnsafePathError, match=r"found .*/data -> "):
+        stage_output(Path("data/mnist/raw"))
 
 
 @pytest.fixture

@@ -151,7 +151,7 @@ def test_load_dataset_reads_every_parquet_variant(
     params = params_for(tiny, ["unused"])
     params["datasets"]["mnist"]["classes"] = FASHION
     params["export"]["parquet"].update(variant)
-    export = build_export(tmp_path, params, "mnist", split_arrays(tiny, ["train", "test"]))
+    export = build_export(tmp_path / "data", params, "mnist", split_arrays(tiny, ["train", "test"]))
     loaded = load_quietly(export / "parquet", caplog, tmp_path / "cache")
     assert_matches_npz(loaded, export, "mnist", FASHION)
     assert_card_is_hub_metadata(export, loaded)
@@ -171,7 +171,7 @@ def test_extended_labels_and_several_splits(
     params["export"]["parquet"].update(pixels=True, extended_labels=True)
     params["export"]["npz"].update(extended_labels=True)
     arrays = split_arrays(tiny, ["train", "test_a", "test_b"])
-    export = build_export(tmp_path, params, "mnist", arrays, tables=True)
+    export = build_export(tmp_path / "data", params, "mnist", arrays, tables=True)
     loaded = load_quietly(export / "parquet", caplog, tmp_path / "cache")
     assert list(loaded) == ["train", "test_a", "test_b"]
     assert list(loaded["train"].features) == ["image", "label", "writer_id", "duplicate_of", "pixels"]
@@ -203,7 +203,7 @@ def test_emnist_letters_layout(tmp_path: Path, caplog: pytest.LogCaptureFixture)
         arrays[split] = (images, labels)
         entry["splits"][split]["count"] = count
         entry["splits"][split]["images"]["payload_size"] = 16 + count * 28 * 28  # IDX header + pixels
-    export = build_export(tmp_path, params, "emnist_letters", arrays)
+    export = build_export(tmp_path / "data", params, "emnist_letters", arrays)
     loaded = load_quietly(export / "parquet", caplog, tmp_path / "cache")
     classes = [f"{chr(65 + i)}/{chr(97 + i)}" for i in range(26)]
     assert_matches_npz(loaded, export, "emnist_letters", classes)
@@ -239,7 +239,7 @@ def test_forged_values_stay_text(tmp_path: Path, tiny: TinyDataset, caplog: pyte
     entry["citation"] = "```\n# not a heading\n```"
     forged = "x | 1 | `0000` | archive |.gz"
     entry["splits"]["train"]["labels"]["file"] = forged
-    export = build_export(tmp_path, params, "mnist", split_arrays(tiny, ["train", "test"]))
+    export = build_export(tmp_path / "data", params, "mnist", split_arrays(tiny, ["train", "test"]))
     card = (export / "parquet" / "README.md").read_text()
     front = card_front_matter(export)
     assert front["pretty_name"] == " ".join(entry["title"].split()) and front["license"] == "cc-by-sa-3.0"

@@ -173,8 +173,9 @@ def qmnist_params(tmp_path: Path, dataset: str) -> dict[str, Any]:
 def test_qmnist_label_tables_and_subsets(tmp_path: Path) -> None:
     params = qmnist_params(tmp_path, "qmnist_subsets")
     entry = params["datasets"]["qmnist_subsets"]
-    raw = tmp_path / "raw"
-    raw.mkdir()
+    data = tmp_path / "data"
+    raw = data / "raw"
+    raw.mkdir(parents=True)
     archive = generated_images(60000)
     for split in entry["splits"].values():
         # Real label files with their published digests; generated images described honestly.
@@ -183,9 +184,9 @@ def test_qmnist_label_tables_and_subsets(tmp_path: Path) -> None:
         (raw / split["labels"]["file"]).write_bytes((QMNIST_MIRROR / split["labels"]["file"]).read_bytes())
     path = write_params(tmp_path, params)
     common = ["--params", str(path), "--dataset", "qmnist_subsets"]
-    assert extract.main([*common, str(raw), str(tmp_path / "idx")]) == 0
-    decoded, stats_path = tmp_path / "decoded", tmp_path / "stats.json"
-    assert decode.main([*common, str(tmp_path / "idx"), str(decoded), str(stats_path)]) == 0
+    assert extract.main([*common, str(raw), str(data / "idx")]) == 0
+    decoded, stats_path = data / "decoded", data / "stats.json"
+    assert decode.main([*common, str(data / "idx"), str(decoded), str(stats_path)]) == 0
     stats = json.loads(stats_path.read_text())
     assert list(stats["train"]["class_counts"].values()) == MNIST_TRAIN_COUNTS
     assert list(stats["test10k"]["class_counts"].values()) == MNIST_TEST_COUNTS
@@ -212,14 +213,15 @@ def test_xnist_labels_are_xz_tables(tmp_path: Path) -> None:
     """The nist subset's real .xz label table through the xz opener and the strict reader."""
     params = qmnist_params(tmp_path, "qmnist_nist")
     spec = params["datasets"]["qmnist_nist"]["splits"]["nist"]["labels"]
-    raw = tmp_path / "raw"
-    raw.mkdir()
+    data = tmp_path / "data"
+    raw = data / "raw"
+    raw.mkdir(parents=True)
     (raw / spec["file"]).write_bytes((QMNIST_MIRROR / spec["file"]).read_bytes())
     # Extract only the label file: the 316 MB of images are not here.
     params["datasets"]["qmnist_nist"]["splits"]["nist"]["images"] = dict(spec)
     path = write_params(tmp_path, params)
-    assert extract.main(["--params", str(path), "--dataset", "qmnist_nist", str(raw), str(tmp_path / "idx")]) == 0
-    table = read_idx(tmp_path / "idx" / "xnist-labels-idx2-int")
+    assert extract.main(["--params", str(path), "--dataset", "qmnist_nist", str(raw), str(data / "idx")]) == 0
+    table = read_idx(data / "idx" / "xnist-labels-idx2-int")
     assert table.shape == (402953, 8) and table.dtype == np.int32
     assert int((table[:, 6] != 0).sum()) == 3  # duplicate-of is set for 3 rows
     assert set(np.unique(table[:, 0]).tolist()) == set(range(10))

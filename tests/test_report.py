@@ -37,18 +37,20 @@ def run_report(tmp_path: Path, tiny: TinyDataset, stats: Any, checksums: Any, cl
     params = params_for(tiny, ["unused"])
     if classes:
         params["datasets"]["mnist"]["classes"] = classes
-    (tmp_path / "stats.json").write_text(json.dumps(stats))
-    (tmp_path / "checksums.json").write_text(checksums if isinstance(checksums, str) else json.dumps(checksums))
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "stats.json").write_text(json.dumps(stats))
+    (data / "checksums.json").write_text(checksums if isinstance(checksums, str) else json.dumps(checksums))
     argv = ["--params", str(write_params(tmp_path, params)), "--dataset", "mnist"]
-    argv += [str(write_decoded_dir(tmp_path / "decoded", tiny)), str(tmp_path / "stats.json")]
-    argv += [str(tmp_path / "checksums.json"), str(tmp_path / "export")]
+    argv += [str(write_decoded_dir(data / "decoded", tiny)), str(data / "stats.json")]
+    argv += [str(data / "checksums.json"), str(data / "export")]
     return report.main(argv)
 
 
 def test_card_charts_and_plot_data(tmp_path: Path, tiny: TinyDataset) -> None:
     classes = ["zero", "one, with a comma", 'two "quoted"', "3/three", "4", "5", "6", "7", "8", "9"]
     assert run_report(tmp_path, tiny, stats_of(tiny), checksums_of(tiny), classes) == 0
-    export = tmp_path / "export"
+    export = tmp_path / "data" / "export"
     rows = list(csv.DictReader((export / "class_distribution.csv").open()))
     assert rows[2] == {
         "class": "one, with a comma",
@@ -94,7 +96,7 @@ def test_pictures_show_full_names_one_row_per_class_and_a_caption(tmp_path: Path
     width, names = report.name_column(classes, font)
     assert width >= font.getlength("T-shirt/top") + 2 * report.MARGIN
     assert names[0] == ["T-shirt/top"] and names[9][0].startswith("a class name") and len(names[9]) > 1
-    samples = Image.open(tmp_path / "export" / "samples.png")
+    samples = Image.open(tmp_path / "data" / "export" / "samples.png")
     per_class = 10
     caption = 2 * report.LINE_HEIGHT + 2 * report.MARGIN
     assert samples.height == caption + 9 * 28 * report.ZOOM + max(
@@ -102,7 +104,7 @@ def test_pictures_show_full_names_one_row_per_class_and_a_caption(tmp_path: Path
     )
     assert samples.width >= width + per_class * 28 * report.ZOOM
     assert dark_rows(samples, 0, samples.width)[0] < caption  # the caption is drawn
-    chart = Image.open(tmp_path / "export" / "class_distribution.png")
+    chart = Image.open(tmp_path / "data" / "export" / "class_distribution.png")
     assert chart.width >= width + report.CHART_WIDTH
 
 
@@ -136,4 +138,4 @@ def test_bad_inputs_fail_in_one_line_before_any_output(
     assert run_report(tmp_path, tiny, stats, checksums) == 1
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("report@mnist: error: ") and message in line
-    assert not (tmp_path / "export").exists()
+    assert not (tmp_path / "data" / "export").exists()

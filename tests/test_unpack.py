@@ -48,9 +48,10 @@ def read_tree(root: Path) -> dict[str, bytes]:
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
-    """A folder holding a previous tree, as the stage finds it on a re-run."""
-    write_tree(tmp_path / "tree", PREVIOUS)
-    return tmp_path
+    """A folder below data/ holding a previous tree, as the stage finds it on a re-run."""
+    folder = tmp_path / "data"
+    write_tree(folder / "tree", PREVIOUS)
+    return folder
 
 
 def assert_refused(workspace: Path, archive: bytes, match: str) -> None:

@@ -15,7 +15,7 @@ TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
 
 
 def stage_raw(tmp_path: Path, archives: dict[str, bytes]) -> Path:
-    raw = tmp_path / "raw"
+    raw = tmp_path / "data" / "raw"
     raw.mkdir(parents=True)
     for name, data in archives.items():
         (raw / name).write_bytes(data)
@@ -23,7 +23,7 @@ def stage_raw(tmp_path: Path, archives: dict[str, bytes]) -> Path:
 
 
 def run_verify(tmp_path: Path, params: dict[str, object], raw: Path) -> tuple[int, Path]:
-    record = tmp_path / "checksums.json"
+    record = tmp_path / "data" / "checksums.json"
     return verify.main(
         ["--params", str(write_params(tmp_path, params)), "--dataset", "mnist", str(raw), str(record)]
     ), record
@@ -59,7 +59,7 @@ def test_payload_mode_records_which_check_passed(tmp_path: Path, tiny: TinyDatas
     archives = dict(tiny.archives)
     archives[TRAIN_IMAGES] = gzip.compress(gzip.decompress(archives[TRAIN_IMAGES]), compresslevel=1, mtime=1)
     raw = stage_raw(tmp_path, archives)
-    assert run_verify(tmp_path / "strict", params_for(tiny, ["unused"]), raw)[0] == 1
+    assert run_verify(tmp_path / "data" / "strict", params_for(tiny, ["unused"]), raw)[0] == 1
     code, record = run_verify(tmp_path, params_for(tiny, ["unused"], verify={"archive": "payload"}), raw)
     assert code == 0
     verdicts = {entry["file"]: entry["passed"] for entry in json.loads(record.read_text())["archives"]}
