@@ -22,7 +22,7 @@ which is what makes 70,000 of them cheap.
 
 Every tree also gets a ``.gitignore`` of ``*``: a consumer's ``git add -A`` never adds the
 unpacked PNGs (the zip they came from is what is versioned), while DVC, which reads
-``.dvcignore`` and not ``.gitignore``, still tracks the unpack stage's ``manifest.csv``.
+``.dvcignore`` and not ``.gitignore``, still tracks the unpack stage's output, the marker.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def unpack_zip(zip_path: Path, tree_dir: Path) -> int:
         try:
             with atomic_dir(tree_dir) as staging:
                 count = _write_members(source, directory, survey, staging, where)
-                _write_marks(staging)
+                _write_marks(staging, sha256_of(zip_path))
         except BaseException:
             _remove_empty(made)
             raise
@@ -247,10 +247,12 @@ def _write_member(source: ReadAt, member: ZipMember, path: str, where: str) -> N
         os.close(descriptor)
 
 
-def _write_marks(staging: Path) -> None:
-    """The ownership marker (with the manifest's digest, naming the tree's content) and the
-    ignore file. Both names start with a dot and no export member does, so neither clashes."""
-    marker = f"{MARKER_HEADER}{MANIFEST_NAME} sha256 {sha256_of(staging / MANIFEST_NAME)}\n".encode()
+def _write_marks(staging: Path, zip_sha256: str) -> None:
+    """The ownership marker and the ignore file. Both names start with a dot and no export
+    member does, so neither clashes. The marker names the zip the tree came from by its
+    sha256: the unpack stage's tracked output, it differs whenever the zip does, even when
+    only PNG bytes changed (``invert``, an encoder change) and the manifest did not."""
+    marker = f"{MARKER_HEADER}zip sha256 {zip_sha256}\n".encode()
     for name, content in ((MARKER, marker), (GITIGNORE, GITIGNORE_CONTENT)):
         descriptor = os.open(staging / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -148,3 +149,23 @@ def test_the_png_tree_is_opt_in_and_ignored_by_git(team: tuple[Path, FaultServer
     assert [stage for stage in stages_run(result.stdout) if stage != "check"] == ["unpack@tiny-png"]
     assert (repo / EXPORT / "images/train").is_dir()
     assert {line[3:] for line in git_status(repo).splitlines()} <= {"params.yaml", "dvc.lock"}
+
+
+def test_a_tree_left_from_another_zip_shows_in_status(team: tuple[Path, FaultServer]) -> None:
+    """Going back to an earlier dvc.lock after an experiment that changed only PNG bytes (same
+    names, same manifest): DVC names the unpack stage, and one `dvc repro` makes the tree the
+    zip's again."""
+    repo, _ = team
+    trees = ("-S", "formats=[npz,csv,png,parquet]", "-S", "trees=[png]")
+    run(repo, "dvc", "exp", "run", *trees)
+    earlier = {name: (repo / name).read_bytes() for name in ("params.yaml", "dvc.lock")}
+    run(repo, "dvc", "exp", "run", *trees, "-S", "export.png.invert=true")
+    for name, data in earlier.items():
+        (repo / name).write_bytes(data)
+    run(repo, "dvc", "checkout")
+    assert "unpack@tiny-png" in run(repo, "dvc", "status").stdout
+    assert stages_run(run(repo, "dvc", "repro").stdout) == ["unpack@tiny-png"]
+    with zipfile.ZipFile(repo / EXPORT / "png/images.zip") as archive:
+        for member in archive.namelist():
+            assert (repo / EXPORT / "images" / member).read_bytes() == archive.read(member), member
+    assert "up to date" in run(repo, "dvc", "status").stdout

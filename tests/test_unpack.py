@@ -25,14 +25,15 @@ from tests.support.zips import Crafted, crafted_export, export_of, manifest_for,
 PREVIOUS = {
     "manifest.csv": b"previous tree\n",
     "train/0/0.png": b"old png",
-    MARKER: MARKER_HEADER.encode() + b"manifest.csv sha256 0\n",
+    MARKER: MARKER_HEADER.encode() + b"zip sha256 0\n",
 }
 
 
-def with_marks(files: dict[str, bytes]) -> dict[str, bytes]:
-    """What a tree unpacked from an export of ``files`` holds: the members, the marker, the ignore file."""
-    digest = hashlib.sha256(files["manifest.csv"]).hexdigest()
-    marker = MARKER_HEADER.encode() + f"manifest.csv sha256 {digest}\n".encode()
+def with_marks(files: dict[str, bytes], zip_path: Path) -> dict[str, bytes]:
+    """What a tree unpacked from ``zip_path``, an export of ``files``, holds: the members, the
+    marker naming the zip, the ignore file."""
+    digest = hashlib.sha256(zip_path.read_bytes()).hexdigest()
+    marker = MARKER_HEADER.encode() + f"zip sha256 {digest}\n".encode()
     return {**files, MARKER: marker, GITIGNORE: GITIGNORE_CONTENT}
 
 
@@ -74,7 +75,7 @@ def test_unpacks_stored_deflated_and_large_members(workspace: Path) -> None:
     zip_path = workspace / "in.zip"
     zip_path.write_bytes(export_of(files, zipfile.ZIP_DEFLATED))
     assert unpack_zip(zip_path, workspace / "tree") == len(files) + 1
-    assert read_tree(workspace / "tree") == with_marks({**files, "manifest.csv": manifest_for(list(files))})
+    assert read_tree(workspace / "tree") == with_marks({**files, "manifest.csv": manifest_for(list(files))}, zip_path)
     assert sorted(path.name for path in workspace.iterdir()) == ["in.zip", "tree"]
 
 
@@ -92,7 +93,9 @@ def test_main_reports_one_line_and_keeps_the_tree(
     assert read_tree(workspace / "tree") == PREVIOUS
     zip_path.write_bytes(export_of({"a.png": b"new"}))
     assert unpack.main(args) == 0
-    assert read_tree(workspace / "tree") == with_marks({"a.png": b"new", "manifest.csv": manifest_for(["a.png"])})
+    assert read_tree(workspace / "tree") == with_marks(
+        {"a.png": b"new", "manifest.csv": manifest_for(["a.png"])}, zip_path
+    )
     assert "2 files -> " in capsys.readouterr().err
 
 
@@ -188,11 +191,11 @@ def test_zip64_members_unpack(workspace: Path) -> None:
     zip_path_crafted.write_bytes(crafted_export([Crafted("c/d.png", b"zip64 extra", zip64=True)], zip64_end=True))
     assert unpack_zip(zip_path, workspace / "tree") == 3
     assert read_tree(workspace / "tree") == with_marks(
-        {"a/forced.png": b"forced zip64", "b.png": b"plain", "manifest.csv": manifest}
+        {"a/forced.png": b"forced zip64", "b.png": b"plain", "manifest.csv": manifest}, zip_path
     )
     assert unpack_zip(zip_path_crafted, workspace / "tree") == 2
     assert read_tree(workspace / "tree") == with_marks(
-        {"c/d.png": b"zip64 extra", "manifest.csv": manifest_for(["c/d.png"])}
+        {"c/d.png": b"zip64 extra", "manifest.csv": manifest_for(["c/d.png"])}, zip_path_crafted
     )
 
 
