@@ -119,7 +119,13 @@ def first_import(block: str) -> str:
     return match.group(1)
 
 
-@pytest.mark.parametrize("block", readme_python_blocks(), ids=first_import)
+def readme_block_params() -> list[Any]:
+    """The blocks as test parameters; Spark's is slow (its JVM takes seconds to start)."""
+    marks = {"pyspark": [pytest.mark.slow]}
+    return [pytest.param(block, marks=marks.get(first_import(block), [])) for block in readme_python_blocks()]
+
+
+@pytest.mark.parametrize("block", readme_block_params(), ids=first_import)
 def test_readme_loader_blocks_run_on_a_built_export(
     tmp_path: Path, tiny: TinyDataset, block: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -151,3 +157,8 @@ def test_readme_loader_blocks_run_on_a_built_export(
         assert namespace["train"]["label"].to_list() == labels.tolist()
     if module == "duckdb":
         assert sum(count for _, count in namespace["counts"]) == len(labels)
+    if module == "pyspark":
+        try:
+            assert [row["label"] for row in namespace["train"].collect()] == labels.tolist()
+        finally:
+            namespace["spark"].stop()
