@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from mnist_pipeline.config import params_from_dict, read_params
-from mnist_pipeline.errors import ConfigError, PipelineError
-from mnist_pipeline.fsio import atomic_dir, symlinked_part
+from mnist_pipeline.errors import ConfigError
+from mnist_pipeline.fsio import atomic_dir, refuse_links
 from mnist_pipeline.provenance import PACKAGE, code_digest
 from mnist_pipeline.stage import run_stage, stage_parser
 from mnist_pipeline.views import (
@@ -86,9 +86,7 @@ def check(params_path: Path, conf_dir: Path, views: Path) -> str:
     # outputs out wherever their folders point. Stop at the first stage instead.
     data = views.parent
     for folder in [views, *(data / name / part for name in params.datasets for part in DATASET_FOLDERS)]:
-        linked = symlinked_part(folder)
-        if linked is not None:
-            raise PipelineError(f"{linked}: is a symbolic link; refusing to let any stage write {folder} through it")
+        refuse_links(folder)
     code = {module: code_digest(f"{PACKAGE}.{module}") for module in STAGE_PARAMS}
     # One folder, replaced whole: a dataset no longer selected leaves nothing behind.
     with atomic_dir(views) as scratch:

@@ -38,7 +38,7 @@ from urllib.request import url2pathname
 from mnist_pipeline.archive import ArchiveVerdict, archive_differences, check_archive, magic_of, max_archive_size
 from mnist_pipeline.config import ArchiveCheck, Compression, ContainerSpec, DatasetSpec, FileSpec, Params
 from mnist_pipeline.errors import ArchiveError, ChecksumError, DownloadError
-from mnist_pipeline.fsio import CHUNK_SIZE, symlinked_part
+from mnist_pipeline.fsio import CHUNK_SIZE, refuse_links
 from mnist_pipeline.machine import Sources, sources_for
 from mnist_pipeline.names import redact
 from mnist_pipeline.stage import params_file, run_stage, stage_parser
@@ -154,15 +154,19 @@ def local_folder(mirror: str) -> Path | None:
     return Path(mirror)
 
 
+def scratch_folders(raw_dir: Path) -> tuple[Path, Path]:
+    """Where the stage writes besides ``raw_dir``: the dataset's partial files
+    (``data/<dataset>/.partial``) and the whole containers (``data/.downloads``)."""
+    return raw_dir.parent / PARTIAL_DIR_NAME, raw_dir.parent.parent / DOWNLOADS_DIR_NAME
+
+
 def download(params: Params, dataset_name: str, raw_dir: Path, sources: Sources) -> str:
     """Fetch every file of ``dataset_name`` from ``sources`` (this machine's mirrors, then the
     published ones) into ``raw_dir``."""
     dataset = params.dataset(dataset_name)
-    for folder in (raw_dir, raw_dir.parent / PARTIAL_DIR_NAME, raw_dir.parent.parent / DOWNLOADS_DIR_NAME):
-        linked = symlinked_part(folder)
-        if linked is not None:
-            # Writing through a link would put bytes wherever it points, perhaps outside data/.
-            raise DownloadError(f"{linked}: is a symbolic link; refusing to write {folder} through it")
+    partial_dir, downloads_dir = scratch_folders(raw_dir)
+    for folder in (raw_dir, partial_dir, downloads_dir):
+        refuse_links(folder)
     run = Run(
         dataset=dataset,
         dataset_name=dataset_name,
@@ -170,8 +174,8 @@ def download(params: Params, dataset_name: str, raw_dir: Path, sources: Sources)
         mode=params.verify.archive,
         progress=sys.stderr.isatty(),
         raw_dir=raw_dir,
-        partial_dir=raw_dir.parent / PARTIAL_DIR_NAME,
-        downloads_dir=raw_dir.parent.parent / DOWNLOADS_DIR_NAME,
+        partial_dir=partial_dir,
+        downloads_dir=downloads_dir,
     )
     try:
         pending = [spec for spec in dataset.files() if not _present_and_valid(spec, run)]
@@ -509,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
             sources_for(params, args.dataset, args.params.parent if args.params else Path()),
         ),
         params_file(args),
-        writes=[args.raw_dir],
+        writes=[args.raw_dir, *scratch_folders(args.raw_dir)],
     )
 
 

@@ -25,15 +25,47 @@ SCRATCH_TAG = "mnist-pipeline-"
 SCRATCH_SUFFIXES = (".tmp", ".old")
 
 
+class UnsafePathError(PipelineError):
+    """A write would go through a symbolic link, outside its root, or onto a path the project did not create."""
+
+
+def linked_part(path: Path, root: Path | None = None) -> Path | None:
+    """The first existing part of ``path`` below ``root`` (default: the working directory) that
+    is a symbolic link, a dangling one too; None when there is none, or ``path`` is not below
+    ``root`` (the user's own choice there). The one walk every write check makes."""
+    # absolute(), not resolve(): resolving would follow the very links this looks for.
+    base = (Path.cwd() if root is None else root).absolute()
+    absolute = path.absolute()
+    if not absolute.is_relative_to(base):
+        return None
+    current = base
+    for part in absolute.relative_to(base).parts:
+        current /= part
+        if current.is_symlink():
+            return current
+        if not current.exists():
+            return None  # nothing below a missing folder exists yet
+    return None
+
+
+def refuse_links(path: Path, root: Path | None = None) -> Path:
+    """``path``, once ``linked_part`` finds no link on its way; ``UnsafePathError`` naming the
+    link and its target otherwise (writing through it would put bytes wherever it points)."""
+    link = linked_part(path, root)
+    if link is not None:
+        raise UnsafePathError(
+            f"{path}: expected no symbolic link on the way, found {link} -> {link.readlink()}; "
+            "refusing to write through it"
+        )
+    return path
+
+
 def _scratch_beside(final: Path, suffix: str, *, clean: bool = False) -> Path:
     """A new, empty scratch folder beside ``final``; its parent folders made if missing and,
     with ``clean``, what a killed run left beside it removed. Every existing part of ``final``
     below the working directory is checked for links first, so neither the folders made or
     removed nor the scratch can be where a link points."""
-    linked = symlinked_part(final)
-    if linked is not None:
-        # Writing through a link would put bytes wherever it points, perhaps outside data/.
-        raise PipelineError(f"{linked}: is a symbolic link; refusing to write {final} through it")
+    refuse_links(final)
     if clean:
         _remove_stale_scratch(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -46,22 +78,6 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
-
-
-def symlinked_part(path: Path) -> Path | None:
-    """The first part of ``path`` below the working directory that is a symbolic link."""
-    relative = path
-    if path.is_absolute():
-        try:
-            relative = path.relative_to(Path.cwd())
-        except ValueError:
-            return None
-    current = Path()
-    for part in relative.parts:
-        current /= part
-        if current.is_symlink():
-            return current
-    return None
 
 
 def _remove_stale_scratch(final: Path) -> None:
@@ -166,46 +182,36 @@ def write_sha256sums(output: Path, sums_path: Path) -> None:
     write_bytes_atomic(sums_path, "".join(lines).encode())
 
 
-class UnsafePathError(PipelineError):
-    """A write would go through a symbolic link, outside its root, or onto a path the project did not create."""
-
-
 def safe_target(path: Path, root: Path) -> Path:
     """``path``, once it is proven that writing it stays inside ``root`` as git's writes do: no
     ``..`` part, inside ``root``, and no existing part below ``root`` a symbolic link (``path``
     itself included, a dangling link too). ``UnsafePathError`` otherwise."""
     if ".." in path.parts:
         raise UnsafePathError(f"{path}: expected a path without '..' parts, found one; refusing to write it")
-    # absolute(), not resolve(): resolving would follow the very links this looks for.
     absolute_root = root.absolute()
     absolute = path.absolute()
     if not absolute.is_relative_to(absolute_root):
         raise UnsafePathError(f"{path}: expected a path inside {root}, found it outside; refusing to write it")
-    current = absolute_root
-    for part in absolute.relative_to(absolute_root).parts:
-        current /= part
-        if current.is_symlink():
-            raise UnsafePathError(
-                f"{path}: expected no symbolic link on the way, found {current} -> {current.readlink()}; "
-                "refusing to write through it"
-            )
-        if not current.exists():
-            break  # nothing below a missing folder exists yet
+    refuse_links(path, root)
     if not absolute.resolve().is_relative_to(absolute_root.resolve()):
         raise UnsafePathError(f"{path}: expected a path inside {root}, found it resolving to {absolute.resolve()}")
     return path
 
 
 def stage_output(path: Path) -> Path:
-    """``path``, once it is proven a place a stage may write: inside ``data/`` of the working
-    directory (the repository's, where DVC runs every stage), with no ``..`` part and no
-    symbolic link on the way, ``data/`` included. ``UnsafePathError`` otherwise: run by hand
-    with other arguments, a stage must not replace ``conf/``, ``params.yaml`` or a folder
-    outside the repository with its output."""
-    if ".." in path.parts or not path.absolute().is_relative_to(Path.cwd() / DATA_DIR):
+    """``path``, once it is proven a place a stage may write: below ``data/`` of the working
+    directory (the repository's, where DVC runs every stage; ``data/`` itself is not one: a
+    stage replaces what it writes), with no ``..`` part and no symbolic link on the way,
+    ``data/`` included. ``UnsafePathError`` otherwise: run by hand with other arguments, a
+    stage must not replace ``conf/``, ``params.yaml``, ``data/`` or a folder outside the
+    repository with its output."""
+    data = Path.cwd() / DATA_DIR
+    absolute = path.absolute()
+    if ".." in path.parts or absolute == data or not absolute.is_relative_to(data):
+        found = f"{DATA_DIR}/ itself" if absolute == data else "one outside it"
         raise UnsafePathError(
             f"{path}: expected a path inside {DATA_DIR}/ of the working directory (the repository), "
-            "found one outside it; refusing to write it"
+            f"found {found}; refusing to write it"
         )
     return safe_target(path, Path.cwd())
 

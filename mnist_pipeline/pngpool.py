@@ -75,7 +75,13 @@ def png_workers(workers: int) -> Iterator[ProcessPoolExecutor | None]:
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=exit_with_parent, initargs=(os.getpid(),)
     ) as pool:
-        yield pool
+        try:
+            yield pool
+        except BaseException:
+            # Ctrl-C or a failure: drop the tasks not started (the workers hold SIGINT off, so
+            # they would otherwise encode every queued range before the stage could exit).
+            pool.shutdown(cancel_futures=True)
+            raise
 
 
 def exit_with_parent(parent_pid: int) -> None:
@@ -93,15 +99,19 @@ def exit_with_parent(parent_pid: int) -> None:
 
 @contextmanager
 def interrupts_held() -> Iterator[None]:
-    """Ctrl-C held off meanwhile, and raised (as the handler in place would) when this ends.
+    """Ctrl-C held off meanwhile, and raised again when this ends.
     A worker started meanwhile keeps SIGINT blocked for its whole life (the signal mask
     survives exec): Ctrl-C reaches the terminal's whole process group, and a worker still
     importing its modules would die of it with a traceback. Held so, it reaches only the stage,
     which says ``interrupted`` in one line and shuts the pool down. The signal is blocked for
     this thread (what a new process inherits), and a handler that only notes it stands in
     meanwhile, since the kernel may hand it to another thread of this process (numpy's)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread may set handlers, and only it receives Python's signals
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or not hasattr(signal, "pthread_sigmask")
+        or signal.getsignal(signal.SIGINT) is None
+    ):
+        yield  # only the main thread may set handlers, none to put back, or no masks (not POSIX)
         return
     noted: list[int] = []
     handler = signal.signal(signal.SIGINT, lambda number, _frame: noted.append(number))
@@ -111,8 +121,8 @@ def interrupts_held() -> Iterator[None]:
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         signal.signal(signal.SIGINT, handler)
-    if noted and callable(handler):
-        handler(signal.SIGINT, None)
+    if noted:
+        signal.raise_signal(signal.SIGINT)  # to the handler in place again, whatever it is
 
 
 def encoded_ranges(

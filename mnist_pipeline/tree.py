@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnist_pipeline.errors import ArchiveError, PipelineError
-from mnist_pipeline.fsio import atomic_dir, safe_target, sha256_of
+from mnist_pipeline.fsio import atomic_dir, safe_target
 from mnist_pipeline.names import MANIFEST_COLUMNS, MANIFEST_NAME
 from mnist_pipeline.ziparchive import (
     CentralDirectory,
@@ -46,9 +46,10 @@ from mnist_pipeline.ziparchive import (
     iter_member_chunks,
     iter_members,
     read_member,
+    sha256_of_source,
 )
 
-#: The manifest's first column (the tree's last file, which DVC tracks): every other member.
+#: The manifest's first column (the zip's last member): every other member.
 MANIFEST_PATH_COLUMN = MANIFEST_COLUMNS[0]
 #: Written into every tree: the proof that a folder is one this module may replace.
 MARKER = ".mnist-pipeline-tree"
@@ -91,7 +92,7 @@ def unpack_zip(zip_path: Path, tree_dir: Path) -> int:
         try:
             with atomic_dir(tree_dir) as staging:
                 count = _write_members(source, directory, survey, staging, where)
-                _write_marks(staging, sha256_of(zip_path))
+                _write_marks(staging, sha256_of_source(source))
         except BaseException:
             _remove_empty(made)
             raise

@@ -23,6 +23,7 @@ Format reference: PKWARE APPNOTE.TXT 6.3 (sections 4.3.7 local header, 4.3.12 ce
 from __future__ import annotations
 
 import bisect
+import hashlib
 import os
 import re
 import stat
@@ -670,6 +671,14 @@ def iter_member_chunks(source: ReadAt, member: ZipMember, where: str, *, chunk_s
     data_offset = member_data_offset(source, member, where)
     compressed = _read_range(source, data_offset, member.compressed_size, chunk_size)
     yield from _checked_content(compressed, member, where, chunk_size)
+
+
+def sha256_of_source(source: ReadAt, chunk_size: int = 1 << 20) -> str:
+    """sha256 of all of ``source``'s bytes, read through the same handle as its members."""
+    digest = hashlib.sha256()
+    for chunk in _read_range(source, 0, source.size(), chunk_size):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _read_range(source: ReadAt, offset: int, length: int, chunk_size: int) -> Iterator[bytes]:

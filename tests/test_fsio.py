@@ -4,6 +4,7 @@ a symbolic link or outside its root."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from mnist_pipeline import download
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.fsio import (
     UnsafePathError,
@@ -79,7 +81,7 @@ def test_atomic_writes_refuse_a_linked_folder(tmp_path: Path, monkeypatch: pytes
     monkeypatch.chdir(tmp_path)
     (tmp_path / "elsewhere").mkdir()
     Path("data").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
-    with pytest.raises(PipelineError, match="data: is a symbolic link; refusing to write"):
+    with pytest.raises(PipelineError, match=r"data/out\.bin: expected no symbolic link on the way, found .*/data -> "):
         write_bytes_atomic(Path("data/out.bin"), b"x")
     assert names(tmp_path / "elsewhere") == []
 
@@ -93,7 +95,7 @@ def test_a_refused_link_costs_nothing_behind_it(tmp_path: Path, monkeypatch: pyt
     (kept / "precious.txt").write_text("someone's")
     Path("data").mkdir()
     Path("data/export").symlink_to(outside, target_is_directory=True)
-    refused = "data/export: is a symbolic link; refusing to write"
+    refused = r"expected no symbolic link on the way, found .*/data/export -> "
     with pytest.raises(PipelineError, match=refused), atomic_dir(Path("data/export/npz")):
         pass
     with pytest.raises(PipelineError, match=refused), atomic_path(Path("data/export/new/x")):
@@ -115,6 +117,9 @@ def test_only_scratch_of_our_own_shape_is_cleaned_up(tmp_path: Path) -> None:
     ("target", "match"),
     [
         ("conf", "expected a path inside data/ of the working directory"),
+        ("data", "found data/ itself"),
+        ("data/", "found data/ itself"),
+        ("./data", "found data/ itself"),
         ("params.yaml", "expected a path inside data/ of the working directory"),
         ("data/../conf", "expected a path inside data/ of the working directory"),
         ("../outside/x", "expected a path inside data/ of the working directory"),
@@ -134,6 +139,55 @@ def test_a_stage_writes_only_inside_data(tmp_path: Path, target: str, match: str
     with pytest.raises(UnsafePathError, match=match) as caught:
         stage_output(Path(target))
     assert "\n" not in str(caught.value)
+
+
+#: Each stage's arguments after --params/--dataset, with ``{}`` for one output at a time.
+STAGE_ARGUMENTS = {
+    "download": [["{}"]],
+    "verify": [["data/m/raw", "{}"]],
+    "extract": [["data/m/raw", "{}"]],
+    "decode": [["data/m/idx", "{}", "data/m/stats.json"], ["data/m/idx", "data/m/decoded", "{}"]],
+    "export_npz": [
+        ["data/m/decoded", "{}", "--sums", "data/m/npz.sha256"],
+        ["data/m/decoded", "data/m/npz", "--sums", "{}"],
+    ],
+    "export_csv": [["data/m/decoded", "{}"]],
+    "export_png": [["data/m/decoded", "{}"]],
+    "export_parquet": [["data/m/decoded", "{}"]],
+    "report": [["data/m/decoded", "data/m/stats.json", "data/m/checksums.json", "{}"]],
+    "unpack": [["data/m/export/png/images.zip", "{}"]],
+    "check": [["--conf", "conf", "{}"]],
+}
+
+
+@pytest.mark.parametrize(
+    ("module", "arguments"),
+    [(module, arguments) for module, cases in STAGE_ARGUMENTS.items() for arguments in cases],
+)
+def test_every_stage_refuses_an_output_outside_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], module: str, arguments: list[str]
+) -> None:
+    """Checked before anything is read, whatever else the arguments name: no input is needed."""
+    stage = importlib.import_module(f"mnist_pipeline.{module}")
+    per_dataset = ["--params", "p.yaml", "--dataset", "m"] if module != "check" else ["--params", "p.yaml"]
+    for outside in ("conf", "params.yaml", "data", "../x"):
+        argv = [*per_dataset, *(outside if argument == "{}" else argument for argument in arguments)]
+        assert stage.main(argv) == 1, argv
+        (line,) = capsys.readouterr().err.splitlines()
+        assert "expected a path inside data/ of the working directory" in line, line
+    assert names(tmp_path) == []
+
+
+def test_the_download_stage_refuses_a_raw_folder_whose_scratch_falls_outside_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The stage also writes beside its raw folder: data/<dataset>/.partial and data/.downloads."""
+    assert download.main(["--params", "p.yaml", "--dataset", "m", "data/raw"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "download@m: error: .downloads: expected a path inside data/ of the working directory (the repository), "
+        "found one outside it; refusing to write it"
+    ]
+    assert names(tmp_path) == []
 
 
 def test_a_linked_data_folder_is_refused(tmp_path: Path) -> None:

@@ -79,6 +79,17 @@ def test_unpacks_stored_deflated_and_large_members(workspace: Path) -> None:
     assert sorted(path.name for path in workspace.iterdir()) == ["in.zip", "tree"]
 
 
+def test_a_tree_an_earlier_version_unpacked_is_replaced(workspace: Path) -> None:
+    """Its marker names the manifest's sha256, not the zip's: the header is what proves the tree ours."""
+    write_tree(workspace / "tree", {**PREVIOUS, MARKER: MARKER_HEADER.encode() + b"manifest.csv sha256 0\n"})
+    zip_path = workspace / "in.zip"
+    zip_path.write_bytes(export_of({"a.png": b"new"}))
+    assert unpack_zip(zip_path, workspace / "tree") == 2
+    assert read_tree(workspace / "tree") == with_marks(
+        {"a.png": b"new", "manifest.csv": manifest_for(["a.png"])}, zip_path
+    )
+
+
 def test_main_reports_one_line_and_keeps_the_tree(
     workspace: Path, tiny: TinyDataset, capsys: pytest.CaptureFixture[str]
 ) -> None:
