@@ -673,7 +673,7 @@ def iter_member_chunks(source: ReadAt, member: ZipMember, where: str, *, chunk_s
     yield from _checked_content(compressed, member, where, chunk_size)
 
 
-def sha256_of_source(source: ReadAt, chunk_size: int = 1 << 20) -> str:
+def sha256_of_source(source: ReadAt, chunk_size: int = 1 << 16) -> str:
     """sha256 of all of ``source``'s bytes, read through the same handle as its members."""
     digest = hashlib.sha256()
     for chunk in _read_range(source, 0, source.size(), chunk_size):
