@@ -55,7 +55,8 @@ def init(repo: Path, stages_dir: str, upgrade: bool) -> str:
 #: What each export writes under data/<dataset>/export/ (tests/test_cli.py checks it against the exports).
 FORMAT_FILES = {
     "npz": "npz/<dataset>.npz: x_<split>, y_<split> (Keras' layout; np.load)",
-    "csv": "csv/<split>.csv (<split>.csv.gz with gzip=true): label,pixel0,...; pd.read_csv(path, dtype='uint8')",
+    "csv": "csv/<split>.csv (<split>.csv.gz with gzip=true): label,pixel0,...; pd.read_csv(path, dtype='uint8') "
+    "(header=None with header=false, dtype='float32' with scale=unit)",
     "png": "png/images.zip: <split>/<class>/<index>.png and manifest.csv; the trees group unpacks it",
     "parquet": "parquet/<split>.parquet + parquet/README.md: image (PNG), label (+ pixels, label columns) and their "
     "Hugging Face card; datasets.load_dataset('data/<dataset>/export/parquet')",

@@ -75,16 +75,25 @@ def read_data_sets(
     dtype: type[np.floating[Any]] | type[np.uint8] = np.float32,
     reshape: bool = True,
     validation_size: int = DEFAULT_VALIDATION_SIZE,
-    num_classes: int = 10,
+    num_classes: int | None = None,
     seed: int | None = 0,
 ) -> Datasets:
     """Read a Keras-style npz (x_train, y_train, x_test, y_test, optionally x_val, y_val).
 
     Without x_val in the file, validation is the first ``validation_size`` training images.
     ``dtype`` float32 scales uint8 pixels to [0, 1]; ``reshape`` flattens images to (n, pixels).
+    Labels are one-hot rows with ``one_hot``, class numbers without, whichever the npz holds
+    (``export.npz.one_hot``); ``num_classes`` defaults to the file's: the width of its one-hot
+    rows, else one more than its largest label (26 for EMNIST letters, 62 for byclass).
     """
     with np.load(npz_path, allow_pickle=False) as npz:
         arrays = {key: npz[key] for key in npz.files}
+    if num_classes is None:
+        labels_in_file = [arrays[key] for key in ("y_train", "y_val", "y_test") if key in arrays]
+        one_hot_rows = [y for y in labels_in_file if y.ndim == 2]
+        num_classes = (
+            one_hot_rows[0].shape[1] if one_hot_rows else 1 + max(int(y.max(initial=0)) for y in labels_in_file)
+        )
     if "x_val" in arrays:
         train = (arrays["x_train"], arrays["y_train"])
         validation = (arrays["x_val"], arrays["y_val"])
@@ -102,6 +111,8 @@ def read_data_sets(
             images = images.reshape(len(images), int(np.prod(images.shape[1:])))
         if one_hot and labels.ndim == 1:
             labels = np.eye(num_classes, dtype=np.float32)[labels]
+        elif not one_hot and labels.ndim == 2:
+            labels = labels.argmax(axis=1).astype(np.uint8 if num_classes <= 256 else np.int64)
         return DataSet(images, labels, seed=None if seed is None else seed + offset)
 
     return Datasets(prepare(*train, 0), prepare(*validation, 1), prepare(*test, 2))

@@ -182,7 +182,9 @@ def export_readme(
     lines += ["", "## Exports", "", "| format | folder | checksums |", "|---|---|---|"]
     lines += [f"| {md(fmt)} | `{fmt}/` | `{fmt}.sha256` (`sha256sum -c {fmt}.sha256`) |" for fmt in formats]
     if PARQUET_FORMAT in formats:
-        lines += ["", '`datasets.load_dataset("parquet")` (from this folder) reads the Parquet export with its card.']
+        # "./parquet", not "parquet": a bare name is the library's own Parquet builder, which
+        # would read every file below the working directory, the CSVs included.
+        lines += ["", '`datasets.load_dataset("./parquet")` (from this folder) reads the Parquet export with its card.']
     else:
         lines += ["", "With the parquet format selected, `parquet/` is a Hugging Face dataset with its own card."]
     lines += ["", "DVC records the md5 of every export file in `dvc.lock` of the repository that built it.", ""]

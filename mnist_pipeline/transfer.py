@@ -13,7 +13,8 @@ fewer than ``download.min_rate`` bytes per second over the last ``download.timeo
 abandoned (a stall, no byte for ``download.timeout`` seconds, is the extreme case), so a drip
 costs about one window, whatever the file's size. What a mirror may cost over a whole run is a
 ``Budget``: slow twice, or asked by ``Retry-After`` to wait longer than ``download.timeout`` in
-all, and the mirror is given up for the run, not once per file.
+all, and the mirror is given up for the run, not once per file. A mirror that does not answer
+at all within ``download.timeout`` (no connection, no status line) is given up at once.
 
 Kept by hand rather than taken from a library, because each would lose a row of the README's
 failure table:
@@ -524,19 +525,24 @@ class Client:
                 ) from None
             raise TransferError(status, Severity.SKIP, status=exc.code) from None
         except urllib.error.URLError as exc:
-            raise _connection_error(exc.reason) from exc
+            raise _connection_error(exc.reason, self.config.timeout) from exc
         except (OSError, http.client.HTTPException) as exc:  # from getresponse: urllib does not wrap them
-            raise _connection_error(exc) from exc
+            raise _connection_error(exc, self.config.timeout) from exc
         except ValueError as exc:  # a malformed redirect target or an auth scheme urllib cannot answer
             raise TransferError(f"unusable response: {describe(exc)}", Severity.SKIP) from exc
         return response
 
 
-def _connection_error(reason: object) -> TransferError:
+def _connection_error(reason: object, timeout: float) -> TransferError:
     if isinstance(reason, ssl.SSLError):
         return TransferError(f"TLS: {describe(reason)} (not tried again in this run)", Severity.DOWN)
     if isinstance(reason, TimeoutError):
-        return TransferError(f"timed out ({describe(reason)})", Severity.SLOW)
+        # No connection or no answer (status line and headers) in a whole window: a mirror
+        # that does not answer at all is given up at once, so it costs one window per run. A
+        # stall once the body flows is retried (and resumed), as a blip more likely is.
+        return TransferError(
+            f"no answer within {timeout:g} s (download.timeout; not tried again in this run)", Severity.DOWN
+        )
     if isinstance(reason, ConnectionRefusedError | socket.gaierror) or (
         isinstance(reason, OSError) and reason.errno in _UNREACHABLE
     ):

@@ -346,15 +346,16 @@ def test_slow_drip_is_abandoned_after_a_window(
         pytest.param(Fault("drip", seconds=0.05), 2, "too slow: ", id="drip", marks=pytest.mark.slow),
         pytest.param(Fault("stall", seconds=3.0), 2, "no byte for 1 s", id="stall", marks=pytest.mark.slow),
         (Fault("status", status=503, retry_after=3600), 1, "HTTP 503 Service Unavailable with Retry-After 3600 s"),
+        (Fault("silent", seconds=3.0), 1, "no answer within 1 s (download.timeout; not tried again in this run)"),
     ],
-    ids=["drip", "stall", "huge-retry-after"],
+    ids=["drip", "stall", "huge-retry-after", "silent"],
 )
 def test_dead_mirror_costs_at_most_two_windows_per_run(
     tmp_path: Path, tiny: TinyDataset, fault: Fault, requests: int, reason: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The default retries, back-off and min_rate, a 1 s window: whatever the number of files,
-    a dripping, stalled or wait-an-hour mirror costs at most two windows in the whole run, then
-    the next mirror serves every file."""
+    a dripping, stalled or wait-an-hour mirror costs at most two windows in the whole run, one
+    that never answers one window, then the next mirror serves every file."""
     timeout = 1.0
     faults = dict.fromkeys(tiny.archives, fault)
     with (

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -256,3 +257,20 @@ def test_forged_values_stay_text(tmp_path: Path, tiny: TinyDataset, caplog: pyte
         assert "````\n```\n# not a heading\n```\n````" in text
     loaded = load_quietly(export / "parquet", caplog, tmp_path / "cache")
     assert loaded["train"].features["label"].names[0] == "a | 9 | 9 |"
+
+
+def test_the_export_readme_line_loads_the_parquet_export(
+    tmp_path: Path, tiny: TinyDataset, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """export/README.md's own line, run from that folder, beside the other exports."""
+    params = params_for(tiny, ["unused"])
+    export = build_export(tmp_path / "data", params, "mnist", split_arrays(tiny, ["train", "test"]))
+    (export / "csv").mkdir()  # what a bare "parquet" would also have read
+    (export / "csv" / "train.csv").write_text("label,pixel0\n1,0\n")
+    (line,) = re.findall(
+        r"`(datasets\.load_dataset\([^`]*\))` \(from this folder\)", (export / "README.md").read_text()
+    )
+    monkeypatch.chdir(export)
+    caplog.set_level(logging.WARNING)
+    loaded = eval(line, {"datasets": datasets}, {})  # the card's own code
+    assert loaded["train"]["label"] == tiny.arrays["train"][1].tolist()

@@ -58,3 +58,16 @@ def test_uses_the_exported_validation_split(tmp_path: Path, tiny: TinyDataset) -
     np.savez(path, x_train=x[5:], y_train=y[5:], x_val=x[:5], y_val=y[:5], x_test=xt, y_test=yt)
     data = read_data_sets(path)
     assert (data.train.num_examples, data.validation.num_examples) == (55, 5)
+
+
+def test_labels_follow_one_hot_whatever_the_npz_holds(tmp_path: Path, tiny: TinyDataset) -> None:
+    """An npz exported with one_hot=true reads back as class numbers, and the class count is
+    the file's: 26 for a letters-like npz, with no num_classes given."""
+    (x, y), (xt, yt) = tiny.arrays["train"], tiny.arrays["test"]
+    path = tmp_path / "one_hot.npz"
+    np.savez(path, x_train=x, y_train=np.eye(10, dtype=np.float32)[y], x_test=xt, y_test=np.eye(10)[yt])
+    data = read_data_sets(path, validation_size=0)
+    assert data.train.labels.tolist() == y.tolist() and data.test.labels.tolist() == yt.tolist()
+    letters = tmp_path / "letters.npz"
+    np.savez(letters, x_train=x, y_train=(y * 2 + 5).astype(np.uint8), x_test=xt, y_test=yt)
+    assert read_data_sets(letters, one_hot=True, validation_size=0).train.labels.shape == (len(y), 24)

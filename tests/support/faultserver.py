@@ -2,7 +2,7 @@
 
 Every behaviour a real mirror has shown is one ``Fault``: error statuses (with or without
 Retry-After), an HTML page with status 200, a body cut short, a connection reset mid-stream,
-a stall longer than the client's timeout, a slow drip, a lying Content-Length, odd header
+a stall longer than the client's timeout, no answer at all, a slow drip, a lying Content-Length, odd header
 values, a redirect loop or a redirect elsewhere, a Range request answered with 200, a wrong
 Content-Range, a range cut short, and correct bytes served slowly. The server itself can
 ignore Range altogether (``ranges=False``) and require HTTP Basic auth (``credentials``); it
@@ -36,7 +36,7 @@ class Fault:
     ``min_length`` to requests whose answer would hold at least that many bytes (so a fault can
     hit a zip member's data and spare the small reads of its headers)."""
 
-    # status | html | truncate | reset | stall | drip | wrong_length | headers | redirect_loop |
+    # status | html | truncate | reset | stall | silent | drip | wrong_length | headers | redirect_loop |
     # redirect | ignore_range | wrong_range | cut_range | slow
     kind: str
     status: int = 500
@@ -245,6 +245,8 @@ def _handler(server_state: FaultServer) -> type[BaseHTTPRequestHandler]:
                 self.connection.close()
             elif fault.kind == "stall":
                 self._send_200(announced=len(data), body=half)
+                time.sleep(min(fault.seconds, MAX_STALL_SECONDS))
+            elif fault.kind == "silent":  # accepts the request and never answers
                 time.sleep(min(fault.seconds, MAX_STALL_SECONDS))
             elif fault.kind == "drip":
                 self._drip(data, fault.seconds)
