@@ -83,9 +83,10 @@ def check(params_path: Path, conf_dir: Path, views: Path) -> str:
                     "mnist-pipeline.local.yaml and credentials in ~/.netrc (README: Mirrors)"
                 )
     # Outputs are persisted, so DVC deletes nothing before a stage refuses; but it checks cached
-    # outputs out wherever their folders point. Stop at the first stage instead.
+    # outputs out wherever their folders point. Stop at the first stage instead (the shell has
+    # checked check's own output, the views).
     data = views.parent
-    for folder in [views, *(data / name / part for name in params.datasets for part in DATASET_FOLDERS)]:
+    for folder in (data / name / part for name in params.datasets for part in DATASET_FOLDERS):
         refuse_links(folder)
     code = {module: code_digest(f"{PACKAGE}.{module}") for module in STAGE_PARAMS}
     # One folder, replaced whole: a dataset no longer selected leaves nothing behind.

@@ -38,7 +38,7 @@ from urllib.request import url2pathname
 from mnist_pipeline.archive import ArchiveVerdict, archive_differences, check_archive, magic_of, max_archive_size
 from mnist_pipeline.config import ArchiveCheck, Compression, ContainerSpec, DatasetSpec, FileSpec, Params
 from mnist_pipeline.errors import ArchiveError, ChecksumError, DownloadError
-from mnist_pipeline.fsio import CHUNK_SIZE, refuse_links
+from mnist_pipeline.fsio import CHUNK_SIZE
 from mnist_pipeline.machine import Sources, sources_for
 from mnist_pipeline.names import redact
 from mnist_pipeline.stage import params_file, run_stage, stage_parser
@@ -162,11 +162,10 @@ def scratch_folders(raw_dir: Path) -> tuple[Path, Path]:
 
 def download(params: Params, dataset_name: str, raw_dir: Path, sources: Sources) -> str:
     """Fetch every file of ``dataset_name`` from ``sources`` (this machine's mirrors, then the
-    published ones) into ``raw_dir``."""
+    published ones) into ``raw_dir``. The stage shell has proven ``raw_dir`` and the
+    ``scratch_folders`` inside data/ with no link on their way (``main``'s ``writes``)."""
     dataset = params.dataset(dataset_name)
     partial_dir, downloads_dir = scratch_folders(raw_dir)
-    for folder in (raw_dir, partial_dir, downloads_dir):
-        refuse_links(folder)
     run = Run(
         dataset=dataset,
         dataset_name=dataset_name,

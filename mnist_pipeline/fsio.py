@@ -29,7 +29,7 @@ class UnsafePathError(PipelineError):
     """A write would go through a symbolic link, outside its root, or onto a path the project did not create."""
 
 
-def linked_part(path: Path, root: Path | None = None) -> Path | None:
+def _linked_part(path: Path, root: Path | None = None) -> Path | None:
     """The first existing part of ``path`` below ``root`` (default: the working directory) that
     is a symbolic link, a dangling one too; None when there is none, or ``path`` is not below
     ``root`` (the user's own choice there). The one walk every write check makes."""
@@ -49,9 +49,9 @@ def linked_part(path: Path, root: Path | None = None) -> Path | None:
 
 
 def refuse_links(path: Path, root: Path | None = None) -> Path:
-    """``path``, once ``linked_part`` finds no link on its way; ``UnsafePathError`` naming the
+    """``path``, once ``_linked_part`` finds no link on its way; ``UnsafePathError`` naming the
     link and its target otherwise (writing through it would put bytes wherever it points)."""
-    link = linked_part(path, root)
+    link = _linked_part(path, root)
     if link is not None:
         raise UnsafePathError(
             f"{path}: expected no symbolic link on the way, found {link} -> {link.readlink()}; "
