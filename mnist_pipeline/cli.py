@@ -71,7 +71,8 @@ def conf_dir() -> Path:
 
 
 def megabytes(size: int) -> str:
-    return f"{size / 1e6:,.1f} MB"
+    """Three significant digits from 1 MB up (0.96 MB, 11.6 MB, 202.8 MB: one decimal above 10)."""
+    return f"{size / 1e6:,.{2 if size < 10**7 else 1}f} MB"
 
 
 def download_size(dataset: dict[str, Any]) -> str:
@@ -84,7 +85,7 @@ def download_size(dataset: dict[str, Any]) -> str:
     known = sum(size for size in files.values() if isinstance(size, int))
     unknown = sum(not isinstance(size, int) for size in files.values())
     text = megabytes(known) + (" of the zip" if dataset.get("container") else "")
-    return text + (f" + {unknown} file(s) of unpublished size" if unknown else "")
+    return text + (f" + {unknown} {'file' if unknown == 1 else 'files'} of unpublished size" if unknown else "")
 
 
 def table(rows: list[list[str]]) -> str:

@@ -81,13 +81,22 @@ def read_data_sets(
     """Read a Keras-style npz (x_train, y_train, x_test, y_test, optionally x_val, y_val).
 
     Without x_val in the file, validation is the first ``validation_size`` training images.
-    ``dtype`` float32 scales uint8 pixels to [0, 1]; ``reshape`` flattens images to (n, pixels).
+    ``dtype`` float32 scales uint8 pixels to [0, 1] (float pixels in the file are kept as the
+    export scaled them); uint8 needs uint8 pixels in the file. ``reshape`` flattens images to
+    (n, pixels).
     Labels are one-hot rows with ``one_hot``, class numbers without, whichever the npz holds
     (``export.npz.one_hot``); ``num_classes`` defaults to the file's: the width of its one-hot
     rows, else one more than its largest label (26 for EMNIST letters, 62 for byclass).
     """
     with np.load(npz_path, allow_pickle=False) as npz:
         arrays = {key: npz[key] for key in npz.files}
+    images_dtype = arrays["x_train"].dtype
+    if dtype == np.uint8 and images_dtype != np.uint8:
+        # The floats are scaled (export.npz.scale) or standardized: no uint8 pixels to give back.
+        raise ValueError(
+            f"{npz_path}: dtype uint8: expected uint8 images in the npz (export.npz.dtype=uint8), found "
+            f"{images_dtype}; read it with a float dtype"
+        )
     if num_classes is None:
         labels_in_file = [arrays[key] for key in ("y_train", "y_val", "y_test") if key in arrays]
         one_hot_rows = [y for y in labels_in_file if y.ndim == 2]
@@ -107,6 +116,8 @@ def read_data_sets(
     def prepare(images: npt.NDArray[Any], labels: npt.NDArray[Any], offset: int) -> DataSet:
         if images.dtype == np.uint8 and dtype != np.uint8:
             images = images.astype(dtype) / dtype(255)
+        elif images.dtype != dtype:
+            images = images.astype(dtype)  # float32 in the file, float64 asked for: the values as they are
         if reshape:
             images = images.reshape(len(images), int(np.prod(images.shape[1:])))
         if one_hot and labels.ndim == 1:

@@ -6,9 +6,10 @@
   shows offline), and ``class_distribution.csv`` (``class,split,count,bar``; a DVC plot),
 - ``README.md``: where the data came from (source, license, citation, the verified source files),
   how it differs from the published files and from other loaders, the classes with their counts,
-  and the exports with their checksum files. Every value from config or checksums.json is
-  escaped for Markdown (mnist_pipeline.card). The Hugging Face card, with the features of the
-  written Parquet files, is the parquet export's own ``parquet/README.md``.
+  the exports with their checksum files, and the PNG tree when the trees group selects it. Every
+  value from config or checksums.json is escaped for Markdown (mnist_pipeline.card). The Hugging
+  Face card, with the features of the written Parquet files, is the parquet export's own
+  ``parquet/README.md``.
 
 Inputs are validated first and every output is rendered in memory before the first is written,
 so a bad input leaves the previous report whole.
@@ -28,6 +29,7 @@ from mnist_pipeline.card import md, source_lines
 from mnist_pipeline.config import DatasetSpec, Params
 from mnist_pipeline.decoded import DecodedSplit, ExportSplit, open_decoded
 from mnist_pipeline.fsio import write_bytes_atomic
+from mnist_pipeline.names import MANIFEST_NAME
 from mnist_pipeline.records import ArchiveRecord, SplitStats, read_checksums, read_stats
 from mnist_pipeline.stage import params_file, run_stage, stage_parser
 
@@ -160,10 +162,15 @@ def class_distribution_csv(stats: dict[str, SplitStats], classes: list[str]) -> 
 
 
 def export_readme(
-    dataset: DatasetSpec, formats: list[str], stats: dict[str, SplitStats], checksums: list[ArchiveRecord]
+    dataset: DatasetSpec,
+    exports: tuple[list[str], list[str]],
+    stats: dict[str, SplitStats],
+    checksums: list[ArchiveRecord],
 ) -> str:
     """What the export folder holds and where it came from. (The Hugging Face card with the
-    Parquet files' features is the parquet export's own: ``parquet/README.md``.)"""
+    Parquet files' features is the parquet export's own: ``parquet/README.md``.) ``exports``:
+    the selected formats and trees."""
+    formats, trees = exports
     lines = [
         *source_lines(dataset),
         "## Classes",
@@ -181,6 +188,12 @@ def export_readme(
         lines.append(f"| {md(record.file)} | {actual.size:,} | `{actual.sha256}` | {record.passed} |")
     lines += ["", "## Exports", "", "| format | folder | checksums |", "|---|---|---|"]
     lines += [f"| {md(fmt)} | `{fmt}/` | `{fmt}.sha256` (`sha256sum -c {fmt}.sha256`) |" for fmt in formats]
+    if "png" in trees:
+        lines += [
+            "",
+            f"`images/` is the PNG tree, `png/images.zip` unpacked: `images/{MANIFEST_NAME}` lists every PNG's "
+            "path, split, index and label.",
+        ]
     if PARQUET_FORMAT in formats:
         # "./parquet", not "parquet": a bare name is the library's own Parquet builder, which
         # would read every file below the working directory, the CSVs included.
@@ -210,7 +223,9 @@ def report(
         "samples.png": _png(sample_grid(splits[0], dataset.classes, per_class, dataset.title)),
         "class_distribution.png": _png(distribution_chart(stats, dataset.classes, dataset.title)),
         "class_distribution.csv": class_distribution_csv(stats, dataset.classes).encode(),
-        "README.md": export_readme(dataset, list(params.export.formats), stats, checksums).encode(),
+        "README.md": export_readme(
+            dataset, (list(params.export.formats), list(params.export.trees)), stats, checksums
+        ).encode(),
     }
     for file_name, data in outputs.items():
         write_bytes_atomic(export_dir / file_name, data)

@@ -68,7 +68,7 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "export_parquet": ("export.parquet", "datasets.{dataset}.export.parquet", *DESCRIBED),
     # No option changes the tree: only its code.
     "unpack": (),
-    "report": (*DESCRIBED, "export.formats", "report.samples_per_class"),
+    "report": (*DESCRIBED, "export.formats", "export.trees", "report.samples_per_class"),
 }
 
 

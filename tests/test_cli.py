@@ -35,6 +35,8 @@ def test_datasets_lists_every_dataset_with_its_facts() -> None:
     )
     assert "test10k 10,000 / test50k 50,000" in rows["qmnist_subsets"]
     assert "unpublished size" in rows["qmnist"] and "MIT" in rows["fashion_mnist"]
+    # qmnist_nist's labels file is 958,144 bytes: not "1.0 MB", and one file is not "file(s)".
+    assert "0.96 MB + 1 file of unpublished size" in rows["qmnist_nist"]
     assert "data/<name>/" in result.stdout
 
 

@@ -71,3 +71,17 @@ def test_labels_follow_one_hot_whatever_the_npz_holds(tmp_path: Path, tiny: Tiny
     letters = tmp_path / "letters.npz"
     np.savez(letters, x_train=x, y_train=(y * 2 + 5).astype(np.uint8), x_test=xt, y_test=yt)
     assert read_data_sets(letters, one_hot=True, validation_size=0).train.labels.shape == (len(y), 24)
+
+
+def test_float_pixels_keep_their_scale_and_refuse_uint8(tmp_path: Path, tiny: TinyDataset) -> None:
+    """An npz exported as floats (export.npz.scale=centered here) reads back with the export's
+    values, in the dtype asked for; uint8, which it cannot give, is one clear error."""
+    (x, y), (xt, yt) = tiny.arrays["train"], tiny.arrays["test"]
+    path = tmp_path / "centered.npz"
+    centered = (x / np.float32(255) - np.float32(0.5)).astype(np.float32)
+    np.savez(path, x_train=centered, y_train=y, x_test=(xt / 255 - 0.5).astype(np.float32), y_test=yt)
+    data = read_data_sets(path, validation_size=0, reshape=False, dtype=np.float64)
+    assert data.train.images.dtype == np.float64
+    np.testing.assert_array_equal(data.train.images, centered.astype(np.float64))
+    with pytest.raises(ValueError, match=r"centered\.npz: dtype uint8: expected uint8 images .* found float32"):
+        read_data_sets(path, dtype=np.uint8)

@@ -33,8 +33,17 @@ def checksums_of(tiny: TinyDataset) -> dict[str, Any]:
     return {"archives": records}
 
 
-def run_report(tmp_path: Path, tiny: TinyDataset, stats: Any, checksums: Any, classes: list[str] | None = None) -> int:
+def run_report(
+    tmp_path: Path,
+    tiny: TinyDataset,
+    stats: Any,
+    checksums: Any,
+    classes: list[str] | None = None,
+    trees: dict[str, Any] | None = None,
+) -> int:
     params = params_for(tiny, ["unused"])
+    if trees is not None:
+        params["export"]["trees"] = trees
     if classes:
         params["datasets"]["mnist"]["classes"] = classes
     data = tmp_path / "data"
@@ -66,6 +75,13 @@ def test_card_charts_and_plot_data(tmp_path: Path, tiny: TinyDataset) -> None:
     assert "one, with a comma" in card and "## How this differs from the published files" in card
     for image in ("samples.png", "class_distribution.png"):
         assert (export / image).read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("trees", [{}, {"png": {}}])
+def test_the_card_names_the_png_tree_when_it_is_selected(tmp_path: Path, tiny: TinyDataset, trees: Any) -> None:
+    assert run_report(tmp_path, tiny, stats_of(tiny), checksums_of(tiny), trees=trees) == 0
+    card = (tmp_path / "data" / "export" / "README.md").read_text()
+    assert ("`images/` is the PNG tree, `png/images.zip` unpacked: `images/manifest.csv`" in card) == bool(trees)
 
 
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]

@@ -233,6 +233,15 @@ def test_a_dataset_option_reruns_only_that_datasets_format(
     assert stages_changed(tracked, params, after) == {f"export_{fmt}@fashion_mnist"}
 
 
+def test_selecting_the_png_tree_reruns_the_reports_that_name_it(resolved: tuple[dict[str, Any], Tracked]) -> None:
+    """The card names the tree (``images/``) when the trees group selects it; the exports do not
+    change (the unpack stage is new, so it has nothing to compare)."""
+    params, tracked = resolved
+    after = copy.deepcopy(params)
+    after["export"]["trees"] = {"png": {}}
+    assert stages_changed(tracked, params, after) == {f"report@{name}" for name in DATASETS}
+
+
 def test_workers_rerun_no_stage_after_check(resolved: tuple[dict[str, Any], Tracked]) -> None:
     params, tracked = resolved
     after = copy.deepcopy(params)
