@@ -127,11 +127,17 @@ def team_stages(stages: dict[str, Any], wdir: str | None) -> dict[str, Any]:
     return rewritten
 
 
+#: The actions of ``Planned`` that write the file.
+WRITTEN = ("new", "update")
+
+
 @dataclass(frozen=True)
 class Planned:
     path: Path
     content: bytes
-    #: "new", "same" (already there, identical), "update" (ours, from an older version)
+    #: "new", "same" (already there, identical), "update" (ours, from an older version); on an
+    #: upgrade, a conf file the team edited is not written: "kept" (this version's copy is the
+    #: one init wrote before) or "differs" (it changed too: init names it, to merge by hand)
     action: str
     #: The repository: the file is written inside it, through no symbolic link.
     root: Path
@@ -158,11 +164,15 @@ def conf_files() -> Iterator[tuple[PurePosixPath, bytes]]:
         yield PurePosixPath(path.relative_to(base).as_posix()), path.read_bytes()
 
 
-def plan(repo: Path, stages_dir: str, upgrade: bool) -> list[Planned]:
+def plan(repo: Path, stages_dir: str | None, upgrade: bool) -> list[Planned]:
     """Every file init writes, with what it would do; AdoptError for a file of the team's,
-    ``UnsafePathError`` for a target reached through a symbolic link or outside ``repo``."""
+    ``UnsafePathError`` for a target reached through a symbolic link or outside ``repo``.
+    ``stages_dir``: the folder of the pipeline's dvc.yaml; None for the one ``CODE_FILE``
+    records (an upgrade) or the root."""
     if not (repo / ".git").exists() or not (repo / ".dvc").is_dir():
         raise AdoptError(f"{repo}: expected a git + DVC repository (git init && dvc init), found none")
+    previous = _read_yaml(repo / CODE_FILE) if (repo / CODE_FILE).exists() else None
+    stages_dir = _stages_dir(repo, stages_dir, previous if upgrade else None)
     stages_path = repo / stages_dir / "dvc.yaml"
     conf = list(conf_files())
     targets = [
@@ -179,7 +189,6 @@ def plan(repo: Path, stages_dir: str, upgrade: bool) -> list[Planned]:
     relative_root = os.path.relpath(repo, repo / stages_dir) if stages_dir not in ("", ".") else None
     source = source_stages()
     stages = team_stages(source, relative_root)
-    previous = _read_yaml(repo / CODE_FILE) if (repo / CODE_FILE).exists() else None
     if upgrade and previous is None:
         raise AdoptError(f"{repo / CODE_FILE}: not found; adopt first with `mnist-pipeline init`")
     if not upgrade and previous is not None:
@@ -193,19 +202,38 @@ def plan(repo: Path, stages_dir: str, upgrade: bool) -> list[Planned]:
         )
     written_before: dict[str, str] = (previous or {}).get("files", {})
     planned = [
-        _planned(repo, repo / CONF / relative, content, written_before.get(f"{CONF}/{relative}"))
+        _planned(repo, repo / CONF / relative, content, written_before.get(f"{CONF}/{relative}"), upgrade)
         for relative, content in conf
     ]
     planned.append(_planned_stages(repo, stages_path, stages, upgrade, relative_root))
-    record = code_record(source)
+    record = {**code_record(source), "dir": stages_dir}
     record["files"] = {f"{CONF}/{relative}": hashlib.sha256(content).hexdigest() for relative, content in conf}
     planned.append(Planned(repo / CODE_FILE, _code_yaml(record), "update" if upgrade else "new", repo))
     planned.append(_planned_ignore(repo, repo / ".gitignore"))
     return planned
 
 
-def _planned(repo: Path, path: Path, content: bytes, written_sha256: str | None) -> Planned:
-    """A conf file: new, identical, or ours and unedited since init wrote it (else refused)."""
+def _stages_dir(repo: Path, given: str | None, record: dict[str, Any] | None) -> str:
+    """The folder of the pipeline's dvc.yaml, as a relative POSIX path ("." for the root): the
+    one given, else the one an upgrade's record names (adopted with --dir), else the root. An
+    upgrade refuses another folder than the record's: it would add a second copy of the stages."""
+    recorded = record.get("dir") if record else None
+    if given is None:
+        return str(recorded) if recorded else "."
+    normalized = PurePosixPath(Path(given).as_posix()).as_posix()
+    if recorded is not None and normalized != recorded:
+        raise AdoptError(
+            f"--dir {given}: expected {recorded}, where {repo / CODE_FILE} records the pipeline's dvc.yaml; "
+            "upgrade without --dir"
+        )
+    return normalized
+
+
+def _planned(repo: Path, path: Path, content: bytes, written_sha256: str | None, upgrade: bool) -> Planned:
+    """A conf file: new, identical, ours and unedited since init wrote it (updated), or, on an
+    upgrade, edited by the team: kept ("kept" when this version's copy is the one init wrote
+    before, "differs" when it changed too, which init names). Adoption refuses a file of the
+    team's."""
     if not path.exists():
         return Planned(path, content, "new", repo)
     current = path.read_bytes()
@@ -213,6 +241,9 @@ def _planned(repo: Path, path: Path, content: bytes, written_sha256: str | None)
         return Planned(path, content, "same", repo)
     if written_sha256 is not None and hashlib.sha256(current).hexdigest() == written_sha256:
         return Planned(path, content, "update", repo)
+    if upgrade:
+        unchanged = written_sha256 == hashlib.sha256(content).hexdigest()
+        return Planned(path, current, "kept" if unchanged else "differs", repo)
     raise AdoptError(
         f"{path}: exists with content mnist-pipeline did not write; refusing to overwrite it "
         "(move it away, merge it by hand, or adopt in another repository)"
@@ -236,6 +267,11 @@ def _planned_stages(
     if taken and not upgrade:
         raise AdoptError(
             f"{path}: already has stages named {taken}; refusing to merge (use --dir for another dvc.yaml)"
+        )
+    if upgrade and not taken:
+        raise AdoptError(
+            f"{path}: holds none of the pipeline's stages to upgrade; if you adopted with --dir, "
+            "run `mnist-pipeline init --upgrade --dir <that folder>`"
         )
     newline = "\r\n" if "\r\n" in text else "\n"
     lines = text.splitlines(keepends=True)
@@ -410,10 +446,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def apply(planned: list[Planned]) -> None:
-    """Write each planned file atomically, inside its repository and through no link (each
-    target is checked again: ``plan`` may have run a while before)."""
+    """Write each new or updated file atomically, inside its repository and through no link
+    (each target is checked again: ``plan`` may have run a while before)."""
     for item in planned:
-        if item.action != "same":
+        if item.action in WRITTEN:
             write_bytes_under(item.path, item.content, item.root)
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,32 +23,56 @@ import yaml
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from mnist_pipeline.adopt import apply, enable_hydra, plan, resource, version
+from mnist_pipeline.adopt import CONF, WRITTEN, apply, enable_hydra, plan, resource, version
 from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.params import compose_params
+from mnist_pipeline.params import compose_params, composed
 from mnist_pipeline.provenance import CODE_FILE
 from mnist_pipeline.tree import unpack_zip
 
 
-def init(repo: Path, stages_dir: str, upgrade: bool) -> str:
-    if Path(stages_dir).is_absolute() or ".." in Path(stages_dir).parts:
+def init(repo: Path, stages_dir: str | None, upgrade: bool) -> str:
+    if stages_dir is not None and (Path(stages_dir).is_absolute() or ".." in Path(stages_dir).parts):
         raise PipelineError(f"--dir: expected a folder inside this repository, found {stages_dir!r}")
+    params = repo / "params.yaml"
+    # Before an upgrade: params.yaml that is conf/'s composition follows conf/; one that is not
+    # holds the team's choices (an applied experiment), which no composition can give back.
+    follows_conf = upgrade and params.exists() and _is_composition(params, repo / "conf")
     planned = plan(repo, stages_dir, upgrade)
     apply(planned)
     hydra = enable_hydra(repo)
-    params = repo / "params.yaml"
-    composed = not params.exists()
-    if composed:
-        # Only on adoption: after an upgrade params.yaml keeps the team's selection, and the
-        # next `dvc exp run` composes the new conf/ with their overrides.
+    written = [str(item.path.relative_to(repo)) for item in planned if item.action in WRITTEN]
+    conf_changed = any(item.action in WRITTEN for item in planned if item.path.is_relative_to(repo / "conf"))
+    notes = []
+    if not params.exists():
         compose_params(params, [], repo / "conf")
-    changed = [str(item.path.relative_to(repo)) for item in planned if item.action != "same"]
-    changed += ["params.yaml"] if composed else []
-    changed += [".dvc/config (hydra.enabled)"] if hydra else []
-    hint = (
-        "then `dvc repro` (or `dvc exp run -S dataset=...`) and commit" if not upgrade else "commit, then `dvc repro`"
-    )
-    return f"wrote {', '.join(changed) or 'nothing new'}; {hint}"
+        written.append("params.yaml")
+    elif conf_changed and follows_conf:
+        compose_params(params, [], repo / "conf")
+        written.append("params.yaml (composed from the new conf/)")
+    elif conf_changed:
+        notes.append(
+            "kept params.yaml, which is not conf/'s composition (an applied experiment?): `dvc exp run` composes "
+            "the new conf/ with its own -S, `mnist-pipeline params [OVERRIDE ...]` recomposes it for `dvc repro`"
+        )
+    written += [".dvc/config (hydra.enabled)"] if hydra else []
+    differs = [str(item.path.relative_to(repo)) for item in planned if item.action == "differs"]
+    if differs:
+        notes.append(
+            f"kept your edited {', '.join(differs)}, which this version changed too: merge its copy from "
+            f"{resource(CONF)} by hand, then `mnist-pipeline params`"
+        )
+    (stages,) = [item.path for item in planned if item.path.name == "dvc.yaml"]
+    # DVC without targets runs the dvc.yaml of the folder it is in: the root one is the team's.
+    run = "`dvc repro -P`" if stages.parent != repo else "`dvc repro`"
+    hint = f"then {run} (or `dvc exp run -S dataset=...`) and commit" if not upgrade else f"commit, then {run}"
+    return "; ".join([f"wrote {', '.join(written) or 'nothing new'}", *notes, hint])
+
+
+def _is_composition(params: Path, conf: Path) -> bool:
+    try:
+        return bool(yaml.safe_load(params.read_text(encoding="utf-8")) == composed([], conf))
+    except (PipelineError, HydraException, OmegaConfBaseException, OSError, yaml.YAMLError, UnicodeDecodeError):
+        return False  # not a composition of this conf/ (or none can be made): the team's own
 
 
 #: What each export writes under data/<dataset>/export/ (tests/test_cli.py checks it against the exports).
@@ -99,10 +122,7 @@ def describe_datasets(conf: Path) -> str:
     """One line per dataset of conf/dataset/, composed as dvc exp run would compose it (the facts
     are read as composed: the stages validate them when they run)."""
     names = sorted(path.stem for path in (conf / "dataset").glob("*.yaml"))
-    with tempfile.TemporaryDirectory() as scratch:
-        composed = Path(scratch) / "params.yaml"
-        compose_params(composed, [f"dataset=[{','.join(names)}]"], conf)
-        datasets: dict[str, Any] = yaml.safe_load(composed.read_text(encoding="utf-8"))["datasets"]
+    datasets: dict[str, Any] = composed([f"dataset=[{','.join(names)}]"], conf)["datasets"]
     rows = [["dataset", "images per split", "classes", "download", "license"]]
     for name in names:
         dataset = datasets[name]
@@ -170,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("formats", help="list the exports: options, defaults and the files each writes")
     adopt = commands.add_parser("init", help="adopt the pipeline in this git + DVC repository")
     adopt.add_argument(
-        "--dir", default=".", metavar="DIR", help="folder for the pipeline's dvc.yaml (default: the root one)"
+        "--dir",
+        metavar="DIR",
+        help="folder for the pipeline's dvc.yaml (default: the root one; on --upgrade, the one init used)",
     )
     adopt.add_argument("--upgrade", action="store_true", help=f"refresh the files {CODE_FILE} records after an upgrade")
     params = commands.add_parser("params", help="compose conf/ into params.yaml")
@@ -194,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             if not Path("conf").is_dir():
                 raise PipelineError("conf/: not found here; adopt the pipeline first with `mnist-pipeline init`")
             compose_params(Path("params.yaml"), args.overrides)
+            composition = f"conf/ with {' '.join(args.overrides)}" if args.overrides else "conf/"
+            print(f"wrote params.yaml ({composition}); `dvc repro` runs what changed")
         else:
             print(f"{unpack_zip(args.archive, args.tree):,} files -> {args.tree}")  # refuses a foreign DEST itself
     except (PipelineError, HydraException, OmegaConfBaseException) as exc:

@@ -60,7 +60,8 @@ def load(dataset: str, split: str = "train", root: str | Path = ".") -> LoadedSp
         if built:
             raise NotBuiltError(f"{images_path}: not found; the built splits of {dataset!r} are {built}")
         raise NotBuiltError(
-            f"{decoded}: not built; run `dvc exp run -S dataset={dataset}` (or `dvc pull`) in {Path(root).resolve()}"
+            f"{decoded}: not built; run `dvc exp run -S dataset={dataset}` (or `dvc pull`) in {Path(root).resolve()} "
+            "(an export brought in with `dvc import` loads without the pipeline: np.load, pd.read_csv, ...)"
         )
     images = _open(images_path, np.dtype(np.uint8), 3)
     labels = _open(labels_path, np.dtype(np.uint8), 1)

@@ -7,8 +7,11 @@ conf/ run ``make params`` (or ``dvc exp run``) and commit the result.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
+from typing import Any
 
+import yaml
 from dvc.utils.hydra import compose_and_dump
 
 from mnist_pipeline.fsio import atomic_path, safe_target
@@ -24,3 +27,12 @@ def compose_params(output: Path, overrides: list[str], config_dir: Path = CONFIG
     safe_target(output, output.parent if root is None else root)
     with atomic_path(output) as temp:
         compose_and_dump(temp, str(config_dir.resolve()), None, CONFIG_NAME, str(Path.cwd()), overrides)
+
+
+def composed(overrides: list[str], config_dir: Path = CONFIG_DIR) -> dict[str, Any]:
+    """What ``compose_params`` would write, as data (composed in a scratch folder)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        output = Path(scratch) / "params.yaml"
+        compose_params(output, overrides, config_dir)
+        loaded: dict[str, Any] = yaml.safe_load(output.read_text(encoding="utf-8"))
+    return loaded

@@ -422,3 +422,94 @@ def test_dvc_reads_the_merged_file(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     listed = run(repo, "dvc", "stage", "list", "--all", "--fail").stdout
     for stage in ("prep", "prep_again", "train", "check", "download@mnist", "report@mnist"):
         assert f"\n{stage} " in f"\n{listed}" or listed.startswith(f"{stage} "), (stage, listed)
+
+
+def with_conf_changed(monkeypatch: pytest.MonkeyPatch, name: str, edit: Callable[[bytes], bytes]) -> None:
+    """A newer version of the package whose conf/``name`` is ``edit`` of this one's."""
+    original = list(adopt.conf_files())
+    changed = [(path, edit(content) if path.as_posix() == name else content) for path, content in original]
+    monkeypatch.setattr(adopt, "conf_files", lambda: iter(changed))
+
+
+def test_an_upgrade_keeps_conf_files_the_team_edited(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """README: choices that should persist belong in conf/. An upgrade keeps such a file, silently
+    when this version's copy is the one init wrote, named when it changed too, and updates the
+    rest; adoption over a file of the team's is still refused."""
+    repo = fake_repo(tmp_path)
+    apply(plan(repo, None, upgrade=False))
+    config = repo / "conf" / "config.yaml"
+    edited = config.read_bytes().replace(b"formats: [npz, csv, png]", b"formats: [npz, csv, png, parquet]")
+    assert edited != config.read_bytes()
+    config.write_bytes(edited)
+    actions = {item.path.relative_to(repo).as_posix(): item.action for item in plan(repo, None, upgrade=True)}
+    assert actions["conf/config.yaml"] == "kept"
+    with_conf_changed(monkeypatch, "config.yaml", lambda text: text + b"# new in this version\n")
+    with_conf_changed(monkeypatch, "dataset/mnist.yaml", lambda text: text + b"# a new mirror, say\n")
+    planned = plan(repo, None, upgrade=True)
+    actions = {item.path.relative_to(repo).as_posix(): item.action for item in planned}
+    assert actions["conf/config.yaml"] == "differs" and actions["conf/dataset/mnist.yaml"] == "update"
+    apply(planned)
+    assert config.read_bytes() == edited
+    assert (repo / "conf" / "dataset" / "mnist.yaml").read_bytes().endswith(b"# a new mirror, say\n")
+
+
+def test_an_upgrade_finds_the_folder_init_put_the_stages_in(tmp_path: Path) -> None:
+    """Adopted with --dir: `init --upgrade` (what every refusing stage says to run) upgrades that
+    folder's dvc.yaml, not the team's root one, and refuses another folder by name."""
+    repo = fake_repo(tmp_path)
+    (repo / "dvc.yaml").write_text(TEAM_DVC_YAML)
+    apply(plan(repo, "mnist", upgrade=False))
+    assert yaml.safe_load((repo / "mnist-pipeline.yaml").read_text())["dir"] == "mnist"
+    planned = plan(repo, None, upgrade=True)
+    assert [item.path for item in planned if item.path.name == "dvc.yaml"] == [repo / "mnist" / "dvc.yaml"]
+    apply(planned)
+    assert (repo / "dvc.yaml").read_text() == TEAM_DVC_YAML
+    with pytest.raises(AdoptError, match=r"--dir \.: expected mnist, where .*mnist-pipeline\.yaml records"):
+        plan(repo, ".", upgrade=True)
+    # A record from before the folder was recorded: the root dvc.yaml holds none of the stages.
+    record = yaml.safe_load((repo / "mnist-pipeline.yaml").read_text())
+    del record["dir"]
+    (repo / "mnist-pipeline.yaml").write_text(yaml.safe_dump(record))
+    with pytest.raises(AdoptError, match=r"dvc\.yaml: holds none of the pipeline's stages to upgrade; .* --dir"):
+        plan(repo, None, upgrade=True)
+    assert (repo / "dvc.yaml").read_text() == TEAM_DVC_YAML
+
+
+@pytest.mark.parametrize("experiment_applied", [False, True])
+def test_an_upgrade_recomposes_params_yaml_that_followed_conf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, experiment_applied: bool
+) -> None:
+    """The stages read params.yaml: a conf change an upgrade brings (a mirror, a digest) reaches
+    it when it was conf/'s composition; one holding an applied experiment's choices is kept, and
+    the command says how to recompose it."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    run(repo, "git", "init", "-q")
+    run(repo, "dvc", "init", "-q")
+    monkeypatch.chdir(repo)
+    assert "then `dvc repro` (or" in cli.init(repo, None, upgrade=False)
+    params = repo / "params.yaml"
+    if experiment_applied:
+        params.write_text(params.read_text().replace("header: true", "header: false"))
+    before = params.read_text()
+    with_conf_changed(monkeypatch, "dataset/mnist.yaml", lambda text: text.replace(b"title: ", b"title: Upgraded "))
+    message = cli.init(repo, None, upgrade=True)
+    title = yaml.safe_load(params.read_text())["datasets"]["mnist"]["title"]
+    if experiment_applied:
+        assert params.read_text() == before and not title.startswith("Upgraded ")
+        assert "kept params.yaml, which is not conf/'s composition (an applied experiment?)" in message
+    else:
+        assert title.startswith("Upgraded ") and "params.yaml (composed from the new conf/)" in message
+
+
+def test_init_into_a_folder_says_to_run_every_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DVC without targets runs the dvc.yaml of the folder it is in: the root one is the team's."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    run(repo, "git", "init", "-q")
+    run(repo, "dvc", "init", "-q")
+    (repo / "dvc.yaml").write_text(TEAM_DVC_YAML)
+    monkeypatch.chdir(repo)
+    assert cli.init(repo, "mnist", upgrade=False).endswith(
+        "; then `dvc repro -P` (or `dvc exp run -S dataset=...`) and commit"
+    )

@@ -434,8 +434,8 @@ def test_every_mirror_failing_names_each_and_leaves_nothing(
     assert f"[2] {two.url}{TRAIN_IMAGES}: HTTP 500" in line
     assert "[3] http://127.0.0.1:9/" in line and "refused" in line.lower()
     assert line.endswith(
-        "(offline? point at a local copy: make repro MIRROR=/path/to/folder, "
-        f"or MNIST_PIPELINE_MIRRORS={DATASET}=/path/to/folder, or mirrors.{DATASET} in mnist-pipeline.local.yaml)"
+        f"(offline? point at a local copy: MNIST_PIPELINE_MIRRORS={DATASET}=/path/to/folder, or mirrors.{DATASET} "
+        "in mnist-pipeline.local.yaml; in the project's own checkout, make repro MIRROR=/path/to/folder)"
     )
     assert not (raw / TRAIN_IMAGES).exists()
     assert not (tmp_path / "data" / DATASET / ".partial").exists()

@@ -319,7 +319,7 @@ def test_every_mirror_failing_is_one_line_with_the_hint(
     assert f"error: {first}: every mirror failed: [1] {missing.url}{ZIP_NAME}: HTTP 404" in line
     assert f"[2] {(empty / first).as_uri()}: not found" in line
     assert "3 more files failed as well" in line
-    assert line.endswith("or mirrors.emnist_letters in mnist-pipeline.local.yaml)")
+    assert "or mirrors.emnist_letters in mnist-pipeline.local.yaml;" in line and line.endswith(")")
     assert not raw.exists()
     assert not (tmp_path / "data" / "emnist_letters" / ".partial").exists()
     assert_clean(tmp_path, err)
