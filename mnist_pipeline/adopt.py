@@ -136,8 +136,8 @@ class Planned:
     path: Path
     content: bytes
     #: "new", "same" (already there, identical), "update" (ours, from an older version); on an
-    #: upgrade, a conf file the team edited is not written: "kept" (this version's copy is the
-    #: one init wrote before) or "differs" (it changed too: init names it, to merge by hand)
+    #: upgrade, a conf file the team edited is not written (``content`` is theirs): "kept", or
+    #: "differs" (this version changed it too, and it is not merged yet: init names it)
     action: str
     #: The repository: the file is written inside it, through no symbolic link.
     root: Path
@@ -201,14 +201,23 @@ def plan(repo: Path, stages_dir: str | None, upgrade: bool) -> list[Planned]:
             "composes from conf/, which would replace yours; refusing (adopt in a repository without one)"
         )
     written_before: dict[str, str] = (previous or {}).get("files", {})
+    pending_before: dict[str, str] = (previous or {}).get("pending", {})
     planned = [
-        _planned(repo, repo / CONF / relative, content, written_before.get(f"{CONF}/{relative}"), upgrade)
+        _planned(repo, repo / CONF / relative, content, written_before.get(key), pending_before.get(key), upgrade)
         for relative, content in conf
+        for key in [f"{CONF}/{relative}"]
     ]
     planned.append(_planned_stages(repo, stages_path, stages, upgrade, relative_root))
     record = {**code_record(source), "dir": stages_dir}
-    record["files"] = {f"{CONF}/{relative}": hashlib.sha256(content).hexdigest() for relative, content in conf}
-    planned.append(Planned(repo / CODE_FILE, _code_yaml(record), "update" if upgrade else "new", repo))
+    record["files"] = {f"{CONF}/{relative}": _sha256(content) for relative, content in conf}
+    pending = {
+        item.path.relative_to(repo).as_posix(): _sha256(item.content) for item in planned if item.action == "differs"
+    }
+    if pending:
+        record["pending"] = pending
+    code_yaml = _code_yaml(record)
+    unchanged = (repo / CODE_FILE).exists() and (repo / CODE_FILE).read_bytes() == code_yaml
+    planned.append(Planned(repo / CODE_FILE, code_yaml, "same" if unchanged else "update" if upgrade else "new", repo))
     planned.append(_planned_ignore(repo, repo / ".gitignore"))
     return planned
 
@@ -229,21 +238,23 @@ def _stages_dir(repo: Path, given: str | None, record: dict[str, Any] | None) ->
     return normalized
 
 
-def _planned(repo: Path, path: Path, content: bytes, written_sha256: str | None, upgrade: bool) -> Planned:
+def _planned(
+    repo: Path, path: Path, content: bytes, written_sha256: str | None, pending_sha256: str | None, upgrade: bool
+) -> Planned:
     """A conf file: new, identical, ours and unedited since init wrote it (updated), or, on an
-    upgrade, edited by the team: kept ("kept" when this version's copy is the one init wrote
-    before, "differs" when it changed too, which init names). Adoption refuses a file of the
-    team's."""
+    upgrade, edited by the team and kept: "differs" when this version changed it too, or when
+    an earlier upgrade said so and the file is unchanged since (not merged yet: ``pending``
+    in the record), which init names; "kept" otherwise. Adoption refuses a file of the team's."""
     if not path.exists():
         return Planned(path, content, "new", repo)
     current = path.read_bytes()
     if current == content:
         return Planned(path, content, "same", repo)
-    if written_sha256 is not None and hashlib.sha256(current).hexdigest() == written_sha256:
+    if written_sha256 is not None and _sha256(current) == written_sha256:
         return Planned(path, content, "update", repo)
     if upgrade:
-        unchanged = written_sha256 == hashlib.sha256(content).hexdigest()
-        return Planned(path, current, "kept" if unchanged else "differs", repo)
+        merged = _sha256(current) != pending_sha256
+        return Planned(path, current, "kept" if merged and written_sha256 == _sha256(content) else "differs", repo)
     raise AdoptError(
         f"{path}: exists with content mnist-pipeline did not write; refusing to overwrite it "
         "(move it away, merge it by hand, or adopt in another repository)"
@@ -406,6 +417,10 @@ def _planned_ignore(repo: Path, path: Path) -> Planned:
     separator = "" if not current or current.endswith("\n") else newline
     content = current + separator + newline.join(missing) + newline
     return Planned(path, content.encode(), "update" if current else "new", repo)
+
+
+def _sha256(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
 
 
 def _code_yaml(record: dict[str, Any]) -> bytes:

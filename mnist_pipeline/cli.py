@@ -26,7 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 from mnist_pipeline.adopt import CONF, WRITTEN, apply, enable_hydra, plan, resource, version
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.params import compose_params, composed
-from mnist_pipeline.provenance import CODE_FILE
+from mnist_pipeline.provenance import CODE_FILE, pipelines_flag
 from mnist_pipeline.tree import unpack_zip
 
 
@@ -36,7 +36,7 @@ def init(repo: Path, stages_dir: str | None, upgrade: bool) -> str:
     params = repo / "params.yaml"
     # Before an upgrade: params.yaml that is conf/'s composition follows conf/; one that is not
     # holds the team's choices (an applied experiment), which no composition can give back.
-    follows_conf = upgrade and params.exists() and _is_composition(params, repo / "conf")
+    state = _params_state(params, repo / "conf") if upgrade and params.exists() else None
     planned = plan(repo, stages_dir, upgrade)
     apply(planned)
     hydra = enable_hydra(repo)
@@ -46,33 +46,42 @@ def init(repo: Path, stages_dir: str | None, upgrade: bool) -> str:
     if not params.exists():
         compose_params(params, [], repo / "conf")
         written.append("params.yaml")
-    elif conf_changed and follows_conf:
+    elif conf_changed and state == "composed":
         compose_params(params, [], repo / "conf")
         written.append("params.yaml (composed from the new conf/)")
     elif conf_changed:
+        why = "is not valid YAML" if state == "invalid" else "is not conf/'s composition (an applied experiment?)"
         notes.append(
-            "kept params.yaml, which is not conf/'s composition (an applied experiment?): `dvc exp run` composes "
-            "the new conf/ with its own -S, `mnist-pipeline params [OVERRIDE ...]` recomposes it for `dvc repro`"
+            f"kept params.yaml, which {why}: `dvc exp run` composes the new conf/ with its own -S, "
+            "`mnist-pipeline params [OVERRIDE ...]` composes it for `dvc repro`"
         )
     written += [".dvc/config (hydra.enabled)"] if hydra else []
-    differs = [str(item.path.relative_to(repo)) for item in planned if item.action == "differs"]
-    if differs:
-        notes.append(
-            f"kept your edited {', '.join(differs)}, which this version changed too: merge its copy from "
-            f"{resource(CONF)} by hand, then `mnist-pipeline params`"
-        )
+    for item in planned:
+        if item.action == "differs":
+            relative = item.path.relative_to(repo)
+            notes.append(
+                f"kept your edited {relative}, which this version changed too: merge its copy "
+                f"({resource(CONF) / relative.relative_to(CONF)}) by hand, then `mnist-pipeline params [OVERRIDE ...]`"
+            )
     (stages,) = [item.path for item in planned if item.path.name == "dvc.yaml"]
-    # DVC without targets runs the dvc.yaml of the folder it is in: the root one is the team's.
-    run = "`dvc repro -P`" if stages.parent != repo else "`dvc repro`"
-    hint = f"then {run} (or `dvc exp run -S dataset=...`) and commit" if not upgrade else f"commit, then {run}"
+    stages_dir = stages.parent.relative_to(repo).as_posix()
+    flag = pipelines_flag(stages_dir)
+    run, exp_run = f"`dvc repro{flag}`", f"`dvc exp run{flag} -S dataset=...`"
+    hint = f"then {run} (or {exp_run}) and commit" if not upgrade else f"commit, then {run}"
     return "; ".join([f"wrote {', '.join(written) or 'nothing new'}", *notes, hint])
 
 
-def _is_composition(params: Path, conf: Path) -> bool:
+def _params_state(params: Path, conf: Path) -> str:
+    """What ``params`` is before an upgrade: ``composed`` (``conf``'s composition), ``invalid``
+    (not YAML), or ``other`` (other values, an applied experiment's, or conf/ composes nothing)."""
     try:
-        return bool(yaml.safe_load(params.read_text(encoding="utf-8")) == composed([], conf))
-    except (PipelineError, HydraException, OmegaConfBaseException, OSError, yaml.YAMLError, UnicodeDecodeError):
-        return False  # not a composition of this conf/ (or none can be made): the team's own
+        values = yaml.safe_load(params.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return "invalid"
+    try:
+        return "composed" if values == composed([], conf) else "other"
+    except (PipelineError, HydraException, OmegaConfBaseException, OSError, yaml.YAMLError):
+        return "other"
 
 
 #: What each export writes under data/<dataset>/export/ (tests/test_cli.py checks it against the exports).

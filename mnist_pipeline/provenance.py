@@ -90,7 +90,14 @@ def stale_code(module: str, code_file: Path) -> str | None:
     key = module.removeprefix(f"{PACKAGE}.")
     if not isinstance(entries, dict) or entries.get(key) == code_digest(module):
         return None if isinstance(entries, dict) else f"{code_file}: expected a `code` mapping, found none"
+    flag = pipelines_flag(recorded.get("dir"))
     return (
         f"{code_file}: records other code for {module} than the installed {DISTRIBUTION} runs "
-        f"(upgraded?); run `mnist-pipeline init --upgrade`, commit, then `dvc repro`"
+        f"(upgraded?); run `mnist-pipeline init --upgrade`, commit, then `dvc repro{flag}`"
     )
+
+
+def pipelines_flag(stages_dir: object) -> str:
+    """`` -P`` (every dvc.yaml) for `dvc repro` and `dvc exp run` when ``init`` put the stages
+    in a folder: DVC without targets runs the dvc.yaml of the folder it is in, the team's root one."""
+    return " -P" if stages_dir not in (None, ".") else ""

@@ -22,6 +22,7 @@ from dvc.utils.serialize import parse_yaml
 
 from mnist_pipeline import adopt, cli
 from mnist_pipeline.adopt import BLOCK_BEGIN, BLOCK_END, AdoptError, apply, plan, team_stages
+from mnist_pipeline.provenance import stale_code
 from mnist_pipeline.tree import GITIGNORE, MARKER
 from tests.support.data import TinyDataset, add_tiny_dataset_config, sha256_tree, snapshot
 from tests.support.faultserver import FaultServer, serve
@@ -451,6 +452,24 @@ def test_an_upgrade_keeps_conf_files_the_team_edited(tmp_path: Path, monkeypatch
     apply(planned)
     assert config.read_bytes() == edited
     assert (repo / "conf" / "dataset" / "mnist.yaml").read_bytes().endswith(b"# a new mirror, say\n")
+    # Named again by every upgrade until the team merges it (edits it), then kept silently.
+    planned = plan(repo, None, upgrade=True)
+    assert {item.path.name: item.action for item in planned}["config.yaml"] == "differs"
+    apply(planned)
+    config.write_bytes(edited + b"# new in this version\n")  # the hand merge
+    assert {item.path.name: item.action for item in plan(repo, None, upgrade=True)}["config.yaml"] == "kept"
+
+
+def test_an_upgrade_with_nothing_new_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    run(repo, "git", "init", "-q")
+    run(repo, "dvc", "init", "-q")
+    monkeypatch.chdir(repo)
+    cli.init(repo, None, upgrade=False)
+    before = snapshot(repo)
+    assert cli.init(repo, None, upgrade=True) == "wrote nothing new; commit, then `dvc repro`"
+    assert snapshot(repo) == before
 
 
 def test_an_upgrade_finds_the_folder_init_put_the_stages_in(tmp_path: Path) -> None:
@@ -475,13 +494,13 @@ def test_an_upgrade_finds_the_folder_init_put_the_stages_in(tmp_path: Path) -> N
     assert (repo / "dvc.yaml").read_text() == TEAM_DVC_YAML
 
 
-@pytest.mark.parametrize("experiment_applied", [False, True])
+@pytest.mark.parametrize("params_yaml", ["composed", "experiment", "invalid"])
 def test_an_upgrade_recomposes_params_yaml_that_followed_conf(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, experiment_applied: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, params_yaml: str
 ) -> None:
     """The stages read params.yaml: a conf change an upgrade brings (a mirror, a digest) reaches
-    it when it was conf/'s composition; one holding an applied experiment's choices is kept, and
-    the command says how to recompose it."""
+    it when it was conf/'s composition; one holding an applied experiment's choices, or broken,
+    is kept, and the command says which and how to compose it."""
     repo = tmp_path / "repo"
     repo.mkdir()
     run(repo, "git", "init", "-q")
@@ -489,17 +508,20 @@ def test_an_upgrade_recomposes_params_yaml_that_followed_conf(
     monkeypatch.chdir(repo)
     assert "then `dvc repro` (or" in cli.init(repo, None, upgrade=False)
     params = repo / "params.yaml"
-    if experiment_applied:
+    if params_yaml == "experiment":
         params.write_text(params.read_text().replace("header: true", "header: false"))
+    if params_yaml == "invalid":
+        params.write_text(params.read_text() + "report: [unclosed\n")
     before = params.read_text()
     with_conf_changed(monkeypatch, "dataset/mnist.yaml", lambda text: text.replace(b"title: ", b"title: Upgraded "))
     message = cli.init(repo, None, upgrade=True)
-    title = yaml.safe_load(params.read_text())["datasets"]["mnist"]["title"]
-    if experiment_applied:
-        assert params.read_text() == before and not title.startswith("Upgraded ")
-        assert "kept params.yaml, which is not conf/'s composition (an applied experiment?)" in message
-    else:
-        assert title.startswith("Upgraded ") and "params.yaml (composed from the new conf/)" in message
+    if params_yaml == "composed":
+        assert yaml.safe_load(params.read_text())["datasets"]["mnist"]["title"].startswith("Upgraded ")
+        assert "params.yaml (composed from the new conf/)" in message
+        return
+    assert params.read_text() == before
+    why = "is not valid YAML" if params_yaml == "invalid" else "is not conf/'s composition (an applied experiment?)"
+    assert f"kept params.yaml, which {why}: `dvc exp run` composes the new conf/" in message
 
 
 def test_init_into_a_folder_says_to_run_every_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -511,5 +533,11 @@ def test_init_into_a_folder_says_to_run_every_pipeline(tmp_path: Path, monkeypat
     (repo / "dvc.yaml").write_text(TEAM_DVC_YAML)
     monkeypatch.chdir(repo)
     assert cli.init(repo, "mnist", upgrade=False).endswith(
-        "; then `dvc repro -P` (or `dvc exp run -S dataset=...`) and commit"
+        "; then `dvc repro -P` (or `dvc exp run -P -S dataset=...`) and commit"
     )
+    # And so does every stage asking for the upgrade (the record names the folder).
+    (repo / "mnist-pipeline.yaml").write_text(
+        (repo / "mnist-pipeline.yaml").read_text().replace("export_csv: ", "export_csv: 0")
+    )
+    stale = stale_code("mnist_pipeline.export_csv", repo / "mnist-pipeline.yaml")
+    assert stale is not None and stale.endswith("run `mnist-pipeline init --upgrade`, commit, then `dvc repro -P`")
