@@ -41,7 +41,7 @@ import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.errors import PipelineError, one_line
 from mnist_pipeline.fsio import safe_target, write_bytes_under
 from mnist_pipeline.provenance import CODE_FILE, DISTRIBUTION, PACKAGE, code_digest, package_root
 
@@ -58,7 +58,7 @@ IGNORED = (
     "# this machine's mirrors and download settings (README: Mirrors)",
     "/mnist-pipeline.local.yaml",
 )
-_MODULE_IN_CMD = re.compile(rf"python -m ({PACKAGE}\.[\w${{}}.]+)")
+_MODULE_IN_CMD = re.compile(rf"python -m ({PACKAGE}\.\w+)")
 #: The lines around the pipeline's stages in a dvc.yaml: ``init --upgrade`` replaces what lies
 #: between them, and nothing else of the file.
 BLOCK_BEGIN = "# >>> mnist-pipeline stages: written by `mnist-pipeline init`; `init --upgrade` replaces them"
@@ -78,29 +78,20 @@ def version() -> str:
         return "0+unknown"
 
 
-def stage_modules(stages: dict[str, Any]) -> dict[str, list[str]]:
-    """Stage template name -> the modules its cmd runs (one per format for the export matrix)."""
-    from mnist_pipeline.config import KNOWN_FORMATS  # noqa: PLC0415 - config is heavy; only init needs it
-
+def stage_modules(stages: dict[str, Any]) -> dict[str, str]:
+    """Stage name (a ``foreach`` template's too) -> the module its cmd runs."""
     result = {}
     for name, stage in stages.items():
-        template = stage.get("do", stage)
-        match = _MODULE_IN_CMD.search(str(template["cmd"]))
+        match = _MODULE_IN_CMD.search(str(stage.get("do", stage)["cmd"]))
         if not match:
             raise AdoptError(f"dvc.yaml: stage {name} runs no `python -m {PACKAGE}.<stage>`")
-        module = match.group(1)
-        formats = KNOWN_FORMATS if "${item.format}" in module else ("",)
-        result[name] = [module.replace("${item.format}", fmt) for fmt in formats]
+        result[name] = match.group(1)
     return result
 
 
 def code_record(stages: dict[str, Any]) -> dict[str, Any]:
     """What mnist-pipeline.yaml holds: the version and one digest per stage module."""
-    digests = {
-        module.removeprefix(f"{PACKAGE}."): code_digest(module)
-        for modules in stage_modules(stages).values()
-        for module in modules
-    }
+    digests = {module.removeprefix(f"{PACKAGE}."): code_digest(module) for module in stage_modules(stages).values()}
     return {"version": version(), "code": dict(sorted(digests.items()))}
 
 
@@ -445,7 +436,7 @@ def _parse_yaml(path: Path, text: str) -> dict[str, Any]:
     try:
         loaded = YAML(typ="safe").load(text)
     except (YAMLError, ValueError) as exc:
-        raise AdoptError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
+        raise AdoptError(f"{path}: not valid YAML: {one_line(exc)}") from exc
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):

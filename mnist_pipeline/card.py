@@ -72,9 +72,6 @@ SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
 
 
-# Front matter -----------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class ParquetSplit:
     """One written ``<split>.parquet``: its features in the card's YAML form and its sizes."""
@@ -182,9 +179,6 @@ def card_front_matter(dataset: DatasetSpec, parquet: list[ParquetSplit]) -> str:
     ]
     # One line per value (no folding): no line of a value can ever read as the closing "---".
     return "---\n" + yaml.safe_dump(info, sort_keys=False, allow_unicode=True, width=1 << 30) + "---\n"
-
-
-# Body -------------------------------------------------------------------------------------------
 
 
 def md(text: str) -> str:

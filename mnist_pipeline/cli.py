@@ -24,7 +24,7 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from mnist_pipeline.adopt import CONF, WRITTEN, apply, enable_hydra, plan, resource, version
-from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.errors import PipelineError, one_line, os_error_line
 from mnist_pipeline.params import compose_params, composed
 from mnist_pipeline.provenance import CODE_FILE, pipelines_flag
 from mnist_pipeline.tree import unpack_zip
@@ -228,13 +228,14 @@ def main(argv: list[str] | None = None) -> int:
             composition = f"conf/ with {' '.join(args.overrides)}" if args.overrides else "conf/"
             print(f"wrote params.yaml ({composition}); `dvc repro` runs what changed")
         else:
-            print(f"{unpack_zip(args.archive, args.tree):,} files -> {args.tree}")  # refuses a foreign DEST itself
+            print(
+                f"{unpack_zip(args.archive, args.tree):,} files -> {args.tree}"
+            )  # refuses a foreign tree folder itself
     except (PipelineError, HydraException, OmegaConfBaseException) as exc:
-        print(f"mnist-pipeline: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"mnist-pipeline: error: {one_line(exc)}", file=sys.stderr)
         return 1
     except OSError as exc:
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"mnist-pipeline: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"mnist-pipeline: error: {os_error_line(exc)}", file=sys.stderr)
         return 1
     return 0
 

@@ -600,8 +600,10 @@ def download_problems(download: DownloadConfig) -> Problems:
         ("timeout", download.timeout, 0.0, MAX_TIMEOUT),
         ("backoff", download.backoff, 0.0, MAX_BACKOFF),
     ):
-        if not math.isfinite(value) or not low <= value <= high or (name == "timeout" and value == 0):
-            problems.append((f"download.{name}", f"expected seconds in ({low:g}, {high:g}], found {value}"))
+        zero_allowed = name == "backoff"  # no pause between retries; a timeout of 0 would never connect
+        if not math.isfinite(value) or not low <= value <= high or (value == 0 and not zero_allowed):
+            interval = f"{'[' if zero_allowed else '('}{low:g}, {high:g}]"
+            problems.append((f"download.{name}", f"expected seconds in {interval}, found {value}"))
     if not 0 <= download.retries <= MAX_RETRIES:
         problems.append(("download.retries", f"expected 0 to {MAX_RETRIES}, found {download.retries}"))
     if not 1 <= download.min_rate <= 1 << 30:

@@ -19,18 +19,11 @@ import numpy.typing as npt
 
 from mnist_pipeline.archive import payload_name
 from mnist_pipeline.config import DatasetSpec, LabelSpec, Params, SplitSpec
-from mnist_pipeline.decoded import (
-    add_to_histogram,
-    batch_ranges,
-    images_path,
-    labels_path,
-    moments,
-    npy_writer,
-    table_path,
-)
+from mnist_pipeline.decoded import add_to_histogram, batch_ranges, moments, npy_writer
 from mnist_pipeline.errors import DatasetError
 from mnist_pipeline.fsio import atomic_dir
 from mnist_pipeline.idx import IdxHeader, read_idx_header, read_idx_rows
+from mnist_pipeline.names import images_path, labels_path, table_path
 from mnist_pipeline.records import SplitStats, write_stats
 from mnist_pipeline.stage import params_file, run_stage, stage_parser
 

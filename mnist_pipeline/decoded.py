@@ -27,6 +27,7 @@ import numpy.typing as npt
 from mnist_pipeline.config import DatasetSpec
 from mnist_pipeline.errors import DatasetError
 from mnist_pipeline.fsio import atomic_path
+from mnist_pipeline.names import images_path, labels_path, table_path
 
 Images = npt.NDArray[np.uint8]
 Labels = npt.NDArray[np.uint8]
@@ -35,18 +36,6 @@ Table = npt.NDArray[np.int32]
 BATCH_ROWS = 10_000
 _MAGIC = b"\x93NUMPY"
 _MAX_HEADER = 1 << 16
-
-
-def images_path(decoded_dir: Path, split: str) -> Path:
-    return decoded_dir / f"{split}_images.npy"
-
-
-def labels_path(decoded_dir: Path, split: str) -> Path:
-    return decoded_dir / f"{split}_labels.npy"
-
-
-def table_path(decoded_dir: Path, split: str) -> Path:
-    return decoded_dir / f"{split}_label_table.npy"
 
 
 @dataclass(frozen=True)

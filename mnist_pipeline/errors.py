@@ -27,3 +27,16 @@ class IdxFormatError(PipelineError):
 
 class DatasetError(PipelineError):
     """Decoded arrays are inconsistent: counts that disagree or labels out of range."""
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc`` as one line of text: its message with every run of whitespace (line breaks of
+    YAML and Hydra messages included) made one space, or its type's name when it has none
+    (``str(TimeoutError())`` is empty)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def os_error_line(exc: OSError) -> str:
+    """An OSError as one line: the file it names, then the system's reason."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or one_line(exc)}"

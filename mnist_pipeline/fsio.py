@@ -1,4 +1,5 @@
-"""Atomic writes and streaming digests: the only way stages put bytes on disk."""
+"""Atomic writes, the rule for where a stage may write (below data/, through no link), and
+streaming digests. (Downloads stream into their partial file: mnist_pipeline.transfer.)"""
 
 from __future__ import annotations
 

@@ -99,7 +99,7 @@ def read_idx_header(path: Path) -> IdxHeader:
         head = stream.read(HEADER_SIZE + DIM_SIZE * MAX_DIMS)
     ndim = head[3] if len(head) >= HEADER_SIZE else 0
     header_size = HEADER_SIZE + DIM_SIZE * ndim
-    # parse_idx on the header alone, told how long the payload is, applies every check.
+    # The header's checks, told how long the payload is: the same as parse_idx applies.
     dims, dtype = _parse_header(head[:header_size], str(path), size - header_size)
     return IdxHeader(dtype=dtype, dims=dims, data_offset=header_size)
 

@@ -4,8 +4,8 @@ to train on them.
 ``load("fashion_mnist", split="train")`` returns the split's images ``(n, rows, cols)`` uint8
 and labels ``(n,)`` uint8 (counting from 0), memory-mapped from the decoded ``.npy`` files
 (``data/<dataset>/decoded/``: lossless, upright, the data every export is made from, so equal
-to the default npz's ``x_<split>``, ``y_<split>``), and the class names. Only numpy is
-imported: no framework, nothing of the pipeline's stages.
+to the default npz's ``x_<split>``, ``y_<split>``), and the class names. Only numpy (and
+PyYAML, for params.yaml) is imported: no framework, nothing of the pipeline's stages.
 """
 
 from __future__ import annotations
@@ -20,11 +20,7 @@ import numpy.typing as npt
 import yaml
 
 from mnist_pipeline.errors import DatasetError
-from mnist_pipeline.names import DATA_DIR
-
-DECODED_DIR = "decoded"
-#: Written by the report stage: ``class,split,count,bar`` rows in label order.
-CLASS_TABLE = Path("export") / "class_distribution.csv"
+from mnist_pipeline.names import CLASS_DISTRIBUTION_CSV, DATA_DIR, DECODED_DIR, images_path, labels_path, table_path
 
 
 class NotBuiltError(DatasetError):
@@ -54,20 +50,21 @@ def load(dataset: str, split: str = "train", root: str | Path = ".") -> LoadedSp
     """
     data_dir = Path(root) / DATA_DIR / dataset
     decoded = data_dir / DECODED_DIR
-    images_path, labels_path = decoded / f"{split}_images.npy", decoded / f"{split}_labels.npy"
-    if not images_path.is_file() or not labels_path.is_file():
-        built = sorted(path.name.removesuffix("_images.npy") for path in decoded.glob("*_images.npy"))
+    images_file, labels_file = images_path(decoded, split), labels_path(decoded, split)
+    if not images_file.is_file() or not labels_file.is_file():
+        suffix = images_path(Path(), "").name
+        built = sorted(path.name.removesuffix(suffix) for path in decoded.glob(f"*{suffix}"))
         if built:
-            raise NotBuiltError(f"{images_path}: not found; the built splits of {dataset!r} are {built}")
+            raise NotBuiltError(f"{images_file}: not found; the built splits of {dataset!r} are {built}")
         raise NotBuiltError(
             f"{decoded}: not built; run `dvc exp run -S dataset={dataset}` (or `dvc pull`) in {Path(root).resolve()} "
             "(an export brought in with `dvc import` loads without the pipeline: np.load, pd.read_csv, ...)"
         )
-    images = _open(images_path, np.dtype(np.uint8), 3)
-    labels = _open(labels_path, np.dtype(np.uint8), 1)
-    table_path = decoded / f"{split}_label_table.npy"
-    table = _open(table_path, np.dtype(np.int32), 2) if table_path.is_file() else None
-    for array, path in ((labels, labels_path), (table, table_path)):
+    images = _open(images_file, np.dtype(np.uint8), 3)
+    labels = _open(labels_file, np.dtype(np.uint8), 1)
+    table_file = table_path(decoded, split)
+    table = _open(table_file, np.dtype(np.int32), 2) if table_file.is_file() else None
+    for array, path in ((labels, labels_file), (table, table_file)):
         if array is not None and len(array) != len(images):
             raise DatasetError(f"{path}: expected {len(images)} rows (one per image), found {len(array)}")
     return LoadedSplit(images=images, labels=labels, classes=class_names(Path(root), dataset), label_table=table)
@@ -92,7 +89,7 @@ def class_names(root: Path, dataset: str) -> list[str]:
         classes = loaded.get("datasets", {}).get(dataset, {}).get("classes") if isinstance(loaded, dict) else None
         if isinstance(classes, list) and all(isinstance(name, str) for name in classes):
             return classes
-    table = root / DATA_DIR / dataset / CLASS_TABLE
+    table = root / DATA_DIR / dataset / "export" / CLASS_DISTRIBUTION_CSV
     if table.is_file():
         with table.open(newline="", encoding="utf-8") as rows:
             return list(dict.fromkeys(row["class"] for row in csv.DictReader(rows)))

@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from mnist_pipeline.config import DownloadConfig, Params, download_problems
-from mnist_pipeline.errors import ConfigError
+from mnist_pipeline.errors import ConfigError, one_line
 from mnist_pipeline.names import NAME_PATTERN, mirror_problem, redact
 
 LOCAL_FILE = "mnist-pipeline.local.yaml"
@@ -78,7 +78,7 @@ def _read_local(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
+        raise ConfigError(f"{path}: not valid YAML: {one_line(exc)}") from exc
     if loaded is None:
         return {}
     if not isinstance(loaded, dict) or not set(loaded) <= {"mirrors", "download"}:

@@ -8,11 +8,18 @@ reader, the HTTP client and the machine-local settings can use them without the 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from urllib.parse import urlsplit
 
 MIRROR_SCHEMES = ("http", "https", "file")
 #: The folder of the repository every stage writes in, and the only one (README "Atomic outputs").
 DATA_DIR = "data"
+#: The decode stage's folder under data/<dataset>/ (its files: the three functions below), which
+#: every export and ``mnist_pipeline.load`` read.
+DECODED_DIR = "decoded"
+#: The report stage's plot data under data/<dataset>/export/: ``class,split,count,bar`` rows in
+#: label order, which ``mnist_pipeline.load`` reads the class names from too.
+CLASS_DISTRIBUTION_CSV = "class_distribution.csv"
 #: Dataset and split names become folder names, file names and DVC stage names
 #: (``export_<format>@<dataset>``): lower-case, no dot, no dash.
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -24,6 +31,18 @@ MANIFEST_COLUMNS = ("path", "split", "index", "label", "class")
 #: like a drive letter) as the scheme, and the rest would become a local folder name.
 _SCHEMELESS_USERINFO = re.compile(r"^[^/?#@]*:[^/?#]*@")
 _NETRC_HINT = "put credentials in ~/.netrc (or $NETRC) instead (README: Mirrors that need a login)"
+
+
+def images_path(decoded_dir: Path, split: str) -> Path:
+    return decoded_dir / f"{split}_images.npy"
+
+
+def labels_path(decoded_dir: Path, split: str) -> Path:
+    return decoded_dir / f"{split}_labels.npy"
+
+
+def table_path(decoded_dir: Path, split: str) -> Path:
+    return decoded_dir / f"{split}_label_table.npy"
 
 
 def mirror_problem(mirror: str) -> str | None:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import yaml
 
+from mnist_pipeline.errors import one_line
+
 PACKAGE = __name__.split(".")[0]
 DISTRIBUTION = "mnist-pipeline"
 #: The record, beside params.yaml in a team repository.
@@ -85,7 +87,7 @@ def stale_code(module: str, code_file: Path) -> str | None:
     except FileNotFoundError:
         return None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        return f"{code_file}: not valid YAML ({' '.join(str(exc).split())}); run `mnist-pipeline init --upgrade`"
+        return f"{code_file}: not valid YAML ({one_line(exc)}); run `mnist-pipeline init --upgrade`"
     entries = recorded.get("code") if isinstance(recorded, dict) else None
     key = module.removeprefix(f"{PACKAGE}.")
     if not isinstance(entries, dict) or entries.get(key) == code_digest(module):

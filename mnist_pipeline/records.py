@@ -28,8 +28,9 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
-class Digests:
-    """Sizes and digests of a file and of its decompressed payload; None where unknown."""
+class RecordedDigests:
+    """Sizes and digests of a file and of its decompressed payload, as checksums.json records
+    them; None where unknown. (``fsio.Digests``: what hashing one file gives.)"""
 
     size: int | None
     md5: str | None
@@ -47,8 +48,8 @@ class ArchiveRecord:
     member: str | None
     #: Which check accepted it: "archive" (its own digests) or "payload" (a recompressed copy).
     passed: str
-    expected: Digests
-    actual: Digests
+    expected: RecordedDigests
+    actual: RecordedDigests
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,8 @@ def _archive_record(path: Path, item: dict[str, Any]) -> ArchiveRecord:
     )
 
 
-def _digests(raw: Any) -> Digests:
-    """Digests from a record, keeping only values of the right type (the rest were checked or
+def _digests(raw: Any) -> RecordedDigests:
+    """The digests of a record, keeping only values of the right type (the rest were checked or
     are shown nowhere)."""
     values = raw if isinstance(raw, dict) else {}
 
@@ -118,7 +119,7 @@ def _digests(raw: Any) -> Digests:
         value = values.get(key)
         return value if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{32,64}", value) else None
 
-    return Digests(
+    return RecordedDigests(
         size=number("size"),
         md5=text("md5"),
         sha256=text("sha256"),

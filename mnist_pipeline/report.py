@@ -29,7 +29,7 @@ from mnist_pipeline.card import md, source_lines
 from mnist_pipeline.config import DatasetSpec, Params
 from mnist_pipeline.decoded import DecodedSplit, ExportSplit, open_decoded
 from mnist_pipeline.fsio import write_bytes_atomic
-from mnist_pipeline.names import MANIFEST_NAME
+from mnist_pipeline.names import CLASS_DISTRIBUTION_CSV, MANIFEST_NAME
 from mnist_pipeline.records import ArchiveRecord, SplitStats, read_checksums, read_stats
 from mnist_pipeline.stage import params_file, run_stage, stage_parser
 
@@ -158,9 +158,6 @@ def class_distribution_csv(stats: dict[str, SplitStats], classes: list[str]) -> 
     return buffer.getvalue()
 
 
-# The export folder's README --------------------------------------------------------------------
-
-
 def export_readme(
     dataset: DatasetSpec,
     exports: tuple[list[str], list[str]],
@@ -222,7 +219,7 @@ def report(
     outputs = {
         "samples.png": _png(sample_grid(splits[0], dataset.classes, per_class, dataset.title)),
         "class_distribution.png": _png(distribution_chart(stats, dataset.classes, dataset.title)),
-        "class_distribution.csv": class_distribution_csv(stats, dataset.classes).encode(),
+        CLASS_DISTRIBUTION_CSV: class_distribution_csv(stats, dataset.classes).encode(),
         "README.md": export_readme(
             dataset, (list(params.export.formats), list(params.export.trees)), stats, checksums
         ).encode(),

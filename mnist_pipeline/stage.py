@@ -6,7 +6,7 @@ with only that dataset, written by the ``check`` stage, which writes beside it t
 stage reads (``data/params/<dataset>/<module>.json``, mnist_pipeline.views), the file the
 stage's DVC params track. The stage runs with exactly the values dvc.lock records for it: it
 refuses to run when its view records other code than its own (``stale_view``), or when its
-tracked file does not hold its view's values (``untracked_view``).
+tracked file does not hold its view's values (``tracked_file_mismatch``).
 
 Every output in dvc.yaml is ``persist: true``: DVC leaves the previous outputs in place while a
 stage runs, so whatever this shell refuses (params that fail validation, code the team
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from mnist_pipeline.config import Params, params_from_dict, read_params
-from mnist_pipeline.errors import ConfigError, PipelineError
+from mnist_pipeline.errors import ConfigError, PipelineError, one_line, os_error_line
 from mnist_pipeline.fsio import stage_output
 from mnist_pipeline.provenance import CODE_FILE, PACKAGE, code_digest, stale_code
 from mnist_pipeline.views import PARAMS_VIEWS, STAGE_PARAMS, params_view, tracked_file, tracked_params
@@ -70,16 +70,15 @@ def run_stage(name: str, work: Callable[[Params], str], params_path: Path, *, wr
             )
         raw = read_params(params_path)
         params = params_from_dict(raw, source=str(params_path))
-        stale = stale_view(module, params, params_path) or untracked_view(module, raw, params_path)
+        stale = stale_view(module, params, params_path) or tracked_file_mismatch(module, raw, params_path)
         if stale:
             raise PipelineError(stale)
         summary = work(params)
     except PipelineError as exc:
-        log.error("error: %s", _one_line(str(exc)))
+        log.error("error: %s", one_line(exc))
         return 1
     except OSError as exc:
-        where = f"{exc.filename}: " if exc.filename else ""
-        log.error("error: %s%s", where, exc.strerror or exc)
+        log.error("error: %s", os_error_line(exc))
         return 1
     except KeyboardInterrupt:
         log.error("interrupted")
@@ -101,7 +100,7 @@ def stale_view(module: str, params: Params, params_path: Path) -> str | None:
     )
 
 
-def untracked_view(module: str, view: dict[str, Any], params_path: Path) -> str | None:
+def tracked_file_mismatch(module: str, view: dict[str, Any], params_path: Path) -> str | None:
     """Why the file DVC tracks for this stage does not hold the values the stage reads from its
     view (one of them edited by hand, or only one checked out), or None: dvc.lock records the
     tracked file, so it must hold what the stage runs with."""
@@ -126,10 +125,6 @@ def _stage_module(work: Callable[[Params], str]) -> str:
         spec = getattr(sys.modules["__main__"], "__spec__", None)
         module = spec.name if spec is not None else module
     return module
-
-
-def _one_line(message: str) -> str:
-    return " ".join(message.split())
 
 
 def _configure_logging(name: str) -> None:

@@ -59,7 +59,7 @@ from urllib.parse import urljoin, urlsplit
 from tqdm import tqdm
 
 from mnist_pipeline.config import DownloadConfig
-from mnist_pipeline.errors import ArchiveError, ConfigError, DownloadError
+from mnist_pipeline.errors import ArchiveError, ConfigError, DownloadError, one_line
 from mnist_pipeline.fsio import CHUNK_SIZE, Digests, Hasher
 from mnist_pipeline.names import redact
 
@@ -113,12 +113,6 @@ class RangeError(TransferError):
 
     def __init__(self, reason: str, status: int) -> None:
         super().__init__(reason, Severity.SKIP, status=status)
-
-
-def describe(exc: BaseException) -> str:
-    """A non-empty one-line description of ``exc`` (``str(TimeoutError())`` is empty)."""
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
 
 
 def shown(value: object) -> str:
@@ -383,7 +377,7 @@ def copy_file(source: Path, writer: PartialFile) -> None:
     try:
         stream = source.open("rb")
     except OSError as exc:
-        raise TransferError(exc.strerror or describe(exc), Severity.SKIP) from exc
+        raise TransferError(exc.strerror or one_line(exc), Severity.SKIP) from exc
     with stream:
         while chunk := stream.read(CHUNK_SIZE):
             writer.write(chunk)
@@ -470,7 +464,7 @@ def _read_netrc(path: Path, *, named_by_env: bool) -> netrc.netrc | None:
         raise ConfigError(f"{where}: {line}not valid netrc syntax (the line is not shown)") from None
     except OSError as exc:
         named = " (named by $NETRC)" if named_by_env else ""
-        raise ConfigError(f"{where}{named}: {exc.strerror or describe(exc)}") from None
+        raise ConfigError(f"{where}{named}: {exc.strerror or one_line(exc)}") from None
 
 
 def build_opener(passwords: urllib.request.HTTPPasswordMgrWithPriorAuth | None) -> urllib.request.OpenerDirector:
@@ -529,13 +523,13 @@ class Client:
         except (OSError, http.client.HTTPException) as exc:  # from getresponse: urllib does not wrap them
             raise _connection_error(exc, self.config.timeout) from exc
         except ValueError as exc:  # a malformed redirect target or an auth scheme urllib cannot answer
-            raise TransferError(f"unusable response: {describe(exc)}", Severity.SKIP) from exc
+            raise TransferError(f"unusable response: {one_line(exc)}", Severity.SKIP) from exc
         return response
 
 
 def _connection_error(reason: object, timeout: float) -> TransferError:
     if isinstance(reason, ssl.SSLError):
-        return TransferError(f"TLS: {describe(reason)} (not tried again in this run)", Severity.DOWN)
+        return TransferError(f"TLS: {one_line(reason)} (not tried again in this run)", Severity.DOWN)
     if isinstance(reason, TimeoutError):
         # No connection or no answer (status line and headers) in a whole window: a mirror
         # that does not answer at all is given up at once, so it costs one window per run. A
@@ -548,14 +542,14 @@ def _connection_error(reason: object, timeout: float) -> TransferError:
     ):
         # Nothing listens there, or no route or name: seconds later it will not be otherwise,
         # and an offline machine should reach the one-line error at once.
-        return TransferError(f"{describe(reason)} (not tried again in this run)", Severity.DOWN)
+        return TransferError(f"{one_line(reason)} (not tried again in this run)", Severity.DOWN)
     if isinstance(reason, OSError):  # a reset or a hang-up (RemoteDisconnected is one)
-        return TransferError(describe(reason), Severity.RETRY)
+        return TransferError(one_line(reason), Severity.RETRY)
     if isinstance(reason, http.client.IncompleteRead):
-        return TransferError(f"cut response ({describe(reason)})", Severity.RETRY)
+        return TransferError(f"cut response ({one_line(reason)})", Severity.RETRY)
     if isinstance(reason, http.client.HTTPException):
         return TransferError(f"not a valid HTTP response ({type(reason).__name__}: {shown(reason)})", Severity.SKIP)
-    return TransferError(describe(reason) if isinstance(reason, BaseException) else str(reason), Severity.SKIP)
+    return TransferError(one_line(reason) if isinstance(reason, BaseException) else str(reason), Severity.SKIP)
 
 
 def with_retries(client: Client, budget: Budget, what: str, attempt: Callable[[], T]) -> T:
@@ -613,7 +607,7 @@ def _pump(
                 f"no byte for {config.timeout:g} s (download.timeout) after {received} bytes", Severity.SLOW
             ) from exc
         except (OSError, http.client.HTTPException, ValueError) as exc:
-            raise TransferError(f"connection cut after {received} bytes ({describe(exc)})", Severity.RETRY) from exc
+            raise TransferError(f"connection cut after {received} bytes ({one_line(exc)})", Severity.RETRY) from exc
         if not chunk:
             break
         if span.length is not None and received + len(chunk) > span.length:

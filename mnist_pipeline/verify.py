@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mnist_pipeline.archive import check_archive
 from mnist_pipeline.config import Compression, FileSpec, Params
-from mnist_pipeline.records import ArchiveRecord, Digests, write_checksums
+from mnist_pipeline.records import ArchiveRecord, RecordedDigests, write_checksums
 from mnist_pipeline.stage import params_file, run_stage, stage_parser
 
 
@@ -24,8 +24,10 @@ def archive_record(path: Path, spec: FileSpec, params: Params, compression: Comp
         file=spec.file,
         member=spec.member,
         passed=verdict.passed,
-        expected=Digests(spec.size, spec.md5, spec.sha256, spec.payload_size, spec.payload_md5, spec.payload_sha256),
-        actual=Digests(
+        expected=RecordedDigests(
+            spec.size, spec.md5, spec.sha256, spec.payload_size, spec.payload_md5, spec.payload_sha256
+        ),
+        actual=RecordedDigests(
             verdict.digests.size,
             verdict.digests.md5,
             verdict.digests.sha256,

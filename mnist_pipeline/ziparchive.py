@@ -752,7 +752,6 @@ _DECODERS: dict[int, Callable[[Iterable[bytes], ZipMember, str, int], Iterator[b
 }
 
 
-# Writing ----------------------------------------------------------------------------------------
 # The records as zipfile writes them, so that the archive is byte-identical to zipfile's for the
 # same members on a POSIX system. The central record is written whole (the reader parses it in two
 # parts, skipping what it does not check).

@@ -9,7 +9,7 @@ from pathlib import Path
 from mnist_pipeline.config import params_from_dict
 from mnist_pipeline.records import (
     ArchiveRecord,
-    Digests,
+    RecordedDigests,
     SplitStats,
     read_checksums,
     read_stats,
@@ -42,8 +42,8 @@ def test_checksums_round_trip(tmp_path: Path, tiny: TinyDataset) -> None:
             file=spec.file,
             member=None,
             passed="archive",
-            expected=Digests(spec.size, spec.md5, spec.sha256, spec.payload_size, None, spec.payload_sha256),
-            actual=Digests(spec.size, spec.md5, spec.sha256, spec.payload_size, "0" * 32, spec.payload_sha256),
+            expected=RecordedDigests(spec.size, spec.md5, spec.sha256, spec.payload_size, None, spec.payload_sha256),
+            actual=RecordedDigests(spec.size, spec.md5, spec.sha256, spec.payload_size, "0" * 32, spec.payload_sha256),
         )
         for spec in dataset.files()
     ]
