@@ -154,14 +154,21 @@ def check_archive(
 
 def archive_differences(spec: FileSpec | ContainerSpec, found: Digests) -> list[str]:
     """``expected X, found Y`` for every published size or digest that ``found`` does not match."""
-    pairs = [("bytes", spec.size, found.size), ("md5", spec.md5, found.md5), ("sha256", spec.sha256, found.sha256)]
-    return [f"expected {name} {want}, found {got}" for name, want, got in pairs if want is not None and want != got]
+    return _differences(
+        [("bytes", spec.size, found.size), ("md5", spec.md5, found.md5), ("sha256", spec.sha256, found.sha256)]
+    )
 
 
 def _payload_differences(spec: FileSpec, found: Digests) -> list[str]:
-    pairs = [
-        ("payload bytes", spec.payload_size, found.size),
-        ("payload md5", spec.payload_md5, found.md5),
-        ("payload sha256", spec.payload_sha256, found.sha256),
-    ]
+    return _differences(
+        [
+            ("payload bytes", spec.payload_size, found.size),
+            ("payload md5", spec.payload_md5, found.md5),
+            ("payload sha256", spec.payload_sha256, found.sha256),
+        ]
+    )
+
+
+def _differences(pairs: list[tuple[str, object, object]]) -> list[str]:
+    """``expected <name> <published>, found <actual>`` for each published value not matched."""
     return [f"expected {name} {want}, found {got}" for name, want, got in pairs if want is not None and want != got]

@@ -26,7 +26,10 @@ from mnist_pipeline.config import DatasetSpec
 from mnist_pipeline.errors import DatasetError
 
 CARD_NAME = "README.md"
-IDX_IMAGES_HEADER = 16  # magic + 3 dimensions, 4 bytes each
+#: An IDX images file's header: magic + 3 dimensions, 4 bytes each. Written out rather than taken
+#: from mnist_pipeline.idx: importing it would make the IDX reader's code part of the Parquet
+#: export's and the report's, re-running both on every edit of it.
+IDX_IMAGES_HEADER = 16
 
 #: Display names used in conf/ -> the Hub's license ids (https://huggingface.co/docs/hub/repositories-licenses).
 #: Keys are lower case, without a trailing parenthesis ("CC0 1.0 (NIST)" -> "cc0 1.0").
@@ -243,7 +246,7 @@ def _kept_rows(dataset: DatasetSpec) -> list[str]:
     points = []
     by_file: dict[str, list[tuple[str, int, int]]] = {}
     for name, split in dataset.splits.items():
-        start, stop = split.rows if split.rows is not None else (0, split.count)
+        start, stop = split.row_span
         by_file.setdefault(split.images.file, []).append((name, start, stop))
     for file, parts in by_file.items():
         total = file_images(dataset, file)

@@ -151,6 +151,11 @@ class SplitSpec:
     count: int
     rows: list[int] | None = None
 
+    @property
+    def row_span(self) -> tuple[int, int]:
+        """[start, stop) of the split's rows in its files: ``rows``, else all ``count`` of them."""
+        return (self.rows[0], self.rows[1]) if self.rows is not None else (0, self.count)
+
 
 @dataclass
 class ContainerSpec:
@@ -532,10 +537,8 @@ def _split_problems(key: str, split_name: str, split: SplitSpec, ds: DatasetSpec
             problems.append(
                 (f"{key}.{kind}.payload_size", f"expected 1 to {MAX_FILE_SIZE} bytes, found {spec.payload_size}")
             )
-        for digest in ("payload_md5", "payload_sha256"):
-            value = getattr(spec, digest)
-            if value is not None and not re.fullmatch(f"[0-9a-f]{{{_HEX[digest.removeprefix('payload_')]}}}", value):
-                problems.append((f"{key}.{kind}.{digest}", f"expected lower-case hex digits, found {value!r}"))
+        for digest, length in _HEX.items():
+            problems += _hex_problems(f"{key}.{kind}.payload_{digest}", getattr(spec, f"payload_{digest}"), length)
     if split.count < 1:
         problems.append((f"{key}.count", f"expected images > 0, found {split.count}"))
     if split.rows is not None:
@@ -561,10 +564,15 @@ def _file_problems(key: str, spec: FileSpec | ContainerSpec) -> Problems:
     if spec.md5 is None and spec.sha256 is None:
         problems.append((key, "expected a published md5 or sha256, found neither"))
     for digest, length in _HEX.items():
-        value = getattr(spec, digest)
-        if value is not None and not re.fullmatch(f"[0-9a-f]{{{length}}}", value):
-            problems.append((f"{key}.{digest}", f"expected {length} lower-case hex digits, found {value!r}"))
+        problems += _hex_problems(f"{key}.{digest}", getattr(spec, digest), length)
     return problems
+
+
+def _hex_problems(key: str, value: str | None, length: int) -> Problems:
+    """A published digest: absent, or ``length`` lower-case hex digits."""
+    if value is None or re.fullmatch(f"[0-9a-f]{{{length}}}", value):
+        return []
+    return [(key, f"expected {length} lower-case hex digits, found {value!r}")]
 
 
 def _label_problems(key: str, labels: LabelSpec) -> Problems:

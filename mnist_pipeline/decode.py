@@ -57,7 +57,7 @@ def check_labels_header(path: Path, header: IdxHeader, labels: LabelSpec, images
 
 def row_range(split: SplitSpec, available: int, path: Path) -> tuple[int, int]:
     """The rows of the source files this split takes."""
-    start, stop = split.rows if split.rows is not None else (0, split.count)
+    start, stop = split.row_span
     if (split.rows is None and available != split.count) or stop > available:
         raise DatasetError(f"{path}: expected {split.count} images (rows {start}..{stop}), found {available}")
     return start, stop

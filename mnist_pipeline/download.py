@@ -373,15 +373,7 @@ class ZipMembers:
         if member is None:
             raise TransferError(f"no member {spec.member!r} in the zip", Severity.SKIP)
         target = file_target(spec, self.run)
-        if target.size is not None and member.size != target.size:
-            raise TransferError(
-                f"member {member.name!r} has {member.size} bytes, expected {target.size}", Severity.SKIP
-            )
-        if member.size > target.limit:
-            raise TransferError(
-                f"member {member.name!r} has {member.size} bytes, more than the expected {target.limit}",
-                Severity.SKIP,
-            )
+        target.check_size(member.size, f"member {member.name!r} has")
         with PartialFile(partial, target, resume=False, progress=self.run.progress) as writer:
             _copy_member(self.source, member, self.location, writer.write)
         return _checked(partial, spec, self.run, writer)

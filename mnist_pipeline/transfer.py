@@ -59,9 +59,10 @@ from urllib.parse import urljoin, urlsplit
 from tqdm import tqdm
 
 from mnist_pipeline.config import DownloadConfig
-from mnist_pipeline.errors import ArchiveError, ConfigError, DownloadError, one_line
+from mnist_pipeline.errors import ConfigError, DownloadError, one_line
 from mnist_pipeline.fsio import CHUNK_SIZE, Digests, Hasher
 from mnist_pipeline.names import redact
+from mnist_pipeline.ziparchive import check_range
 
 log = logging.getLogger("mnist_pipeline")
 
@@ -278,6 +279,14 @@ class Target:
     limit: int  # most bytes accepted
     size: int | None  # exact size required (strict check, size published)
 
+    def check_size(self, size: int, announced: str) -> None:
+        """Refuse a file whose size, known before its bytes are read, cannot be this target's;
+        ``announced``: who gives the size, for the message ("server announces", ...)."""
+        if self.size is not None and size != self.size:
+            raise TransferError(f"{announced} {size} bytes, expected {self.size}", Severity.SKIP)
+        if size > self.limit:
+            raise TransferError(f"{announced} {size} bytes, more than the expected {self.limit}", Severity.SKIP)
+
 
 class PartialFile:
     """``target``'s bytes accumulating in ``path``, hashed as they are written; a body past
@@ -326,17 +335,6 @@ class PartialFile:
         self._file.truncate()
         self._hasher = Hasher()
         self._bar.reset()
-
-    def check_announced(self, total: int | None) -> None:
-        """Refuse a file whose announced size cannot be the target's, before its body is read."""
-        if total is None:
-            return
-        if self.target.size is not None and total != self.target.size:
-            raise TransferError(f"server announces {total} bytes, expected {self.target.size}", Severity.SKIP)
-        if total > self.target.limit:
-            raise TransferError(
-                f"server announces {total} bytes, more than the expected {self.target.limit}", Severity.SKIP
-            )
 
     def digests(self) -> Digests:
         return self._hasher.digests()
@@ -639,7 +637,8 @@ def fetch(
                 if span.start != writer.size:
                     log.info("%s: server ignored the Range request; restarting from byte 0", writer.target.name)
                     writer.restart()
-                writer.check_announced(span.total)
+                if span.total is not None:
+                    writer.target.check_size(span.total, "server announces")
                 _pump(client.config, opened, span, writer.write)
         except TransferError as exc:
             if asked.start and (isinstance(exc, RangeError) or exc.status == HTTP_RANGE_NOT_SATISFIABLE):
@@ -674,7 +673,7 @@ class RangedFile:
         return self._total
 
     def read_at(self, offset: int, length: int) -> bytes:
-        self._check_bounds(offset, length)
+        check_range(self.where, self._total, offset, length)
         for start, data in self._blocks:
             if start <= offset and offset + length <= start + len(data):
                 return data[offset - start : offset - start + length]
@@ -689,7 +688,7 @@ class RangedFile:
 
     def stream(self, offset: int, length: int, write: Callable[[bytes], None]) -> None:
         """``[offset, offset + length)`` into ``write``, from one request unless it is cut."""
-        self._check_bounds(offset, length)
+        check_range(self.where, self._total, offset, length)
         done = 0
 
         def delivered(chunk: bytes) -> None:
@@ -707,13 +706,6 @@ class RangedFile:
                 _pump(self._client.config, response, span_of(response, asked, self._total), delivered)
 
         with_retries(self._client, self._budget, self.where, attempt)
-
-    def _check_bounds(self, offset: int, length: int) -> None:
-        if offset < 0 or length < 0 or offset + length > self._total:
-            raise ArchiveError(
-                f"{self.where}: expected a range inside the file's {self._total} bytes, "
-                f"found {length} bytes at offset {offset}"
-            )
 
 
 def open_ranged(client: Client, budget: Budget, url: str, tail_length: int) -> RangedFile | http.client.HTTPResponse:

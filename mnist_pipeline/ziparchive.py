@@ -104,6 +104,14 @@ class ReadAt(Protocol):
         ...
 
 
+def check_range(where: str, size: int, offset: int, length: int) -> None:
+    """What every ``ReadAt.read_at`` checks first: the range lies inside the ``size`` bytes."""
+    if offset < 0 or length < 0 or offset + length > size:
+        raise ArchiveError(
+            f"{where}: expected a range inside the file's {size} bytes, found {length} bytes at offset {offset}"
+        )
+
+
 class FileReadAt:
     """``ReadAt`` over a local file, with ``os.pread`` (no shared file position)."""
 
@@ -116,11 +124,7 @@ class FileReadAt:
         return self._size
 
     def read_at(self, offset: int, length: int) -> bytes:
-        if offset < 0 or length < 0 or offset + length > self._size:
-            raise ArchiveError(
-                f"{self._path}: expected a range inside the file's {self._size} bytes, "
-                f"found {length} bytes at offset {offset}"
-            )
+        check_range(str(self._path), self._size, offset, length)
         data = os.pread(self._descriptor, length, offset)
         while len(data) < length:
             # A regular file returns short reads only at its end: it shrank since it was opened.
