@@ -42,19 +42,9 @@ def init(repo: Path, stages_dir: str | None, upgrade: bool) -> str:
     hydra = enable_hydra(repo)
     written = [str(item.path.relative_to(repo)) for item in planned if item.action in WRITTEN]
     conf_changed = any(item.action in WRITTEN for item in planned if item.path.is_relative_to(repo / "conf"))
-    notes = []
-    if not params.exists():
-        compose_params(params, [], repo / "conf")
-        written.append("params.yaml")
-    elif conf_changed and state == "composed":
-        compose_params(params, [], repo / "conf")
-        written.append("params.yaml (composed from the new conf/)")
-    elif conf_changed:
-        why = "is not valid YAML" if state == "invalid" else "is not conf/'s composition (an applied experiment?)"
-        notes.append(
-            f"kept params.yaml, which {why}: `dvc exp run` composes the new conf/ with its own -S, "
-            "`mnist-pipeline params [OVERRIDE ...]` composes it for `dvc repro`"
-        )
+    composed_now, note = _compose_params_after_init(params, repo / "conf", state, conf_changed)
+    written += [composed_now] if composed_now else []
+    notes = [note] if note else []
     written += [".dvc/config (hydra.enabled)"] if hydra else []
     for item in planned:
         if item.action == "differs":
@@ -69,6 +59,26 @@ def init(repo: Path, stages_dir: str | None, upgrade: bool) -> str:
     run, exp_run = f"`dvc repro{flag}`", f"`dvc exp run{flag} -S dataset=...`"
     hint = f"then {run} (or {exp_run}) and commit" if not upgrade else f"commit, then {run}"
     return "; ".join([f"wrote {', '.join(written) or 'nothing new'}", *notes, hint])
+
+
+def _compose_params_after_init(
+    params: Path, conf: Path, state: str | None, conf_changed: bool
+) -> tuple[str | None, str | None]:
+    """Compose ``params`` from ``conf`` on adoption, and on an upgrade that changed conf/ when it
+    was conf/'s composition (``state``); (what was written, a note when it was kept)."""
+    if not params.exists():
+        compose_params(params, [], conf)
+        return "params.yaml", None
+    if not conf_changed:
+        return None, None
+    if state == "composed":
+        compose_params(params, [], conf)
+        return "params.yaml (composed from the new conf/)", None
+    why = "is not valid YAML" if state == "invalid" else "is not conf/'s composition (an applied experiment?)"
+    return None, (
+        f"kept params.yaml, which {why}: `dvc exp run` composes the new conf/ with its own -S, "
+        "`mnist-pipeline params [OVERRIDE ...]` composes it for `dvc repro`"
+    )
 
 
 def _params_state(params: Path, conf: Path) -> str:

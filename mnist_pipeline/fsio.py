@@ -218,18 +218,11 @@ def stage_output(path: Path) -> Path:
 
 
 def write_bytes_under(path: Path, data: bytes, root: Path) -> None:
-    """Write ``data`` to ``path`` atomically, after ``safe_target(path, root)``. The temporary
-    file is created with a fresh name and ``O_EXCL`` (``mkstemp``), so a link planted at a
-    predictable temporary name cannot redirect the write; an existing file keeps its mode."""
+    """``write_bytes_atomic`` after ``safe_target(path, root)``, for a file of someone else's
+    (a team's dvc.yaml, .gitignore): an existing file keeps its mode."""
     safe_target(path, root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
-    descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            stream.write(data)
-        Path(temp_name).chmod(mode)
-        Path(temp_name).replace(path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    mode = path.stat().st_mode & 0o777 if path.exists() else None
+    with atomic_path(path) as temp:
+        temp.write_bytes(data)
+        if mode is not None:
+            temp.chmod(mode)

@@ -5,7 +5,6 @@ a symbolic link or outside its root."""
 from __future__ import annotations
 
 import importlib
-import os
 import signal
 import subprocess
 import sys
@@ -255,10 +254,11 @@ def test_write_bytes_under_removes_its_temp_file_on_failure(root: Path, monkeypa
     target = root / "conf" / "config.yaml"
     target.write_bytes(b"old")
 
-    def fail(*_args: object) -> None:
+    def fail(path: Path, data: bytes) -> int:
+        path.open("wb").write(data[:1])  # a part is written, then the disk is full
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "fdopen", fail)
+    monkeypatch.setattr(Path, "write_bytes", fail)
     with pytest.raises(OSError, match="No space"):
         write_bytes_under(target, b"new", root)
     assert target.read_bytes() == b"old" and names(root / "conf") == ["config.yaml"]
