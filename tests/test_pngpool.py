@@ -62,6 +62,9 @@ def start_export(tmp_path: Path, tiny: TinyDataset, out: Path) -> tuple[subproce
         env=tool_env(),
         stderr=subprocess.PIPE,
         start_new_session=True,
+        # A terminal's foreground job has Ctrl-C at its default, whatever started the tests: a
+        # shell's background job (a CI script's `cmd &`) inherits it ignored, exec included.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509 - before exec, no threads
     )
     deadline = time.monotonic() + 60  # generous: a loaded CI machine starts Python slowly
     children: set[int] = set()
