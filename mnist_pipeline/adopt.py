@@ -162,6 +162,7 @@ def plan(repo: Path, stages_dir: str | None, upgrade: bool) -> list[Planned]:
     records (an upgrade) or the root."""
     if not (repo / ".git").exists() or not (repo / ".dvc").is_dir():
         raise AdoptError(f"{repo}: expected a git + DVC repository (git init && dvc init), found none")
+    safe_target(repo / CODE_FILE, repo)  # read before the other targets are known: checked first
     previous = _read_yaml(repo / CODE_FILE) if (repo / CODE_FILE).exists() else None
     stages_dir = _stages_dir(repo, stages_dir, previous if upgrade else None)
     stages_path = repo / stages_dir / "dvc.yaml"
@@ -191,8 +192,8 @@ def plan(repo: Path, stages_dir: str | None, upgrade: bool) -> list[Planned]:
             f"{repo / 'params.yaml'}: exists; the pipeline's stages read a params.yaml that `dvc exp run` "
             "composes from conf/, which would replace yours; refusing (adopt in a repository without one)"
         )
-    written_before: dict[str, str] = (previous or {}).get("files", {})
-    pending_before: dict[str, str] = (previous or {}).get("pending", {})
+    written_before = _record_map(repo, previous, "files")
+    pending_before = _record_map(repo, previous, "pending")
     planned = [
         _planned(repo, repo / CONF / relative, content, written_before.get(key), pending_before.get(key), upgrade)
         for relative, content in conf
@@ -211,6 +212,17 @@ def plan(repo: Path, stages_dir: str | None, upgrade: bool) -> list[Planned]:
     planned.append(Planned(repo / CODE_FILE, code_yaml, "same" if unchanged else "update" if upgrade else "new", repo))
     planned.append(_planned_ignore(repo, repo / ".gitignore"))
     return planned
+
+
+def _record_map(repo: Path, record: dict[str, Any] | None, key: str) -> dict[str, Any]:
+    """``record[key]``: a mapping of conf file -> sha256, or none yet."""
+    value = (record or {}).get(key) or {}
+    if not isinstance(value, dict):
+        raise AdoptError(
+            f"{repo / CODE_FILE}: {key}: expected a mapping of conf files to sha256, found {type(value).__name__} "
+            "(edited by hand?); restore it with git"
+        )
+    return value
 
 
 def _stages_dir(repo: Path, given: str | None, record: dict[str, Any] | None) -> str:

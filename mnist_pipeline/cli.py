@@ -26,7 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 from mnist_pipeline.adopt import CONF, WRITTEN, apply, enable_hydra, plan, resource, version
 from mnist_pipeline.errors import PipelineError, one_line, os_error_line
 from mnist_pipeline.params import compose_params, composed
-from mnist_pipeline.provenance import CODE_FILE, pipelines_flag
+from mnist_pipeline.provenance import CODE_FILE, pipelines_flag, recorded_stages_dir
 from mnist_pipeline.tree import unpack_zip
 
 
@@ -42,7 +42,9 @@ def init(repo: Path, stages_dir: str | None, upgrade: bool) -> str:
     hydra = enable_hydra(repo)
     written = [str(item.path.relative_to(repo)) for item in planned if item.action in WRITTEN]
     conf_changed = any(item.action in WRITTEN for item in planned if item.path.is_relative_to(repo / "conf"))
-    composed_now, note = _compose_params_after_init(params, repo / "conf", state, conf_changed)
+    (stages,) = [item.path for item in planned if item.path.name == "dvc.yaml"]
+    flag = pipelines_flag(stages.parent.relative_to(repo).as_posix())
+    composed_now, note = _compose_params_after_init(params, repo / "conf", state, conf_changed, flag)
     written += [composed_now] if composed_now else []
     notes = [note] if note else []
     written += [".dvc/config (hydra.enabled)"] if hydra else []
@@ -53,31 +55,30 @@ def init(repo: Path, stages_dir: str | None, upgrade: bool) -> str:
                 f"kept your edited {relative}, which this version changed too: merge its copy "
                 f"({resource(CONF) / relative.relative_to(CONF)}) by hand, then `mnist-pipeline params [OVERRIDE ...]`"
             )
-    (stages,) = [item.path for item in planned if item.path.name == "dvc.yaml"]
-    stages_dir = stages.parent.relative_to(repo).as_posix()
-    flag = pipelines_flag(stages_dir)
     run, exp_run = f"`dvc repro{flag}`", f"`dvc exp run{flag} -S dataset=...`"
     hint = f"then {run} (or {exp_run}) and commit" if not upgrade else f"commit, then {run}"
     return "; ".join([f"wrote {', '.join(written) or 'nothing new'}", *notes, hint])
 
 
 def _compose_params_after_init(
-    params: Path, conf: Path, state: str | None, conf_changed: bool
+    params: Path, conf: Path, state: str | None, conf_changed: bool, flag: str
 ) -> tuple[str | None, str | None]:
     """Compose ``params`` from ``conf`` on adoption, and on an upgrade that changed conf/ when it
-    was conf/'s composition (``state``); (what was written, a note when it was kept)."""
+    was conf/'s composition (``state``); (what was written, a note when it was kept). The note
+    comes whenever it is not conf/'s composition, conf/ changed now or not: an upgrade that
+    stopped after writing conf/ leaves one that no longer is, with nothing new to write."""
     if not params.exists():
         compose_params(params, [], conf)
         return "params.yaml", None
-    if not conf_changed:
-        return None, None
-    if state == "composed":
+    if state in (None, "composed"):
+        if not conf_changed:
+            return None, None
         compose_params(params, [], conf)
         return "params.yaml (composed from the new conf/)", None
     why = "is not valid YAML" if state == "invalid" else "is not conf/'s composition (an applied experiment?)"
     return None, (
-        f"kept params.yaml, which {why}: `dvc exp run` composes the new conf/ with its own -S, "
-        "`mnist-pipeline params [OVERRIDE ...]` composes it for `dvc repro`"
+        f"kept params.yaml, which {why}: `dvc exp run{flag}` composes conf/ with its own -S, "
+        f"`mnist-pipeline params [OVERRIDE ...]` composes it for `dvc repro{flag}`"
     )
 
 
@@ -113,7 +114,7 @@ def conf_dir() -> Path:
 
 
 def megabytes(size: int) -> str:
-    """Three significant digits from 1 MB up (0.96 MB, 11.6 MB, 202.8 MB: one decimal above 10)."""
+    """Two decimals under 10 MB (0.96 MB), one from there (11.6 MB, 202.8 MB)."""
     return f"{size / 1e6:,.{2 if size < 10**7 else 1}f} MB"
 
 
@@ -236,12 +237,14 @@ def main(argv: list[str] | None = None) -> int:
                 raise PipelineError("conf/: not found here; adopt the pipeline first with `mnist-pipeline init`")
             compose_params(Path("params.yaml"), args.overrides)
             composition = f"conf/ with {' '.join(args.overrides)}" if args.overrides else "conf/"
-            print(f"wrote params.yaml ({composition}); `dvc repro` runs what changed")
+            flag = pipelines_flag(recorded_stages_dir(Path(CODE_FILE)))
+            print(f"wrote params.yaml ({composition}); `dvc repro{flag}` runs what changed")
         else:
             print(
                 f"{unpack_zip(args.archive, args.tree):,} files -> {args.tree}"
             )  # refuses a foreign tree folder itself
-    except (PipelineError, HydraException, OmegaConfBaseException) as exc:
+    except (PipelineError, HydraException, OmegaConfBaseException, yaml.YAMLError) as exc:
+        # yaml.YAMLError: Hydra reading a conf/ file that is not YAML names it in the message.
         print(f"mnist-pipeline: error: {one_line(exc)}", file=sys.stderr)
         return 1
     except OSError as exc:

@@ -99,6 +99,15 @@ def stale_code(module: str, code_file: Path) -> str | None:
     )
 
 
+def recorded_stages_dir(code_file: Path) -> object:
+    """The folder ``init`` put the stages in, as ``code_file`` records it (None without one)."""
+    try:
+        recorded = yaml.safe_load(code_file.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return None
+    return recorded.get("dir") if isinstance(recorded, dict) else None
+
+
 def pipelines_flag(stages_dir: object) -> str:
     """`` -P`` (every dvc.yaml) for `dvc repro` and `dvc exp run` when ``init`` put the stages
     in a folder: DVC without targets runs the dvc.yaml of the folder it is in, the team's root one."""

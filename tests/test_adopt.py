@@ -521,7 +521,33 @@ def test_an_upgrade_recomposes_params_yaml_that_followed_conf(
         return
     assert params.read_text() == before
     why = "is not valid YAML" if params_yaml == "invalid" else "is not conf/'s composition (an applied experiment?)"
-    assert f"kept params.yaml, which {why}: `dvc exp run` composes the new conf/" in message
+    assert f"kept params.yaml, which {why}: `dvc exp run` composes conf/" in message
+
+
+def test_an_upgrade_that_stopped_before_composing_says_so_when_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Conf written, params.yaml not yet composed (a Ctrl-C, a full disk): run again, the upgrade
+    has no conf file left to write, and still says params.yaml is not conf/'s composition."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    run(repo, "git", "init", "-q")
+    run(repo, "dvc", "init", "-q")
+    monkeypatch.chdir(repo)
+    cli.init(repo, None, upgrade=False)
+    with_conf_changed(monkeypatch, "dataset/mnist.yaml", lambda text: text.replace(b"title: ", b"title: Upgraded "))
+    apply(plan(repo, None, upgrade=True))  # what a stopped upgrade wrote
+    message = cli.init(repo, None, upgrade=True)
+    assert "kept params.yaml, which is not conf/'s composition" in message
+
+
+def test_a_record_edited_into_another_shape_is_one_line(tmp_path: Path) -> None:
+    repo = fake_repo(tmp_path)
+    apply(plan(repo, None, upgrade=False))
+    record = yaml.safe_load((repo / "mnist-pipeline.yaml").read_text())
+    (repo / "mnist-pipeline.yaml").write_text(yaml.safe_dump({**record, "files": ["conf/config.yaml"]}))
+    with pytest.raises(AdoptError, match=r"mnist-pipeline\.yaml: files: expected a mapping of conf files to sha256"):
+        plan(repo, None, upgrade=True)
 
 
 def test_init_into_a_folder_says_to_run_every_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
