@@ -425,6 +425,16 @@ def test_dvc_reads_the_merged_file(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert f"\n{stage} " in f"\n{listed}" or listed.startswith(f"{stage} "), (stage, listed)
 
 
+def real_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A git + DVC repository to adopt the pipeline in, as the working directory."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    run(repo, "git", "init", "-q")
+    run(repo, "dvc", "init", "-q")
+    monkeypatch.chdir(repo)
+    return repo
+
+
 def with_conf_changed(monkeypatch: pytest.MonkeyPatch, name: str, edit: Callable[[bytes], bytes]) -> None:
     """A newer version of the package whose conf/``name`` is ``edit`` of this one's."""
     original = list(adopt.conf_files())
@@ -461,11 +471,7 @@ def test_an_upgrade_keeps_conf_files_the_team_edited(tmp_path: Path, monkeypatch
 
 
 def test_an_upgrade_with_nothing_new_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    run(repo, "git", "init", "-q")
-    run(repo, "dvc", "init", "-q")
-    monkeypatch.chdir(repo)
+    repo = real_repo(tmp_path, monkeypatch)
     cli.init(repo, None, upgrade=False)
     before = snapshot(repo)
     assert cli.init(repo, None, upgrade=True) == "wrote nothing new; commit, then `dvc repro`"
@@ -501,11 +507,7 @@ def test_an_upgrade_recomposes_params_yaml_that_followed_conf(
     """The stages read params.yaml: a conf change an upgrade brings (a mirror, a digest) reaches
     it when it was conf/'s composition; one holding an applied experiment's choices, or broken,
     is kept, and the command says which and how to compose it."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    run(repo, "git", "init", "-q")
-    run(repo, "dvc", "init", "-q")
-    monkeypatch.chdir(repo)
+    repo = real_repo(tmp_path, monkeypatch)
     assert "then `dvc repro` (or" in cli.init(repo, None, upgrade=False)
     params = repo / "params.yaml"
     if params_yaml == "experiment":
@@ -529,11 +531,7 @@ def test_an_upgrade_that_stopped_before_composing_says_so_when_run_again(
 ) -> None:
     """Conf written, params.yaml not yet composed (a Ctrl-C, a full disk): run again, the upgrade
     has no conf file left to write, and still says params.yaml is not conf/'s composition."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    run(repo, "git", "init", "-q")
-    run(repo, "dvc", "init", "-q")
-    monkeypatch.chdir(repo)
+    repo = real_repo(tmp_path, monkeypatch)
     cli.init(repo, None, upgrade=False)
     with_conf_changed(monkeypatch, "dataset/mnist.yaml", lambda text: text.replace(b"title: ", b"title: Upgraded "))
     apply(plan(repo, None, upgrade=True))  # what a stopped upgrade wrote
@@ -552,12 +550,8 @@ def test_a_record_edited_into_another_shape_is_one_line(tmp_path: Path) -> None:
 
 def test_init_into_a_folder_says_to_run_every_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """DVC without targets runs the dvc.yaml of the folder it is in: the root one is the team's."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    run(repo, "git", "init", "-q")
-    run(repo, "dvc", "init", "-q")
+    repo = real_repo(tmp_path, monkeypatch)
     (repo / "dvc.yaml").write_text(TEAM_DVC_YAML)
-    monkeypatch.chdir(repo)
     assert cli.init(repo, "mnist", upgrade=False).endswith(
         "; then `dvc repro -P` (or `dvc exp run -P -S dataset=...`) and commit"
     )
