@@ -240,9 +240,8 @@ def main(argv: list[str] | None = None) -> int:
             flag = pipelines_flag(recorded_stages_dir(Path(CODE_FILE)))
             print(f"wrote params.yaml ({composition}); `dvc repro{flag}` runs what changed")
         else:
-            print(
-                f"{unpack_zip(args.archive, args.tree):,} files -> {args.tree}"
-            )  # refuses a foreign tree folder itself
+            # unpack_zip refuses a foreign tree folder itself (tree.refuse_foreign_target)
+            print(f"{unpack_zip(args.archive, args.tree):,} files -> {args.tree}")
     except (PipelineError, HydraException, OmegaConfBaseException, yaml.YAMLError) as exc:
         # yaml.YAMLError: Hydra reading a conf/ file that is not YAML names it in the message.
         print(f"mnist-pipeline: error: {one_line(exc)}", file=sys.stderr)
