@@ -109,9 +109,11 @@ def interrupts_held() -> Iterator[None]:
     if (
         threading.current_thread() is not threading.main_thread()
         or not hasattr(signal, "pthread_sigmask")
-        or signal.getsignal(signal.SIGINT) is None
+        or signal.getsignal(signal.SIGINT) in (None, signal.SIG_IGN)
     ):
-        yield  # only the main thread may set handlers, none to put back, or no masks (not POSIX)
+        # Only the main thread may set handlers; none to put back; no masks (not POSIX); or
+        # Ctrl-C ignored (a background job's), which new workers inherit ignored through exec.
+        yield
         return
     noted: list[int] = []
     handler = signal.signal(signal.SIGINT, lambda number, _frame: noted.append(number))
