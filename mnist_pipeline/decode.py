@@ -22,9 +22,10 @@ from mnist_pipeline.config import DatasetSpec, LabelSpec, Params, SplitSpec
 from mnist_pipeline.decoded import add_to_histogram, batch_ranges, moments, npy_writer
 from mnist_pipeline.errors import DatasetError
 from mnist_pipeline.fsio import atomic_dir
-from mnist_pipeline.idx import IdxHeader, read_idx_header, read_idx_rows
+from mnist_pipeline.idx import open_idx
 from mnist_pipeline.names import images_path, labels_path, table_path
 from mnist_pipeline.records import SplitStats, write_stats
+from mnist_pipeline.rows import RowFile
 from mnist_pipeline.stage import params_file, run_stage, stage_parser
 
 
@@ -34,25 +35,25 @@ def stored_labels(rows: npt.NDArray[Any], labels: LabelSpec) -> npt.NDArray[np.i
     return (rows[:, labels.column] if labels.source.table else rows).astype(np.int64)
 
 
-def check_images_header(path: Path, header: IdxHeader, shape: tuple[int, int], transposed: bool) -> None:
+def check_images_header(path: Path, header: RowFile, shape: tuple[int, int], transposed: bool) -> None:
     stored = (shape[1], shape[0]) if transposed else shape
-    if header.dtype != np.dtype(">u1") or len(header.dims) != 3 or header.dims[1:] != stored:
+    if header.dtype != np.dtype(">u1") or len(header.shape) != 3 or header.shape[1:] != stored:
         raise DatasetError(
             f"{path}: expected uint8 images of shape (n, {stored[0]}, {stored[1]}), "
-            f"found {header.dtype.name} {header.dims}"
+            f"found {header.dtype.name} {header.shape}"
         )
 
 
-def check_labels_header(path: Path, header: IdxHeader, labels: LabelSpec, images: int) -> None:
+def check_labels_header(path: Path, header: RowFile, labels: LabelSpec, images: int) -> None:
     dtype = np.dtype(labels.source.idx_dtype)
     columns = () if labels.table_width is None else (labels.table_width,)
-    if header.dtype != dtype or header.dims[1:] != columns or len(header.dims) != 1 + len(columns):
+    if header.dtype != dtype or header.shape[1:] != columns or len(header.shape) != 1 + len(columns):
         wanted = f"{dtype.name} of shape (n{''.join(f', {c}' for c in columns)})"
         raise DatasetError(
-            f"{path}: expected labels {wanted} ({labels.layout.value}), found {header.dtype.name} {header.dims}"
+            f"{path}: expected labels {wanted} ({labels.layout.value}), found {header.dtype.name} {header.shape}"
         )
-    if header.dims[0] != images:
-        raise DatasetError(f"{path}: expected {images} labels (one per image), found {header.dims[0]}")
+    if header.shape[0] != images:
+        raise DatasetError(f"{path}: expected {images} labels (one per image), found {header.shape[0]}")
 
 
 def row_range(split: SplitSpec, available: int, path: Path) -> tuple[int, int]:
@@ -71,10 +72,10 @@ def decode_split(name: str, split: SplitSpec, dataset: DatasetSpec, idx_dir: Pat
         idx_dir / payload_name(split.images.file, dataset.compression),
         idx_dir / payload_name(split.labels.file, dataset.compression),
     )
-    image_header, label_header = read_idx_header(image_file), read_idx_header(label_file)
+    image_header, label_header = open_idx(image_file), open_idx(label_file)
     check_images_header(image_file, image_header, (rows, cols), dataset.transposed)
-    check_labels_header(label_file, label_header, dataset.labels, image_header.dims[0])
-    start, stop = row_range(split, image_header.dims[0], image_file)
+    check_labels_header(label_file, label_header, dataset.labels, image_header.shape[0])
+    start, stop = row_range(split, image_header.shape[0], image_file)
     histogram = np.zeros(256, dtype=np.float64)
     class_counts = np.zeros(num_classes, dtype=np.int64)
     with ExitStack() as files:
@@ -88,12 +89,12 @@ def decode_split(name: str, split: SplitSpec, dataset: DatasetSpec, idx_dir: Pat
             shape = (split.count, width)
             table_out = files.enter_context(npy_writer(table_path(decoded_dir, name), np.dtype(np.int32), shape))
         for low, high in batch_ranges(stop - start):
-            images = read_idx_rows(image_file, image_header, start + low, start + high)
+            images = image_header.read(start + low, start + high)
             if dataset.transposed:
                 images = images.transpose(0, 2, 1)
             images_out.write(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
             add_to_histogram(histogram, images.astype(np.uint8, copy=False))
-            label_rows = read_idx_rows(label_file, label_header, start + low, start + high)
+            label_rows = label_header.read(start + low, start + high)
             labels = checked_labels(label_file, stored_labels(label_rows, dataset.labels), dataset, start + low)
             labels_out.write(labels.astype(np.uint8).tobytes())
             class_counts += np.bincount(labels, minlength=num_classes)

@@ -5,16 +5,14 @@
 - ``<split>_label_table.npy``: (n, columns) int32, for datasets whose labels are a table (QMNIST).
 
 Plain ``.npy`` so that anyone can ``np.load(path, mmap_mode="r")`` them; the stages read them
-a slice at a time with ``pread`` (never a memory map, whose touched pages all count as
-resident memory), so every stage's memory stays bounded whatever the dataset size. The files
-are read as hostile: header, dtype, shape and label range are checked before use.
+a slice at a time (:class:`mnist_pipeline.rows.RowFile`), so every stage's memory stays bounded
+whatever the dataset size. The files are read as hostile: header, dtype, shape and label range are checked before use.
 """
 
 from __future__ import annotations
 
 import ast
 import itertools
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from mnist_pipeline.config import DatasetSpec
 from mnist_pipeline.errors import DatasetError
 from mnist_pipeline.fsio import atomic_path
 from mnist_pipeline.names import images_path, labels_path, table_path
+from mnist_pipeline.rows import RowFile
 
 Images = npt.NDArray[np.uint8]
 Labels = npt.NDArray[np.uint8]
@@ -38,34 +37,7 @@ _MAGIC = b"\x93NUMPY"
 _MAX_HEADER = 1 << 16
 
 
-@dataclass(frozen=True)
-class NpyFile:
-    """A C-ordered ``.npy`` file whose rows are read on demand."""
-
-    path: Path
-    dtype: np.dtype[Any]
-    shape: tuple[int, ...]
-    data_offset: int
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    @property
-    def row_bytes(self) -> int:
-        return int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
-
-    def read(self, start: int, stop: int) -> npt.NDArray[Any]:
-        """Rows [start, stop) as a new array (one pread)."""
-        stop = min(stop, len(self))
-        count = max(stop - start, 0)
-        with self.path.open("rb") as stream:
-            data = os.pread(stream.fileno(), count * self.row_bytes, self.data_offset + start * self.row_bytes)
-        if len(data) != count * self.row_bytes:
-            raise DatasetError(f"{self.path}: file ends inside row {start + len(data) // max(self.row_bytes, 1)}")
-        return np.frombuffer(data, dtype=self.dtype).reshape((count, *self.shape[1:]))
-
-
-def open_npy(path: Path, dtype: np.dtype[Any], trailing_shape: tuple[int, ...] | None) -> NpyFile:
+def open_npy(path: Path, dtype: np.dtype[Any], trailing_shape: tuple[int, ...] | None) -> RowFile:
     """Open ``path`` after checking its header: ``dtype``, C order, and (when given) the shape
     after the first axis; the file size must match the header exactly."""
     try:
@@ -79,7 +51,7 @@ def open_npy(path: Path, dtype: np.dtype[Any], trailing_shape: tuple[int, ...] |
         raise DatasetError(f"{path}: expected a C-ordered {dtype} array, found {found_dtype} shape {shape}")
     if trailing_shape is not None and shape[1:] != trailing_shape:
         raise DatasetError(f"{path}: expected shape (n, {', '.join(map(str, trailing_shape))}), found {shape}")
-    npy = NpyFile(path=path, dtype=dtype, shape=shape, data_offset=data_offset)
+    npy = RowFile(path=path, dtype=dtype, shape=shape, data_offset=data_offset)
     expected = data_offset + len(npy) * npy.row_bytes
     if path.stat().st_size != expected:
         raise DatasetError(f"{path}: header {shape} needs {expected} bytes, found {path.stat().st_size}")
@@ -127,9 +99,9 @@ def npy_writer(path: Path, dtype: np.dtype[Any], shape: tuple[int, ...]) -> Iter
 @dataclass(frozen=True)
 class DecodedSplit:
     name: str
-    images: NpyFile
-    labels: NpyFile
-    table: NpyFile | None
+    images: RowFile
+    labels: RowFile
+    table: RowFile | None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -158,7 +130,7 @@ def open_decoded(decoded_dir: Path, dataset: DatasetSpec) -> list[DecodedSplit]:
     return splits
 
 
-def check_label_range(labels: NpyFile, num_classes: int) -> None:
+def check_label_range(labels: RowFile, num_classes: int) -> None:
     for start in range(0, len(labels), BATCH_ROWS * 10):
         part = labels.read(start, start + BATCH_ROWS * 10)
         if len(part) and int(part.max()) >= num_classes:
@@ -200,7 +172,7 @@ class ExportSplit:
     def __len__(self) -> int:
         return len(self.source) if self.rows is None else len(self.rows)
 
-    def select(self, array: NpyFile, batch: int | None = None) -> Iterator[npt.NDArray[Any]]:
+    def select(self, array: RowFile, batch: int | None = None) -> Iterator[npt.NDArray[Any]]:
         """The rows of ``array`` (one file of the source split) that belong to this split, in
         order, read a window of source rows at a time: one file per pass."""
         for start, stop in batch_ranges(len(array), batch):

@@ -7,15 +7,14 @@ dimension, then exactly prod(dims) items big-endian, and nothing after them.
 from __future__ import annotations
 
 import math
-import os
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from mnist_pipeline.errors import IdxFormatError
+from mnist_pipeline.rows import RowFile
 
 MAGIC_PREFIX = b"\x00\x00"
 HEADER_SIZE = 4
@@ -80,20 +79,9 @@ def read_idx(path: Path) -> npt.NDArray[np.generic]:
     return parse_idx(path.read_bytes(), str(path))
 
 
-@dataclass(frozen=True)
-class IdxHeader:
-    dtype: np.dtype[np.generic]
-    dims: tuple[int, ...]
-    data_offset: int
-
-    @property
-    def row_bytes(self) -> int:
-        return math.prod(self.dims[1:]) * self.dtype.itemsize
-
-
-def read_idx_header(path: Path) -> IdxHeader:
-    """Parse and check the header of the IDX file at ``path`` against its size, reading only
-    the header: the payload is then read a slice at a time (:func:`read_idx_rows`)."""
+def open_idx(path: Path) -> RowFile:
+    """The IDX file at ``path``, its header parsed and checked against its size, reading only
+    the header: the payload is then read a slice at a time (:meth:`RowFile.read`)."""
     size = path.stat().st_size
     with path.open("rb") as stream:
         head = stream.read(HEADER_SIZE + DIM_SIZE * MAX_DIMS)
@@ -101,19 +89,7 @@ def read_idx_header(path: Path) -> IdxHeader:
     header_size = HEADER_SIZE + DIM_SIZE * ndim
     # The header's checks, told how long the payload is: the same as parse_idx applies.
     dims, dtype = _parse_header(head[:header_size], str(path), size - header_size)
-    return IdxHeader(dtype=dtype, dims=dims, data_offset=header_size)
-
-
-def read_idx_rows(path: Path, header: IdxHeader, start: int, stop: int) -> npt.NDArray[np.generic]:
-    """Rows [start, stop) of the first axis, native byte order."""
-    with path.open("rb") as stream:
-        data = os.pread(
-            stream.fileno(), (stop - start) * header.row_bytes, header.data_offset + start * header.row_bytes
-        )
-    if len(data) != (stop - start) * header.row_bytes:
-        raise IdxFormatError(f"{path}: file ends inside row {start + len(data) // max(header.row_bytes, 1)}")
-    array = np.frombuffer(data, dtype=header.dtype).reshape((stop - start, *header.dims[1:]))
-    return array.astype(header.dtype.newbyteorder("="), copy=False)
+    return RowFile(path=path, dtype=dtype, shape=dims, data_offset=header_size)
 
 
 def encode_idx(array: npt.NDArray[np.generic]) -> bytes:

@@ -20,8 +20,9 @@ from contextlib import contextmanager
 import numpy as np
 
 from mnist_pipeline.config import PngLayout
-from mnist_pipeline.decoded import DecodedSplit, NpyFile, batch_ranges
+from mnist_pipeline.decoded import DecodedSplit, batch_ranges
 from mnist_pipeline.png import encode_gray_pngs
+from mnist_pipeline.rows import RowFile
 
 #: Images per task handed to a PNG worker: large enough to amortise the task's overhead, small
 #: enough to keep every worker busy and the encoded bytes waiting in memory small.
@@ -57,7 +58,7 @@ def index_width(splits: list[DecodedSplit]) -> int:
     return len(str(max(len(split) for split in splits) - 1))
 
 
-def encode_rows(images: NpyFile, start: int, stop: int, invert: bool) -> list[bytes]:
+def encode_rows(images: RowFile, start: int, stop: int, invert: bool) -> list[bytes]:
     """PNG bytes of rows [start, stop) of ``images``. What a worker runs: it is handed a file and
     a range, never the pixels, so no split is ever pickled."""
     pixels = images.read(start, stop)
@@ -128,7 +129,7 @@ def interrupts_held() -> Iterator[None]:
 
 
 def encoded_ranges(
-    images: NpyFile, pool: ProcessPoolExecutor | None, invert: bool = False
+    images: RowFile, pool: ProcessPoolExecutor | None, invert: bool = False
 ) -> Iterator[tuple[int, int, list[bytes]]]:
     """(start, stop, PNG bytes) of every ``PNG_BATCH`` rows of ``images``, in order; the bytes
     are the same whatever the pool, and at most ``PNG_TASKS_AHEAD`` ranges wait in memory."""

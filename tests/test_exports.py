@@ -28,6 +28,7 @@ from mnist_pipeline import decoded as decoded_module
 from mnist_pipeline import export_csv, export_npz, export_parquet, export_png, pngpool, ziparchive
 from mnist_pipeline import tree as tree_module
 from mnist_pipeline.npzstream import NpzArray, write_npz_stream
+from mnist_pipeline.rows import RowFile
 from tests.support.data import TinyDataset, params_for, sha256_tree, snapshot, write_decoded_dir, write_params
 
 TABLE_COLUMNS = ["label", "writer_id", "duplicate_of"]
@@ -678,15 +679,15 @@ def test_exports_read_the_decoded_files_a_batch_at_a_time(
     monkeypatch.setattr(decoded_module, "BATCH_ROWS", 8)
     monkeypatch.setattr(pngpool, "PNG_BATCH", 6)
     largest: list[int] = [0]
-    read = decoded_module.NpyFile.read
+    read = RowFile.read
 
-    def counting_read(self: decoded_module.NpyFile, start: int, stop: int) -> npt.NDArray[Any]:
+    def counting_read(self: RowFile, start: int, stop: int) -> npt.NDArray[Any]:
         rows = read(self, start, stop)
         if self.path.name.endswith(("_images.npy", "_label_table.npy")):
             largest[0] = max(largest[0], len(rows))
         return rows
 
-    monkeypatch.setattr(decoded_module.NpyFile, "read", counting_read)
+    monkeypatch.setattr(RowFile, "read", counting_read)
     options: dict[str, Any] = {section: {"extended_labels": True} for section in ("npz", "csv", "parquet")}
     options["npz"] |= {"validation_size": 9, "dtype": "float32", "scale": "standardize"}
     options["parquet"] |= {"pixels": True}
