@@ -203,8 +203,9 @@ def _present_and_valid(spec: FileSpec, run: Run) -> bool:
     try:
         check_archive(final, spec, run.mode, run.compression)
     except (ChecksumError, ArchiveError) as exc:
+        # Kept until a valid copy replaces it: a run whose every mirror fails (offline, or a
+        # digest corrected in conf/ that no mirror serves yet) leaves raw/ as it was.
         log.warning("%s: present but invalid, downloading again (%s)", spec.file, exc)
-        final.unlink()
         return False
     return True
 

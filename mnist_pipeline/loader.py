@@ -22,6 +22,9 @@ import yaml
 from mnist_pipeline.errors import DatasetError
 from mnist_pipeline.names import CLASS_DISTRIBUTION_CSV, DATA_DIR, DECODED_DIR, images_path, labels_path, table_path
 
+#: Where a repository keeps its datasets' facts (conf/dataset/<name>.yaml).
+CONF_DATASETS = Path("conf", "dataset")
+
 
 class NotBuiltError(DatasetError):
     """The repository holds no built data for the dataset or split asked for."""
@@ -56,6 +59,13 @@ def load(dataset: str, split: str = "train", root: str | Path = ".") -> LoadedSp
         built = sorted(path.name.removesuffix(suffix) for path in decoded.glob(f"*{suffix}"))
         if built:
             raise NotBuiltError(f"{images_file}: not found; the built splits of {dataset!r} are {built}")
+        known = sorted(path.stem for path in (Path(root) / CONF_DATASETS).glob("*.yaml"))
+        if known and dataset not in known:
+            # A misspelt name: the command below would fail too, inside Hydra.
+            raise NotBuiltError(
+                f"{dataset!r}: expected a dataset of {Path(root) / CONF_DATASETS}, found none so named; "
+                f"known: {', '.join(known)}"
+            )
         raise NotBuiltError(
             f"{decoded}: not built; run `dvc exp run -S dataset={dataset}` (or `dvc pull`) in {Path(root).resolve()} "
             "(an export brought in with `dvc import` loads without the pipeline: np.load, pd.read_csv, ...)"

@@ -17,6 +17,8 @@ import numpy as np
 import numpy.typing as npt
 
 DEFAULT_VALIDATION_SIZE = 5000
+#: The arrays the classic interface needs: a train and a test split.
+CLASSIC_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 @dataclass
@@ -90,6 +92,13 @@ def read_data_sets(
     """
     with np.load(npz_path, allow_pickle=False) as npz:
         arrays = {key: npz[key] for key in npz.files}
+    missing = [key for key in CLASSIC_KEYS if key not in arrays]
+    if missing:
+        # qmnist_subsets (test10k, test50k) and qmnist_nist (nist) have no train + test pair.
+        raise ValueError(
+            f"{npz_path}: expected {', '.join(CLASSIC_KEYS)} (the classic reader's train and test splits), "
+            f"found {', '.join(sorted(arrays)) or 'no arrays'}; read this file's splits with np.load"
+        )
     images_dtype = arrays["x_train"].dtype
     if dtype == np.uint8 and images_dtype != np.uint8:
         # The floats are scaled (export.npz.scale) or standardized: no uint8 pixels to give back.

@@ -582,6 +582,22 @@ def test_present_valid_file_is_not_downloaded_again(tmp_path: Path, tiny: TinyDa
     assert len(mirror.requests) == count
 
 
+def test_an_invalid_present_file_is_kept_until_a_valid_one_replaces_it(
+    tmp_path: Path, tiny: TinyDataset, mirror: FaultServer
+) -> None:
+    """A file that no longer passes (here its expected size changed) is what the workspace
+    holds: a run whose mirrors all fail keeps it; one that downloads a valid copy replaces it."""
+    params = params_for(tiny, [mirror.url])
+    assert run_download(tmp_path, params)[0] == 0
+    spec = params["datasets"][DATASET]["splits"]["train"]["images"]
+    spec["size"] += 1
+    params["datasets"][DATASET]["mirrors"] = ["http://127.0.0.1:9/"]
+    code, raw = run_download(tmp_path, params)
+    assert code == 1
+    assert (raw / TRAIN_IMAGES).read_bytes() == tiny.archives[TRAIN_IMAGES]
+    assert_canonical(raw, tiny)
+
+
 def test_http_proxy_from_environment_is_used(
     tmp_path: Path, tiny: TinyDataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:

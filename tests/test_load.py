@@ -89,6 +89,16 @@ def test_not_built_is_one_line_naming_the_command(tmp_path: Path, tiny: TinyData
     assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
+def test_a_misspelt_dataset_is_one_line_naming_the_known_ones(tmp_path: Path, tiny: TinyDataset) -> None:
+    root = build_repo(tmp_path, tiny)
+    (root / "conf" / "dataset").mkdir(parents=True)
+    for name in ("mnist", "kmnist"):
+        (root / "conf" / "dataset" / f"{name}.yaml").write_text("# facts\n")
+    expected = f"'mnst': expected a dataset of {root}/conf/dataset, found none so named; known: kmnist, mnist"
+    with pytest.raises(NotBuiltError, match=f"^{re.escape(expected)}$"):
+        mnist_pipeline.load("mnst", root=root)
+
+
 def test_a_forged_npy_is_refused(tmp_path: Path, tiny: TinyDataset) -> None:
     root = build_repo(tmp_path, tiny)
     np.save(root / "data" / "mnist" / "decoded" / "test_labels.npy", np.zeros(3, dtype=np.int64))

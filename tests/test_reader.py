@@ -85,3 +85,16 @@ def test_float_pixels_keep_their_scale_and_refuse_uint8(tmp_path: Path, tiny: Ti
     np.testing.assert_array_equal(data.train.images, centered.astype(np.float64))
     with pytest.raises(ValueError, match=r"centered\.npz: dtype uint8: expected uint8 images .* found float32"):
         read_data_sets(path, dtype=np.uint8)
+
+
+def test_a_file_without_train_and_test_is_one_error_naming_its_arrays(tmp_path: Path, tiny: TinyDataset) -> None:
+    """qmnist_subsets' npz holds test10k and test50k: no pair for the classic interface."""
+    (x, y), (xt, yt) = tiny.arrays["train"], tiny.arrays["test"]
+    path = tmp_path / "qmnist_subsets.npz"
+    np.savez(path, x_test10k=x, y_test10k=y, x_test50k=xt, y_test50k=yt)
+    expected = (
+        r"qmnist_subsets\.npz: expected x_train, y_train, x_test, y_test \(the classic reader's train and test "
+        r"splits\), found x_test10k, x_test50k, y_test10k, y_test50k; read this file's splits with np\.load$"
+    )
+    with pytest.raises(ValueError, match=expected):
+        read_data_sets(path)
