@@ -26,8 +26,9 @@ from typing import BinaryIO
 from mnist_pipeline.config import DatasetSpec, Params, PngOptions
 from mnist_pipeline.decoded import DecodedSplit
 from mnist_pipeline.exports import Write, run_export
-from mnist_pipeline.names import MANIFEST_COLUMNS, MANIFEST_NAME
+from mnist_pipeline.names import MANIFEST_COLUMNS, MANIFEST_NAME, TREE_DIR
 from mnist_pipeline.pngpool import class_folder_names, encoded_ranges, index_width, member_name, png_workers
+from mnist_pipeline.tree import remove_if_stale
 from mnist_pipeline.ziparchive import StoredZipWriter
 
 ZIP_NAME = "images.zip"
@@ -79,8 +80,17 @@ def prepare(params: Params, dataset_name: str) -> Write:
     )
 
 
+def drop_stale_tree(output: Path) -> str:
+    """The PNG tree beside the export (``export/images``) removed when it came from another zip:
+    nothing else would refresh it once the trees group no longer selects it."""
+    tree_dir = output.parent / TREE_DIR
+    if not remove_if_stale(tree_dir, output / ZIP_NAME):
+        return ""
+    return f"; removed {tree_dir}, unpacked from the previous zip (-S 'trees=[png]' unpacks this one)"
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_export("png", prepare, argv, __doc__ or "")
+    return run_export("png", prepare, argv, __doc__ or "", after=drop_stale_tree)
 
 
 if __name__ == "__main__":

@@ -28,9 +28,16 @@ def stage_name(format_name: str, dataset_name: str) -> str:
     return f"export_{format_name}@{dataset_name}"
 
 
-def run_export(format_name: str, prepare: Callable[[Params, str], Write], argv: list[str] | None, doc: str) -> int:
+def run_export(
+    format_name: str,
+    prepare: Callable[[Params, str], Write],
+    argv: list[str] | None,
+    doc: str,
+    after: Callable[[Path], str] | None = None,
+) -> int:
     """Run one export stage. ``prepare(params, dataset)`` picks the format's own options and
-    the dataset facts it needs out of the loaded params and binds them to the export."""
+    the dataset facts it needs out of the loaded params and binds them to the export;
+    ``after(output)``, once the export is in place, returns what to add to the summary."""
     parser = stage_parser(doc)
     parser.add_argument("decoded", type=Path, help="decoded/ folder written by the decode stage")
     parser.add_argument("output", type=Path, help="the export folder to write")
@@ -46,6 +53,6 @@ def run_export(format_name: str, prepare: Callable[[Params, str], Write], argv: 
             summary = write(splits, staging)
         if args.sums:
             write_sha256sums(args.output, args.sums)
-        return summary
+        return summary + (after(args.output) if after else "")
 
     return run_stage(stage_name(format_name, args.dataset), work, params_file(args), writes=[args.output, args.sums])

@@ -128,6 +128,14 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def remove_dir(final: Path) -> None:
+    """Remove the folder ``final`` at once: renamed into a scratch folder beside it first, so no
+    reader ever sees it half-removed (``final`` itself must not be a link)."""
+    retired = _scratch_beside(final, ".old")
+    final.replace(retired / final.name)
+    shutil.rmtree(retired)
+
+
 def write_bytes_atomic(final: Path, data: bytes) -> None:
     with atomic_path(final) as temp:
         temp.write_bytes(data)

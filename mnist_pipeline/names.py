@@ -17,6 +17,8 @@ DATA_DIR = "data"
 #: The decode stage's folder under data/<dataset>/ (its files: the three functions below), which
 #: every export and ``mnist_pipeline.load`` read.
 DECODED_DIR = "decoded"
+#: The unpack stage's PNG tree under data/<dataset>/export/, beside the export folders (dvc.yaml).
+TREE_DIR = "images"
 #: The report stage's plot data under data/<dataset>/export/: ``class,split,count,bar`` rows in
 #: label order, which ``mnist_pipeline.load`` reads the class names from too.
 CLASS_DISTRIBUTION_CSV = "class_distribution.csv"

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnist_pipeline.errors import ArchiveError, PipelineError
-from mnist_pipeline.fsio import atomic_dir, safe_target
+from mnist_pipeline.fsio import atomic_dir, remove_dir, safe_target, sha256_of
 from mnist_pipeline.names import MANIFEST_COLUMNS, MANIFEST_NAME
 from mnist_pipeline.ziparchive import (
     CentralDirectory,
@@ -54,6 +54,8 @@ MANIFEST_PATH_COLUMN = MANIFEST_COLUMNS[0]
 #: Written into every tree: the proof that a folder is one this module may replace.
 MARKER = ".mnist-pipeline-tree"
 MARKER_HEADER = "# mnist-pipeline unpack wrote this folder from a zip and replaces it whole on the next unpack.\n"
+#: The marker's second line: this label, then the sha256 of the zip the tree came from.
+ZIP_SHA256_LABEL = "zip sha256 "
 GITIGNORE = ".gitignore"
 GITIGNORE_CONTENT = b"# mnist-pipeline unpack: this tree is rebuilt from its zip; git ignores all of it.\n*\n"
 MAX_MEMBERS = 2_000_000
@@ -97,6 +99,21 @@ def unpack_zip(zip_path: Path, tree_dir: Path) -> int:
             _remove_empty(made)
             raise
     return count
+
+
+def remove_if_stale(tree_dir: Path, zip_path: Path) -> bool:
+    """Remove the tree at ``tree_dir`` when this module unpacked it from another zip than
+    ``zip_path``; whether it did. The PNG export calls it on writing a new zip: DVC tracks
+    a tree only while the trees group selects it, and a reader of a tree no longer selected
+    would otherwise get images the exports no longer hold (after ``-S export.png.invert=true``).
+    A selected tree is unpacked again from the new zip right after."""
+    if tree_dir.is_symlink() or not is_our_tree(tree_dir):
+        return False
+    marked = (tree_dir / MARKER).read_text(encoding="utf-8", errors="replace").splitlines()[1:2]
+    if marked == [f"{ZIP_SHA256_LABEL}{sha256_of(zip_path)}"]:
+        return False
+    remove_dir(tree_dir)
+    return True
 
 
 def refuse_foreign_target(zip_path: Path, tree_dir: Path) -> None:
@@ -253,7 +270,7 @@ def _write_marks(staging: Path, zip_sha256: str) -> None:
     member does, so neither clashes. The marker names the zip the tree came from by its
     sha256: the unpack stage's tracked output, it differs whenever the zip does, even when
     only PNG bytes changed (``invert``, an encoder change) and the manifest did not."""
-    marker = f"{MARKER_HEADER}zip sha256 {zip_sha256}\n".encode()
+    marker = f"{MARKER_HEADER}{ZIP_SHA256_LABEL}{zip_sha256}\n".encode()
     for name, content in ((MARKER, marker), (GITIGNORE, GITIGNORE_CONTENT)):
         descriptor = os.open(staging / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:

@@ -443,6 +443,29 @@ def read_png(data: bytes) -> npt.NDArray[np.uint8]:
         return np.asarray(image)
 
 
+def test_a_new_zip_removes_the_tree_unpacked_from_the_previous_one(
+    tmp_path: Path, tiny: TinyDataset, decoded: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With the tree no longer selected, nothing else would refresh it: after
+    ``-S export.png.invert=true`` its readers would get the images the exports no longer hold."""
+    out = tmp_path / "data" / "png"
+    tree = out.parent / "images"
+    run_stage(export_png, tmp_path, tiny, decoded, out)
+    tree_module.unpack_zip(out / "images.zip", tree)
+    run_stage(export_png, tmp_path, tiny, decoded, out)  # the same zip: the tree is its own
+    assert tree_module.is_our_tree(tree)
+    capsys.readouterr()
+    run_stage(export_png, tmp_path, tiny, decoded, out, png={"invert": True})
+    assert not tree.exists()
+    assert f"removed {tree}, unpacked from the previous zip" in capsys.readouterr().err
+    assert sorted(p.name for p in out.parent.iterdir()) == ["decoded", "png", "png.sha256"]
+    # A folder of someone else's at that place is never touched.
+    tree.mkdir()
+    (tree / "notes.txt").write_text("mine")
+    run_stage(export_png, tmp_path, tiny, decoded, out)
+    assert (tree / "notes.txt").read_text() == "mine"
+
+
 def test_png_zip_and_unpacked_tree_are_imagefolder(tmp_path: Path, tiny: TinyDataset, decoded: Path) -> None:
     out = tmp_path / "data" / "png"
     run_stage(export_png, tmp_path, tiny, decoded, out)
