@@ -26,8 +26,6 @@ checked in the shell every stage shares): no ``always_changed`` stage, so a team
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
-import importlib.resources
 import os
 import re
 import subprocess
@@ -43,7 +41,15 @@ from ruamel.yaml.error import YAMLError
 
 from mnist_pipeline.errors import PipelineError, one_line
 from mnist_pipeline.fsio import safe_target, write_bytes_under
-from mnist_pipeline.provenance import CODE_FILE, DISTRIBUTION, PACKAGE, code_digest, package_root
+from mnist_pipeline.names import DATA_DIR
+from mnist_pipeline.provenance import (
+    CODE_FILE,
+    PACKAGE,
+    code_digest,
+    newer_recorded_version,
+    package_root,
+    version,
+)
 
 RESOURCES = "resources"
 CONF = "conf"
@@ -69,13 +75,6 @@ _MAPPING_KEY = re.compile(r"( *)(['\"]?)([^\s#'\":][^#'\":]*?)\2[ \t]*:(?:[ \t]|
 
 class AdoptError(PipelineError):
     """The repository is not ready, or a file of the team's would be overwritten."""
-
-
-def version() -> str:
-    try:
-        return importlib.metadata.version(DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 def stage_modules(stages: dict[str, Any]) -> dict[str, str]:
@@ -183,6 +182,9 @@ def plan(repo: Path, stages_dir: str | None, upgrade: bool) -> list[Planned]:
     stages = team_stages(source, relative_root)
     if upgrade and previous is None:
         raise AdoptError(f"{repo / CODE_FILE}: not found; adopt first with `mnist-pipeline init`")
+    newer = newer_recorded_version(previous)
+    if newer:
+        raise AdoptError(f"{repo / CODE_FILE}: {newer}; refusing to downgrade the repository to it")
     if not upgrade and previous is not None:
         raise AdoptError(
             f"{repo / CODE_FILE}: already adopted; to refresh after an upgrade run `mnist-pipeline init --upgrade`"
@@ -233,6 +235,10 @@ def _stages_dir(repo: Path, given: str | None, record: dict[str, Any] | None) ->
     if given is None:
         return str(recorded) if recorded else "."
     normalized = PurePosixPath(Path(given).as_posix()).as_posix()
+    if PurePosixPath(normalized).parts[:1] in ((CONF,), (DATA_DIR,)):
+        # check depends on conf/ (the stages' dvc.lock there would re-run it on every run) and
+        # every stage replaces its folder of data/.
+        raise AdoptError(f"--dir {given}: expected a folder outside {CONF}/ and {DATA_DIR}/, found one inside")
     if recorded is not None and normalized != recorded:
         raise AdoptError(
             f"--dir {given}: expected {recorded}, where {repo / CODE_FILE} records the pipeline's dvc.yaml; "

@@ -23,10 +23,10 @@ import yaml
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from mnist_pipeline.adopt import CONF, WRITTEN, apply, enable_hydra, plan, resource, version
+from mnist_pipeline.adopt import CONF, WRITTEN, apply, enable_hydra, plan, resource
 from mnist_pipeline.errors import PipelineError, one_line, os_error_line
 from mnist_pipeline.params import compose_params, composed
-from mnist_pipeline.provenance import CODE_FILE, pipelines_flag, recorded_stages_dir
+from mnist_pipeline.provenance import CODE_FILE, pipelines_flag, recorded_stages_dir, version
 from mnist_pipeline.tree import unpack_zip
 
 

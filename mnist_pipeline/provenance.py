@@ -14,10 +14,12 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import importlib.metadata
 import importlib.resources
 from pathlib import Path
 
 import yaml
+from packaging.version import InvalidVersion, Version
 
 from mnist_pipeline.errors import one_line
 
@@ -79,6 +81,31 @@ def code_digest(module: str, root: Path | None = None) -> str:
     return digest.hexdigest()
 
 
+def version() -> str:
+    """The installed distribution's version."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def newer_recorded_version(recorded: object) -> str | None:
+    """Why the package must be upgraded, not the repository: ``init`` recorded a newer version
+    than the installed one (a teammate upgraded, and this machine pulled before installing it);
+    None otherwise."""
+    found = recorded.get("version") if isinstance(recorded, dict) else None
+    try:
+        newer = Version(str(found)) > Version(version())
+    except InvalidVersion:
+        return None
+    if not newer:
+        return None
+    return (
+        f"records {DISTRIBUTION} {found}, newer than the installed {version()}: install it "
+        f"(pip install '{DISTRIBUTION}=={found}') rather than `init --upgrade`"
+    )
+
+
 def stale_code(module: str, code_file: Path) -> str | None:
     """Why ``module``'s installed code differs from what ``code_file`` records, or None when it
     agrees or when there is no record (this repository, where the code is what check digested)."""
@@ -92,6 +119,9 @@ def stale_code(module: str, code_file: Path) -> str | None:
     key = module.removeprefix(f"{PACKAGE}.")
     if not isinstance(entries, dict) or entries.get(key) == code_digest(module):
         return None if isinstance(entries, dict) else f"{code_file}: expected a `code` mapping, found none"
+    newer = newer_recorded_version(recorded)
+    if newer:
+        return f"{code_file}: {newer}"
     flag = pipelines_flag(recorded.get("dir"))
     return (
         f"{code_file}: records other code for {module} than the installed {DISTRIBUTION} runs "

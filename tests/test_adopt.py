@@ -8,6 +8,7 @@ pipeline's block of stages, every byte of the team's dvc.yaml kept."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from dvc.utils.serialize import parse_yaml
 
 from mnist_pipeline import adopt, cli
 from mnist_pipeline.adopt import BLOCK_BEGIN, BLOCK_END, AdoptError, apply, plan, team_stages
-from mnist_pipeline.provenance import stale_code
+from mnist_pipeline.provenance import CODE_FILE, stale_code, version
 from mnist_pipeline.tree import GITIGNORE, MARKER
 from tests.support.data import TinyDataset, add_tiny_dataset_config, sha256_tree, snapshot
 from tests.support.faultserver import FaultServer, serve
@@ -561,3 +562,34 @@ def test_init_into_a_folder_says_to_run_every_pipeline(tmp_path: Path, monkeypat
     )
     stale = stale_code("mnist_pipeline.export_csv", repo / "mnist-pipeline.yaml")
     assert stale is not None and stale.endswith("run `mnist-pipeline init --upgrade`, commit, then `dvc repro -P`")
+
+
+def test_a_repository_recorded_by_a_newer_version_says_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A teammate upgraded and committed; this machine pulled before installing the new version.
+    Every stage and `init --upgrade` say to install it: an upgrade would downgrade the repository."""
+    repo = fake_repo(tmp_path)
+    apply(plan(repo, None, upgrade=False))
+    record = yaml.safe_load((repo / CODE_FILE).read_text())
+    record["version"] = "99.0"
+    record["code"]["export_csv"] = "0" * 64
+    (repo / CODE_FILE).write_text(yaml.safe_dump(record))
+    before = snapshot(repo)
+    newer = f"records mnist-pipeline 99.0, newer than the installed {version()}: install it"
+    with pytest.raises(AdoptError, match=rf"^{re.escape(str(repo / CODE_FILE))}: {newer} .*refusing to downgrade"):
+        plan(repo, None, upgrade=True)
+    assert snapshot(repo) == before
+    message = stale_code("mnist_pipeline.export_csv", repo / CODE_FILE)
+    assert message is not None and message.startswith(f"{repo / CODE_FILE}: {newer} ")
+    assert "init --upgrade`" in message and "run `mnist-pipeline init --upgrade`" not in message
+
+
+@pytest.mark.parametrize("folder", ["conf", "./conf/mnist", "data", "data/pipeline"])
+def test_stages_inside_conf_or_data_are_refused(tmp_path: Path, folder: str) -> None:
+    """check depends on conf/ (a dvc.lock there would re-run it on every run); the stages replace data/."""
+    repo = fake_repo(tmp_path)
+    expected = rf"^--dir {re.escape(folder)}: expected a folder outside conf/ and data/, found one inside$"
+    with pytest.raises(AdoptError, match=expected):
+        plan(repo, folder, upgrade=False)
+    assert sorted(path.name for path in repo.iterdir()) == [".dvc", ".git"]

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from mnist_pipeline import cli, export_csv, export_npz, export_parquet, export_png
-from mnist_pipeline.adopt import version
+from mnist_pipeline.provenance import version
 from tests.support.data import TinyDataset, params_for, write_decoded_dir, write_params
 from tests.support.repos import PROJECT_ROOT
 
