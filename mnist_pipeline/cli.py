@@ -24,6 +24,7 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from mnist_pipeline.adopt import CONF, WRITTEN, apply, enable_hydra, plan, resource
+from mnist_pipeline.config import params_from_dict
 from mnist_pipeline.errors import PipelineError, one_line, os_error_line
 from mnist_pipeline.params import compose_params, composed
 from mnist_pipeline.provenance import CODE_FILE, pipelines_flag, recorded_stages_dir, version
@@ -144,10 +145,12 @@ def table(rows: list[list[str]]) -> str:
 
 
 def describe_datasets(conf: Path) -> str:
-    """One line per dataset of conf/dataset/, composed as dvc exp run would compose it (the facts
-    are read as composed: the stages validate them when they run)."""
+    """One line per dataset of conf/dataset/, composed as dvc exp run would compose it and
+    validated as the stages validate it (a bad fact is one line naming its key)."""
     names = sorted(path.stem for path in (conf / "dataset").glob("*.yaml"))
-    datasets: dict[str, Any] = composed([f"dataset=[{','.join(names)}]"], conf)["datasets"]
+    raw = composed([f"dataset=[{','.join(names)}]"], conf)
+    params_from_dict(raw, source=f"{conf / 'dataset'}/*.yaml composed")
+    datasets: dict[str, Any] = raw["datasets"]
     rows = [["dataset", "images per split", "classes", "download", "license"]]
     for name in names:
         dataset = datasets[name]
@@ -254,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"mnist-pipeline: error: {os_error_line(exc)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # What a write was doing is left as it was: every write goes to scratch first.
+        print("mnist-pipeline: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -462,7 +462,7 @@ def _problems(params: Params) -> Problems:
     for name, dataset in params.datasets.items():
         problems += _dataset_problems(f"datasets.{name}", name, dataset)
     problems += download_problems(params.download)
-    problems += _shared_export_problems(params.export)
+    problems += _shared_export_problems(params.export, list(params.datasets))
     problems += _payload_check_problems(params)
     if not 1 <= params.report.samples_per_class <= 100:
         problems.append(("report.samples_per_class", f"expected 1 to 100, found {params.report.samples_per_class}"))
@@ -627,7 +627,7 @@ def download_problems(download: DownloadConfig) -> Problems:
     return problems
 
 
-def _shared_export_problems(export: ExportConfig) -> Problems:
+def _shared_export_problems(export: ExportConfig, datasets: list[str]) -> Problems:
     problems: Problems = []
     if not 1 <= export.workers <= MAX_WORKERS:
         problems.append(("export.workers", f"expected 1 to {MAX_WORKERS} (4 x cores), found {export.workers}"))
@@ -646,6 +646,18 @@ def _shared_export_problems(export: ExportConfig) -> Problems:
     for name in export.build:
         if name not in KNOWN_FORMATS:
             problems.append(("export.build", f"unknown format {name!r}; allowed: {', '.join(KNOWN_FORMATS)}"))
+    for name, built in export.build.items():
+        # The formats group writes these lists (dvc.yaml makes export_<format>@<dataset> from
+        # them); a hand-edited one naming another dataset would run a stage check wrote no view for.
+        unselected = [dataset for dataset in built if dataset not in datasets]
+        if unselected:
+            problems.append(
+                (
+                    f"export.build.{name}",
+                    f"expected selected datasets only ({', '.join(datasets)}; the formats group writes it), "
+                    f"found {unselected[0]!r}",
+                )
+            )
     return problems
 
 

@@ -4,6 +4,7 @@ with every argument described; expected failures are one line."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,35 @@ def test_errors_are_one_line(
     monkeypatch.chdir(tmp_path)
     assert cli.main(["params"]) == 1
     assert "conf/: not found here; adopt the pipeline first" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("edit", "found"),
+    [
+        (("splits:", "split:"), "datasets.kmnist.split: Key 'split' not in 'DatasetSpec'"),
+        (("count: 60000", 'count: "many"'), "datasets.kmnist.splits.train.count"),
+    ],
+)
+def test_datasets_names_the_bad_key_of_a_dataset_file(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    edit: tuple[str, str],
+    found: str,
+) -> None:
+    shutil.copytree(PROJECT_ROOT / "conf", tmp_path / "conf")
+    kmnist = tmp_path / "conf" / "dataset" / "kmnist.yaml"
+    kmnist.write_text(kmnist.read_text().replace(*edit, 1))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["datasets"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("mnist-pipeline: error: conf/dataset/*.yaml composed: ") and found in line
+
+
+def test_ctrl_c_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    def interrupted(conf: Path) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "describe_formats", interrupted)
+    assert cli.main(["formats"]) == 130
+    assert capsys.readouterr().err == "mnist-pipeline: interrupted\n"

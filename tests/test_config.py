@@ -138,6 +138,11 @@ BAD_VALUES = [
         "export.formats: unknown format 'tiff'; allowed: csv, npz, parquet, png",
     ),
     ("export.trees", {"png": {}, "tiff": {}}, "export.trees: a tree needs its archive format selected"),
+    (
+        "export.build.npz",
+        ["mnist", "fashion_mnist"],
+        "export.build.npz: expected selected datasets only (mnist; the formats group writes it), found 'fashion_mnist'",
+    ),
     (f"{MNIST}.mirrors.0", "ftp://example.org/mnist/", f"{MNIST}.mirrors.0: unsupported scheme 'ftp'"),
     (f"{MNIST}.mirrors.0", "http://[::1/", f"{MNIST}.mirrors.0: not a valid URL"),
     (f"{MNIST}.mirrors.0", "http://:80/x", f"{MNIST}.mirrors.0: expected a host name"),

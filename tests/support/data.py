@@ -105,6 +105,10 @@ def params_with(datasets: dict[str, dict[str, Any]], **sections: dict[str, Any])
     """The committed params with ``datasets``, quick download limits, and ``sections`` updated."""
     params = copy.deepcopy(committed_params())
     params["datasets"] = copy.deepcopy(datasets)
+    # As the formats group writes it: every selected format is built for every selected dataset.
+    params["export"]["build"] = {
+        fmt: list(datasets) if built else [] for fmt, built in params["export"]["build"].items()
+    }
     params["download"].update(timeout=1.0, retries=1, backoff=0.05)
     for path, values in sections.items():
         node = params
