@@ -395,6 +395,14 @@ def _parse_yaml(path: Path, data: bytes) -> Any:
 def params_from_dict(raw: dict[str, Any], source: str = "params") -> Params:
     """Validate a composed config against the schema, then the rules types cannot express.
     Each dataset's export options are resolved here, once (``with_dataset_exports``)."""
+    datasets = raw.get("datasets")
+    for name, entry in datasets.items() if isinstance(datasets, dict) else ():
+        if isinstance(entry, dict) and entry and set(entry) <= {"export"}:
+            # `-S '++datasets.<d>.export.csv.header=false'` for a dataset the run does not select.
+            raise ConfigError(
+                f"{source}: datasets.{name}: expected a selected dataset, found export options only; "
+                f"select it with -S 'dataset=[...,{name}]'"
+            )
     params = cast(Params, _structured(Params, with_dataset_exports(raw), source))
     problems = _problems(params)
     for name, dataset in params.datasets.items():

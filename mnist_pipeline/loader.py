@@ -46,12 +46,14 @@ class LoadedSplit:
         return iter((self.images, self.labels))
 
 
-def load(dataset: str, split: str = "train", root: str | Path = ".") -> LoadedSplit:
-    """The split ``split`` of ``dataset`` as the pipeline in the repository at ``root`` built it.
+def load(dataset: str, split: str = "train", root: str | Path | None = None) -> LoadedSplit:
+    """The split ``split`` of ``dataset`` as the pipeline in the repository at ``root`` built it
+    (by default the repository the working directory is in: a notebook in a subfolder too).
 
     Raises NotBuiltError, naming the ``dvc`` command to run, when it has not been built.
     """
-    data_dir = Path(root) / DATA_DIR / dataset
+    root = repository_root(Path.cwd()) if root is None else Path(root)
+    data_dir = root / DATA_DIR / dataset
     decoded = data_dir / DECODED_DIR
     images_file, labels_file = images_path(decoded, split), labels_path(decoded, split)
     if not images_file.is_file() or not labels_file.is_file():
@@ -59,15 +61,15 @@ def load(dataset: str, split: str = "train", root: str | Path = ".") -> LoadedSp
         built = sorted(path.name.removesuffix(suffix) for path in decoded.glob(f"*{suffix}"))
         if built:
             raise NotBuiltError(f"{images_file}: not found; the built splits of {dataset!r} are {built}")
-        known = sorted(path.stem for path in (Path(root) / CONF_DATASETS).glob("*.yaml"))
+        known = sorted(path.stem for path in (root / CONF_DATASETS).glob("*.yaml"))
         if known and dataset not in known:
             # A misspelt name: the command below would fail too, inside Hydra.
             raise NotBuiltError(
-                f"{dataset!r}: expected a dataset of {Path(root) / CONF_DATASETS}, found none so named; "
+                f"{dataset!r}: expected a dataset of {root / CONF_DATASETS}, found none so named; "
                 f"known: {', '.join(known)}"
             )
         raise NotBuiltError(
-            f"{decoded}: not built; run `dvc exp run -S dataset={dataset}` (or `dvc pull`) in {Path(root).resolve()} "
+            f"{decoded}: not built; run `dvc exp run -S dataset={dataset}` (or `dvc pull`) in {root.resolve()} "
             "(an export brought in with `dvc import` loads without the pipeline: np.load, pd.read_csv, ...)"
         )
     images = _open(images_file, np.dtype(np.uint8), 3)
@@ -77,7 +79,7 @@ def load(dataset: str, split: str = "train", root: str | Path = ".") -> LoadedSp
     for array, path in ((labels, labels_file), (table, table_file)):
         if array is not None and len(array) != len(images):
             raise DatasetError(f"{path}: expected {len(images)} rows (one per image), found {len(array)}")
-    return LoadedSplit(images=images, labels=labels, classes=class_names(Path(root), dataset), label_table=table)
+    return LoadedSplit(images=images, labels=labels, classes=class_names(root, dataset), label_table=table)
 
 
 def _open(path: Path, dtype: np.dtype[Any], ndim: int) -> Any:
@@ -88,6 +90,11 @@ def _open(path: Path, dtype: np.dtype[Any], ndim: int) -> Any:
     if array.dtype != dtype or array.ndim != ndim:
         raise DatasetError(f"{path}: expected {ndim}-d {dtype}, found {array.ndim}-d {array.dtype}")
     return array
+
+
+def repository_root(folder: Path) -> Path:
+    """The nearest folder from ``folder`` up that holds DVC's ``.dvc/``; ``folder`` without one."""
+    return next((candidate for candidate in (folder, *folder.parents) if (candidate / ".dvc").is_dir()), folder)
 
 
 def class_names(root: Path, dataset: str) -> list[str]:

@@ -15,8 +15,10 @@ download stage only:
 
 - ``MNIST_PIPELINE_MIRRORS``: whitespace-separated ``<dataset>=<mirror>`` entries, or a bare
   ``<mirror>`` for every dataset, tried before the file's (``make repro MIRROR=...`` sets it;
-  queued experiments inherit it from ``dvc queue start``, while the git-ignored file is not
-  copied into their workspaces).
+  queued experiments inherit it from ``dvc queue start``).
+
+DVC runs a queued experiment in a copy of the repository under ``.dvc/tmp/exps/``, without the
+git-ignored file: there the file of the repository that queued it applies (``local_file``).
 
 The published mirrors of ``conf/dataset/<name>.yaml`` always follow as the fallback.
 """
@@ -53,7 +55,8 @@ class Sources:
 def sources_for(params: Params, dataset_name: str, folder: Path, environ: Mapping[str, str] = os.environ) -> Sources:
     """The mirrors to try for ``dataset_name`` (this machine's first, then the published ones)
     and the download settings (``params.download`` with this machine's overrides)."""
-    local = _read_local(folder / LOCAL_FILE)
+    path = local_file(folder)
+    local = _read_local(path)
     local_mirrors = local.get("mirrors") or {}
     if not isinstance(local_mirrors, dict):
         raise ConfigError(f"{LOCAL_FILE}: mirrors: expected a mapping of dataset name to a list of mirrors")
@@ -64,10 +67,30 @@ def sources_for(params: Params, dataset_name: str, folder: Path, environ: Mappin
         raise ConfigError(f"{LOCAL_FILE}: mirrors.{dataset_name}: expected a list of folders or URLs, found {listed!r}")
     for index, mirror in enumerate(listed):
         _check_mirror(f"{LOCAL_FILE}: mirrors.{dataset_name}.{index}", mirror)
-    chosen += listed
+    # A relative folder is relative to the repository the file is in (the working directory,
+    # but for a queued experiment's copy).
+    chosen += [
+        str(path.parent / item) if path.parent != folder and _is_relative_folder(item) else item for item in listed
+    ]
     published = params.dataset(dataset_name).mirrors
     mirrors = list(dict.fromkeys(chosen + published))  # each mirror once, first place kept
     return Sources(mirrors=mirrors, download=_download_settings(params.download, local.get("download")))
+
+
+def local_file(folder: Path) -> Path:
+    """This machine's settings file for the repository at ``folder``: the one beside its
+    params.yaml; in a queued experiment's workspace (``<repo>/.dvc/tmp/exps/<tmp>/``, DVC's copy
+    without git-ignored files), the one of ``<repo>``."""
+    own = folder / LOCAL_FILE
+    workspace = folder.absolute()
+    queued_in = [part.name for part in workspace.parents[:3]]
+    if own.exists() or queued_in != ["exps", "tmp", ".dvc"]:
+        return own
+    return workspace.parents[3] / LOCAL_FILE
+
+
+def _is_relative_folder(mirror: str) -> bool:
+    return "://" not in mirror and not Path(mirror).is_absolute()
 
 
 def _read_local(path: Path) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -216,6 +217,16 @@ def test_per_dataset_export_override_is_validated() -> None:
     params = with_change(f"{MNIST}.export", {"csv": {"header": False}})
     loaded = params_from_dict(params)
     assert loaded.dataset("mnist").export.csv.header is False and loaded.export.csv.header is True
+
+
+def test_export_options_of_an_unselected_dataset_say_to_select_it(tmp_path: Path) -> None:
+    raw = composed(tmp_path, "++datasets.fashion_mnist.export.csv.header=false")
+    expected = (
+        "params.yaml: datasets.fashion_mnist: expected a selected dataset, found export options only; "
+        "select it with -S 'dataset=[...,fashion_mnist]'"
+    )
+    with pytest.raises(ConfigError, match=f"^{re.escape(expected)}$"):
+        params_from_dict(raw, source="params.yaml")
 
 
 def test_unknown_key_is_rejected() -> None:

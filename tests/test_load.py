@@ -99,6 +99,18 @@ def test_a_misspelt_dataset_is_one_line_naming_the_known_ones(tmp_path: Path, ti
         mnist_pipeline.load("mnst", root=root)
 
 
+def test_load_finds_the_repository_from_a_subfolder(
+    tmp_path: Path, tiny: TinyDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = build_repo(tmp_path, tiny)
+    (root / ".dvc").mkdir()
+    (root / "notebooks" / "week1").mkdir(parents=True)
+    monkeypatch.chdir(root / "notebooks" / "week1")
+    images, labels = mnist_pipeline.load("mnist", split="test")
+    np.testing.assert_array_equal(images, tiny.arrays["test"][0])
+    np.testing.assert_array_equal(labels, tiny.arrays["test"][1])
+
+
 def test_a_forged_npy_is_refused(tmp_path: Path, tiny: TinyDataset) -> None:
     root = build_repo(tmp_path, tiny)
     np.save(root / "data" / "mnist" / "decoded" / "test_labels.npy", np.zeros(3, dtype=np.int64))

@@ -68,3 +68,21 @@ def test_bad_local_settings_are_one_line_naming_the_key(
 def test_the_local_file_is_ignored_by_git() -> None:
     ignored = Path(__file__).resolve().parents[1] / ".gitignore"
     assert f"/{LOCAL_FILE}" in ignored.read_text().splitlines()
+
+
+def test_a_queued_experiment_reads_the_file_of_the_repository_that_queued_it(params: Params, tmp_path: Path) -> None:
+    """DVC runs it in <repo>/.dvc/tmp/exps/<tmp>/, a copy without git-ignored files; a relative
+    folder in the file stays relative to the repository."""
+    repo = tmp_path / "repo"
+    workspace = repo / ".dvc" / "tmp" / "exps" / "tmpa1b2"
+    workspace.mkdir(parents=True)
+    (repo / LOCAL_FILE).write_text("mirrors:\n  mnist: [../mirror, /srv/mnist]\ndownload:\n  timeout: 7\n")
+    sources = sources_for(params, "mnist", workspace, environ={})
+    assert sources.mirrors == [str(repo / "../mirror"), "/srv/mnist", *PUBLISHED]
+    assert sources.download.timeout == 7
+    # Its own file, when it has one, and nothing of a folder that only looks like one.
+    (workspace / LOCAL_FILE).write_text("mirrors:\n  mnist: [/own]\n")
+    assert sources_for(params, "mnist", workspace, environ={}).mirrors[0] == "/own"
+    elsewhere = repo / "exps" / "tmp"
+    elsewhere.mkdir(parents=True)
+    assert sources_for(params, "mnist", elsewhere, environ={}).mirrors == PUBLISHED
