@@ -19,6 +19,20 @@ DATA_DIR = "data"
 DECODED_DIR = "decoded"
 #: The unpack stage's PNG tree under data/<dataset>/export/, beside the export folders (dvc.yaml).
 TREE_DIR = "images"
+#: What each stage writes below data/<dataset>/, as dvc.yaml's outs name it (a path below one of
+#: them belongs to the longest; check writes data/params/). A stage run by hand with other paths
+#: may write neither what another stage writes nor its own output of another dataset
+#: (tests/test_stage_deps.py compares this with dvc.yaml).
+STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "download": ("raw",),
+    "verify": ("checksums.json",),
+    "extract": ("idx",),
+    "decode": (DECODED_DIR, "stats.json"),
+    **{f"export_{fmt}": (f"export/{fmt}", f"export/{fmt}.sha256") for fmt in ("npz", "csv", "png", "parquet")},
+    "unpack": (f"export/{TREE_DIR}",),
+    "report": ("export",),
+}
+PARAMS_DIR = "params"
 #: The report stage's plot data under data/<dataset>/export/: ``class,split,count,bar`` rows in
 #: label order, which ``mnist_pipeline.load`` reads the class names from too.
 CLASS_DISTRIBUTION_CSV = "class_distribution.csv"

@@ -25,7 +25,8 @@ from typing import Any, cast
 
 from mnist_pipeline.config import Params, params_from_dict, read_params
 from mnist_pipeline.errors import ConfigError, PipelineError, one_line, os_error_line
-from mnist_pipeline.fsio import stage_output
+from mnist_pipeline.fsio import UnsafePathError, stage_output
+from mnist_pipeline.names import DATA_DIR, PARAMS_DIR, STAGE_OUTPUTS
 from mnist_pipeline.provenance import CODE_FILE, PACKAGE, code_digest, stale_code
 from mnist_pipeline.views import PARAMS_VIEWS, STAGE_PARAMS, params_view, tracked_file, tracked_params
 
@@ -58,6 +59,9 @@ def run_stage(name: str, work: Callable[[Params], str], params_path: Path, *, wr
         for path in writes:
             if path is not None:
                 stage_output(path)
+                foreign = foreign_output(path, name)
+                if foreign:
+                    raise UnsafePathError(foreign)
         module = _stage_module(work)
         # The stage runs in the repository's root (DVC's wdir), where init writes the record.
         stale = stale_code(module, Path(CODE_FILE))
@@ -85,6 +89,31 @@ def run_stage(name: str, work: Callable[[Params], str], params_path: Path, *, wr
         return 130
     log.info("%s", summary)
     return 0
+
+
+def foreign_output(path: Path, stage: str) -> str | None:
+    """Why ``path`` is not ``stage``'s (``<kind>@<dataset>``) to write: what another stage, or
+    the same kind of stage for another dataset, writes (``names.STAGE_OUTPUTS``); or None.
+    Paths outside that layout (a stage run by hand into ``data/scratch``) are the caller's."""
+    kind, _, dataset = stage.partition("@")
+    parts = path.absolute().relative_to(Path.cwd() / DATA_DIR).parts  # stage_output checked it is below
+    if parts[:1] == (PARAMS_DIR,):
+        owner, owner_dataset = "check", ""
+    else:
+        rest = "/".join(parts[1:])
+        owners = [
+            (len(out), name)
+            for name, outs in STAGE_OUTPUTS.items()
+            for out in outs
+            if len(parts) > 1 and (rest == out or rest.startswith(f"{out}/"))
+        ]
+        if not owners:
+            return None
+        owner, owner_dataset = max(owners)[1], parts[0]
+    if (owner, owner_dataset) == (kind, dataset):
+        return None
+    whose = f"{owner}@{owner_dataset}" if owner_dataset else owner
+    return f"{path}: expected {stage}'s own output, found what {whose} writes (dvc.yaml); refusing to replace it"
 
 
 def stale_view(module: str, params: Params, params_path: Path) -> str | None:

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from mnist_pipeline.errors import ConfigError
-from mnist_pipeline.names import DATA_DIR
+from mnist_pipeline.names import DATA_DIR, PARAMS_DIR
 
 #: Where the ``check`` stage writes the views and the tracked files (dvc.yaml names the same folder).
-PARAMS_VIEWS = Path(DATA_DIR) / "params"
+PARAMS_VIEWS = Path(DATA_DIR) / PARAMS_DIR
 #: Dataset facts the stages track by their sha256 (``sha256.<fact>`` in the view) instead of by
 #: value: the files of every split (names, sizes, digests) and the class names, dozens of lines
 #: each. DVC rewrites all of dvc.lock after every stage, so each stage's copy of them made a run

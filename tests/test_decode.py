@@ -34,7 +34,8 @@ def write_idx_dir(folder: Path, tiny: TinyDataset, **replace: bytes) -> Path:
 
 def run_decode(folder: Path, tiny: TinyDataset, **replace: bytes) -> tuple[int, Path, Path]:
     idx_dir = write_idx_dir(folder, tiny, **replace)
-    decoded, stats = folder / "decoded", folder / "stats.json"
+    # Not decoded/ and stats.json: below data/<name>/ those are decode@<name>'s (names.STAGE_OUTPUTS).
+    decoded, stats = folder / "arrays", folder / "stats-out.json"
     params = write_params(folder, params_for(tiny, ["unused"]))
     code = decode.main(["--params", str(params), "--dataset", "mnist", str(idx_dir), str(decoded), str(stats)])
     return code, decoded, stats
@@ -105,7 +106,7 @@ def family_params(tiny: TinyDataset, **facts: object) -> dict[str, Any]:
 
 def decode_with(folder: Path, tiny: TinyDataset, params: dict[str, Any], **replace: bytes) -> tuple[int, Path]:
     idx_dir = write_idx_dir(folder, tiny, **replace)
-    decoded = folder / "decoded"
+    decoded = folder / "arrays"
     path = write_params(folder, params)
     code = decode.main(
         ["--params", str(path), "--dataset", "mnist", str(idx_dir), str(decoded), str(folder / "s.json")]

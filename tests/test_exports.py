@@ -689,7 +689,7 @@ def test_same_bytes_whatever_the_workers_and_the_batch_size(
     for run, (workers, batch_rows, png_batch) in enumerate([(1, 10_000, 2000), (2, 7, 5), (2, 7, 5)]):
         monkeypatch.setattr(decoded_module, "BATCH_ROWS", batch_rows)
         monkeypatch.setattr(pngpool, "PNG_BATCH", png_batch)
-        out = tmp_path / "data" / f"run{run}" / "export"
+        out = tmp_path / "data" / f"run{run}"
         run_stage(module, tmp_path, tiny, table_decoded, out, workers=workers, dataset=TABLE_DATASET, **options)
         digests.append(sha256_tree(out))
     assert digests[0] == digests[1] == digests[2]

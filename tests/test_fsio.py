@@ -157,12 +157,10 @@ STAGE_ARGUMENTS = {
     "unpack": [["data/m/export/png/images.zip", "{}"]],
     "check": [["--conf", "conf", "{}"]],
 }
+STAGE_CASES = [(module, arguments) for module, cases in STAGE_ARGUMENTS.items() for arguments in cases]
 
 
-@pytest.mark.parametrize(
-    ("module", "arguments"),
-    [(module, arguments) for module, cases in STAGE_ARGUMENTS.items() for arguments in cases],
-)
+@pytest.mark.parametrize(("module", "arguments"), STAGE_CASES)
 def test_every_stage_refuses_an_output_outside_data(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], module: str, arguments: list[str]
 ) -> None:
@@ -174,6 +172,31 @@ def test_every_stage_refuses_an_output_outside_data(
         assert stage.main(argv) == 1, argv
         (line,) = capsys.readouterr().err.splitlines()
         assert "expected a path inside data/ of the working directory" in line, line
+    assert names(tmp_path) == []
+
+
+@pytest.mark.parametrize(("module", "arguments"), STAGE_CASES)
+def test_every_stage_refuses_another_stages_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], module: str, arguments: list[str]
+) -> None:
+    """Run by hand, a stage may not replace what dvc.yaml has another stage write, nor its own
+    output of another dataset (names.STAGE_OUTPUTS), before anything is read."""
+    stage = importlib.import_module(f"mnist_pipeline.{module}")
+    per_dataset = ["--params", "p.yaml", "--dataset", "m"] if module != "check" else ["--params", "p.yaml"]
+    own = "data/other/raw" if module == "download" else "data/m/raw"
+    for foreign, owner in (
+        (own, "download@other" if module == "download" else "download@m"),
+        ("data/params/x", "check"),
+    ):
+        if module == "check" and foreign == "data/params/x":
+            continue
+        argv = [*per_dataset, *(foreign if argument == "{}" else argument for argument in arguments)]
+        assert stage.main(argv) == 1, argv
+        (line,) = capsys.readouterr().err.splitlines()
+        assert line.endswith(
+            f"{foreign}: expected {line.split(':')[0]}'s own output, found what {owner} writes "
+            "(dvc.yaml); refusing to replace it"
+        ), line
     assert names(tmp_path) == []
 
 

@@ -17,8 +17,10 @@ import yaml
 from mnist_pipeline import check, views
 from mnist_pipeline.config import KNOWN_FORMATS
 from mnist_pipeline.errors import ConfigError
+from mnist_pipeline.names import STAGE_OUTPUTS
 from mnist_pipeline.params import compose_params
 from mnist_pipeline.provenance import PACKAGE, code_digest, imported_modules, module_file
+from mnist_pipeline.stage import foreign_output
 from mnist_pipeline.views import PARAMS_VIEWS
 from tests.support.repos import PROJECT_ROOT
 
@@ -51,6 +53,26 @@ def test_check_depends_on_params_and_the_whole_package_and_digests_every_dataset
     assert all(not listed for listed in deps.values()), deps
     assert {module for stage, module, _ in CASES if stage != "check"} == {
         f"{PACKAGE}.{module}" for module in views.STAGE_PARAMS
+    }
+
+
+def test_the_outputs_stages_guard_are_dvc_yamls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """names.STAGE_OUTPUTS, which a stage run by hand is held to, names exactly dvc.yaml's outs."""
+    monkeypatch.chdir(tmp_path)
+    declared: dict[str, set[str]] = {}
+    for name, stage in stage_templates().items():
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind, []):  # type: ignore[attr-defined]
+                path = next(iter(entry)) if isinstance(entry, dict) else str(entry)
+                path = re.sub(r"\$\{(key|item|item\.dataset)\}", "mnist", path).replace("${item.tree}", "png")
+                assert foreign_output(Path(path), f"{name}@mnist" if name != "check" else name) is None, path
+                declared.setdefault(name, set()).add(path.removeprefix("data/mnist/"))
+                assert foreign_output(Path(path), f"{name}@fashion_mnist") is not None, path
+    # The report writes files into export/ and the unpack stage a tree DVC tracks by its marker:
+    # their folders are what the guard holds (above: each declared path is theirs).
+    whole_folders = ("check", "report", "unpack")
+    assert {name: outs for name, outs in declared.items() if name not in whole_folders} == {
+        name: set(outs) for name, outs in STAGE_OUTPUTS.items() if name not in whole_folders
     }
 
 
