@@ -19,7 +19,6 @@ import importlib.resources
 from pathlib import Path
 
 import yaml
-from packaging.version import InvalidVersion, Version
 
 from mnist_pipeline.errors import one_line
 
@@ -93,6 +92,9 @@ def newer_recorded_version(recorded: object) -> str | None:
     """Why the package must be upgraded, not the repository: ``init`` recorded a newer version
     than the installed one (a teammate upgraded, and this machine pulled before installing it);
     None otherwise."""
+    # Imported here: every stage imports this module, and only a mismatch gets this far (9 ms).
+    from packaging.version import InvalidVersion, Version  # noqa: PLC0415
+
     found = recorded.get("version") if isinstance(recorded, dict) else None
     try:
         newer = Version(str(found)) > Version(version())
