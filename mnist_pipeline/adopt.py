@@ -184,7 +184,7 @@ def plan(repo: Path, stages_dir: str | None, upgrade: bool) -> list[Planned]:
         raise AdoptError(f"{repo / CODE_FILE}: not found; adopt first with `mnist-pipeline init`")
     newer = newer_recorded_version(previous)
     if newer:
-        raise AdoptError(f"{repo / CODE_FILE}: {newer}; refusing to downgrade the repository to it")
+        raise AdoptError(f"{repo / CODE_FILE}: {newer} (init would write the older files)")
     if not upgrade and previous is not None:
         raise AdoptError(
             f"{repo / CODE_FILE}: already adopted; to refresh after an upgrade run `mnist-pipeline init --upgrade`"

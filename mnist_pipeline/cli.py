@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mnist-pipeline: error: {os_error_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        # What a write was doing is left as it was: every write goes to scratch first.
+        # Each file is replaced whole or not at all: every write goes to a scratch file first.
         print("mnist-pipeline: interrupted", file=sys.stderr)
         return 130
     return 0

@@ -31,7 +31,14 @@ from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mnist_pipeline.errors import ConfigError
-from mnist_pipeline.names import NAME_PATTERN, is_member_name, is_plain_file_name, is_printable_line, mirror_problem
+from mnist_pipeline.names import (
+    NAME_PATTERN,
+    PARAMS_DIR,
+    is_member_name,
+    is_plain_file_name,
+    is_printable_line,
+    mirror_problem,
+)
 
 _HEX = {"md5": 32, "sha256": 64}
 MAX_TIMEOUT = 3600.0
@@ -497,6 +504,8 @@ def _dataset_problems(key: str, name: str, ds: DatasetSpec) -> Problems:
     problems: Problems = []
     if not NAME_PATTERN.fullmatch(name):
         problems.append((key, f"expected a dataset name matching {NAME_PATTERN.pattern}, found {name!r}"))
+    elif name == PARAMS_DIR:
+        problems.append((key, f"expected another dataset name: data/{PARAMS_DIR}/ holds every dataset's params views"))
     if len(ds.image_shape) != 2 or not all(1 <= side <= MAX_IMAGE_SIDE for side in ds.image_shape):
         problems.append(
             (f"{key}.image_shape", f"expected [rows, cols] of 1 to {MAX_IMAGE_SIDE}, found {ds.image_shape}")

@@ -35,25 +35,24 @@ def stored_labels(rows: npt.NDArray[Any], labels: LabelSpec) -> npt.NDArray[np.i
     return (rows[:, labels.column] if labels.source.table else rows).astype(np.int64)
 
 
-def check_images_header(path: Path, header: RowFile, shape: tuple[int, int], transposed: bool) -> None:
+def check_images_header(images_idx: RowFile, shape: tuple[int, int], transposed: bool) -> None:
     stored = (shape[1], shape[0]) if transposed else shape
-    if header.dtype != np.dtype(">u1") or len(header.shape) != 3 or header.shape[1:] != stored:
+    if images_idx.dtype != np.dtype(">u1") or len(images_idx.shape) != 3 or images_idx.shape[1:] != stored:
         raise DatasetError(
-            f"{path}: expected uint8 images of shape (n, {stored[0]}, {stored[1]}), "
-            f"found {header.dtype.name} {header.shape}"
+            f"{images_idx.path}: expected uint8 images of shape (n, {stored[0]}, {stored[1]}), "
+            f"found {images_idx.dtype.name} {images_idx.shape}"
         )
 
 
-def check_labels_header(path: Path, header: RowFile, labels: LabelSpec, images: int) -> None:
+def check_labels_header(labels_idx: RowFile, labels: LabelSpec, images: int) -> None:
     dtype = np.dtype(labels.source.idx_dtype)
     columns = () if labels.table_width is None else (labels.table_width,)
-    if header.dtype != dtype or header.shape[1:] != columns or len(header.shape) != 1 + len(columns):
+    found = f"{labels_idx.dtype.name} {labels_idx.shape}"
+    if labels_idx.dtype != dtype or labels_idx.shape[1:] != columns or len(labels_idx.shape) != 1 + len(columns):
         wanted = f"{dtype.name} of shape (n{''.join(f', {c}' for c in columns)})"
-        raise DatasetError(
-            f"{path}: expected labels {wanted} ({labels.layout.value}), found {header.dtype.name} {header.shape}"
-        )
-    if header.shape[0] != images:
-        raise DatasetError(f"{path}: expected {images} labels (one per image), found {header.shape[0]}")
+        raise DatasetError(f"{labels_idx.path}: expected labels {wanted} ({labels.layout.value}), found {found}")
+    if len(labels_idx) != images:
+        raise DatasetError(f"{labels_idx.path}: expected {images} labels (one per image), found {len(labels_idx)}")
 
 
 def row_range(split: SplitSpec, available: int, path: Path) -> tuple[int, int]:
@@ -68,14 +67,11 @@ def decode_split(name: str, split: SplitSpec, dataset: DatasetSpec, idx_dir: Pat
     """Write the split's decoded files a slice at a time; return its statistics."""
     rows, cols = dataset.image_shape
     num_classes = len(dataset.classes)
-    image_file, label_file = (
-        idx_dir / payload_name(split.images.file, dataset.compression),
-        idx_dir / payload_name(split.labels.file, dataset.compression),
-    )
-    image_header, label_header = open_idx(image_file), open_idx(label_file)
-    check_images_header(image_file, image_header, (rows, cols), dataset.transposed)
-    check_labels_header(label_file, label_header, dataset.labels, image_header.shape[0])
-    start, stop = row_range(split, image_header.shape[0], image_file)
+    images_idx = open_idx(idx_dir / payload_name(split.images.file, dataset.compression))
+    labels_idx = open_idx(idx_dir / payload_name(split.labels.file, dataset.compression))
+    check_images_header(images_idx, (rows, cols), dataset.transposed)
+    check_labels_header(labels_idx, dataset.labels, len(images_idx))
+    start, stop = row_range(split, len(images_idx), images_idx.path)
     histogram = np.zeros(256, dtype=np.float64)
     class_counts = np.zeros(num_classes, dtype=np.int64)
     with ExitStack() as files:
@@ -89,13 +85,13 @@ def decode_split(name: str, split: SplitSpec, dataset: DatasetSpec, idx_dir: Pat
             shape = (split.count, width)
             table_out = files.enter_context(npy_writer(table_path(decoded_dir, name), np.dtype(np.int32), shape))
         for low, high in batch_ranges(stop - start):
-            images = image_header.read(start + low, start + high)
+            images = images_idx.read(start + low, start + high)
             if dataset.transposed:
                 images = images.transpose(0, 2, 1)
             images_out.write(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
             add_to_histogram(histogram, images.astype(np.uint8, copy=False))
-            label_rows = label_header.read(start + low, start + high)
-            labels = checked_labels(label_file, stored_labels(label_rows, dataset.labels), dataset, start + low)
+            label_rows = labels_idx.read(start + low, start + high)
+            labels = checked_labels(labels_idx.path, stored_labels(label_rows, dataset.labels), dataset, start + low)
             labels_out.write(labels.astype(np.uint8).tobytes())
             class_counts += np.bincount(labels, minlength=num_classes)
             if table_out is not None:

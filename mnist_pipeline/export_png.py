@@ -28,7 +28,7 @@ from mnist_pipeline.decoded import DecodedSplit
 from mnist_pipeline.exports import Write, run_export
 from mnist_pipeline.names import MANIFEST_COLUMNS, MANIFEST_NAME, TREE_DIR
 from mnist_pipeline.pngpool import class_folder_names, encoded_ranges, index_width, member_name, png_workers
-from mnist_pipeline.tree import remove_if_stale
+from mnist_pipeline.treemark import remove_if_stale
 from mnist_pipeline.ziparchive import StoredZipWriter
 
 ZIP_NAME = "images.zip"

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -79,18 +80,21 @@ def sources_for(params: Params, dataset_name: str, folder: Path, environ: Mappin
 
 def local_file(folder: Path) -> Path:
     """This machine's settings file for the repository at ``folder``: the one beside its
-    params.yaml; in a queued experiment's workspace (``<repo>/.dvc/tmp/exps/<tmp>/``, DVC's copy
-    without git-ignored files), the one of ``<repo>``."""
+    params.yaml; in an experiment's workspace of DVC's (``<repo>/.dvc/tmp/exps/<tmp>/``, or
+    ``.../exps/standalone/<tmp>/`` for ``--temp``; a copy without git-ignored files), the one of
+    ``<repo>``, the folder holding that ``.dvc``."""
     own = folder / LOCAL_FILE
-    workspace = folder.absolute()
-    queued_in = [part.name for part in workspace.parents[:3]]
-    if own.exists() or queued_in != ["exps", "tmp", ".dvc"]:
+    if own.exists():
         return own
-    return workspace.parents[3] / LOCAL_FILE
+    for ancestor in folder.absolute().parents:
+        if ancestor.name == "exps" and ancestor.parent.name == "tmp" and ancestor.parent.parent.name == ".dvc":
+            return ancestor.parent.parent.parent / LOCAL_FILE
+    return own
 
 
 def _is_relative_folder(mirror: str) -> bool:
-    return "://" not in mirror and not Path(mirror).is_absolute()
+    # No scheme (or a drive letter), as names.mirror_problem tells a folder from a URL.
+    return len(urlsplit(mirror).scheme) <= 1 and not Path(mirror).is_absolute()
 
 
 def _read_local(path: Path) -> dict[str, Any]:

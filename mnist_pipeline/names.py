@@ -32,6 +32,7 @@ STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
     "unpack": (f"export/{TREE_DIR}",),
     "report": ("export",),
 }
+#: The check stage's folder under data/: every dataset's params view and tracked params files.
 PARAMS_DIR = "params"
 #: The report stage's plot data under data/<dataset>/export/: ``class,split,count,bar`` rows in
 #: label order, which ``mnist_pipeline.load`` reads the class names from too.

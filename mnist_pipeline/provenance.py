@@ -24,6 +24,8 @@ from mnist_pipeline.errors import one_line
 
 PACKAGE = __name__.split(".")[0]
 DISTRIBUTION = "mnist-pipeline"
+#: What version() says without the package's metadata (a source checkout not installed).
+UNKNOWN_VERSION = "0+unknown"
 #: The record, beside params.yaml in a team repository.
 CODE_FILE = "mnist-pipeline.yaml"
 
@@ -85,26 +87,26 @@ def version() -> str:
     try:
         return importlib.metadata.version(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
-        return "0+unknown"
+        return UNKNOWN_VERSION
 
 
 def newer_recorded_version(recorded: object) -> str | None:
-    """Why the package must be upgraded, not the repository: ``init`` recorded a newer version
+    """Why the package must be upgraded, not the repository: ``init`` recorded a newer release
     than the installed one (a teammate upgraded, and this machine pulled before installing it);
-    None otherwise."""
+    None otherwise, or when either version is unknown. Releases are compared, not local labels."""
     # Imported here: every stage imports this module, and only a mismatch gets this far (9 ms).
     from packaging.version import InvalidVersion, Version  # noqa: PLC0415
 
-    found = recorded.get("version") if isinstance(recorded, dict) else None
+    found, installed = recorded.get("version") if isinstance(recorded, dict) else None, version()
     try:
-        newer = Version(str(found)) > Version(version())
+        newer = Version(str(found)).release > Version(installed).release and installed != UNKNOWN_VERSION
     except InvalidVersion:
         return None
     if not newer:
         return None
     return (
-        f"records {DISTRIBUTION} {found}, newer than the installed {version()}: install it "
-        f"(pip install '{DISTRIBUTION}=={found}') rather than `init --upgrade`"
+        f"expected a record of {DISTRIBUTION} {installed} (installed) or older, found {found}; "
+        f"install {DISTRIBUTION} {found} as your team does, then run the command again"
     )
 
 

@@ -38,7 +38,10 @@ class RowFile:
         return math.prod(self.shape[1:]) * self.dtype.itemsize
 
     def read(self, start: int, stop: int) -> npt.NDArray[Any]:
-        """Rows [start, stop) in native byte order, as a new array (one pread)."""
+        """Rows [start, stop) in native byte order, as a new array (one pread); a ``stop`` past
+        the last row reads to the end."""
+        if start < 0:
+            raise ValueError(f"{self.path}: rows from {start}: expected a start of 0 or more")
         stop = min(stop, len(self))
         count = max(stop - start, 0)
         with self.path.open("rb") as stream:

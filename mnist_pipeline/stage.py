@@ -92,28 +92,41 @@ def run_stage(name: str, work: Callable[[Params], str], params_path: Path, *, wr
 
 
 def foreign_output(path: Path, stage: str) -> str | None:
-    """Why ``path`` is not ``stage``'s (``<kind>@<dataset>``) to write: what another stage, or
-    the same kind of stage for another dataset, writes (``names.STAGE_OUTPUTS``); or None.
-    Paths outside that layout (a stage run by hand into ``data/scratch``) are the caller's."""
+    """Why ``path`` is not ``stage``'s (``<kind>@<dataset>``) to write, or None: what dvc.yaml
+    has another stage, or the same kind of stage for another dataset, write
+    (``names.STAGE_OUTPUTS``: ``data/<dataset>/<output>``, ``data/params``), a path inside one,
+    or a folder holding such outputs (a dataset's own folder). Other paths below ``data/`` (a
+    stage run by hand into ``data/scratch``) are the caller's."""
     kind, _, dataset = stage.partition("@")
-    parts = path.absolute().relative_to(Path.cwd() / DATA_DIR).parts  # stage_output checked it is below
+    data = Path.cwd() / DATA_DIR
+    parts = path.absolute().relative_to(data).parts  # stage_output checked that it is below
     if parts[:1] == (PARAMS_DIR,):
-        owner, owner_dataset = "check", ""
+        owner, owner_dataset, inside = "check", "", len(parts) > 1
+    elif len(parts) == 1:
+        held = [out for outs in STAGE_OUTPUTS.values() for out in outs if (data / parts[0] / out).exists()]
+        if not held:
+            return None
+        return (
+            f"{path}: expected {stage}'s own output, found the folder of {parts[0]}'s outputs "
+            f"({parts[0]}/{held[0]}, ...); refusing to replace it"
+        )
     else:
         rest = "/".join(parts[1:])
         owners = [
-            (len(out), name)
+            (len(out), name, rest != out)
             for name, outs in STAGE_OUTPUTS.items()
             for out in outs
-            if len(parts) > 1 and (rest == out or rest.startswith(f"{out}/"))
+            if rest == out or rest.startswith(f"{out}/")
         ]
         if not owners:
             return None
-        owner, owner_dataset = max(owners)[1], parts[0]
+        _, owner, inside = max(owners)
+        owner_dataset = parts[0]
     if (owner, owner_dataset) == (kind, dataset):
         return None
     whose = f"{owner}@{owner_dataset}" if owner_dataset else owner
-    return f"{path}: expected {stage}'s own output, found what {whose} writes (dvc.yaml); refusing to replace it"
+    found = f"a path inside what {whose} writes" if inside else f"what {whose} writes"
+    return f"{path}: expected {stage}'s own output, found {found} (dvc.yaml); refusing to replace it"
 
 
 def stale_view(module: str, params: Params, params_path: Path) -> str | None:

@@ -35,8 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnist_pipeline.errors import ArchiveError, PipelineError
-from mnist_pipeline.fsio import atomic_dir, remove_dir, safe_target, sha256_of
+from mnist_pipeline.fsio import atomic_dir, safe_target
 from mnist_pipeline.names import MANIFEST_COLUMNS, MANIFEST_NAME
+from mnist_pipeline.treemark import MARKER, MARKER_HEADER, ZIP_SHA256_LABEL, is_our_tree
 from mnist_pipeline.ziparchive import (
     CentralDirectory,
     FileReadAt,
@@ -51,11 +52,6 @@ from mnist_pipeline.ziparchive import (
 
 #: The manifest's first column (the zip's last member): every other member.
 MANIFEST_PATH_COLUMN = MANIFEST_COLUMNS[0]
-#: Written into every tree: the proof that a folder is one this module may replace.
-MARKER = ".mnist-pipeline-tree"
-MARKER_HEADER = "# mnist-pipeline unpack wrote this folder from a zip and replaces it whole on the next unpack.\n"
-#: The marker's second line: this label, then the sha256 of the zip the tree came from.
-ZIP_SHA256_LABEL = "zip sha256 "
 GITIGNORE = ".gitignore"
 GITIGNORE_CONTENT = b"# mnist-pipeline unpack: this tree is rebuilt from its zip; git ignores all of it.\n*\n"
 MAX_MEMBERS = 2_000_000
@@ -101,21 +97,6 @@ def unpack_zip(zip_path: Path, tree_dir: Path) -> int:
     return count
 
 
-def remove_if_stale(tree_dir: Path, zip_path: Path) -> bool:
-    """Remove the tree at ``tree_dir`` when this module unpacked it from another zip than
-    ``zip_path``; whether it did. The PNG export calls it on writing a new zip: DVC tracks
-    a tree only while the trees group selects it, and a reader of a tree no longer selected
-    would otherwise get images the exports no longer hold (after ``-S export.png.invert=true``).
-    A selected tree is unpacked again from the new zip right after."""
-    if tree_dir.is_symlink() or not is_our_tree(tree_dir):
-        return False
-    marked = (tree_dir / MARKER).read_text(encoding="utf-8", errors="replace").splitlines()[1:2]
-    if marked == [f"{ZIP_SHA256_LABEL}{sha256_of(zip_path)}"]:
-        return False
-    remove_dir(tree_dir)
-    return True
-
-
 def refuse_foreign_target(zip_path: Path, tree_dir: Path) -> None:
     """The one rule for where a tree may be written; ``TreeError`` naming ``tree_dir`` otherwise."""
     cwd = Path.cwd()
@@ -142,15 +123,6 @@ def refuse_foreign_target(zip_path: Path, tree_dir: Path) -> None:
             f"{tree_dir}: expected an empty folder or a tree mnist-pipeline unpacked (it holds {MARKER}), "
             f"found other files; refusing to replace it"
         )
-
-
-def is_our_tree(folder: Path) -> bool:
-    """True when ``folder`` holds the marker ``unpack_zip`` writes (a regular file, not a link)."""
-    marker = folder / MARKER
-    if marker.is_symlink() or not marker.is_file():
-        return False
-    with marker.open("rb") as stream:
-        return stream.read(len(MARKER_HEADER)) == MARKER_HEADER.encode()
 
 
 def survey_export(source: ReadAt, directory: CentralDirectory, where: str, budget: int) -> Survey:

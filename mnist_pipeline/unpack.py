@@ -1,6 +1,6 @@
 """unpack stage: turn a PNG export's ``images.zip`` into its browsable tree (``export/images/``).
 
-DVC tracks the tree through its marker (``tree.MARKER``), which names the zip it was unpacked
+DVC tracks the tree through its marker (``treemark.MARKER``), which names the zip it was unpacked
 from by its sha256: a tree left from another zip shows as changed in ``dvc status``.
 The checks, bounds and the rule for where a tree may be written are those of
 ``mnist_pipeline.tree``, shared with ``mnist-pipeline unpack`` (the zip is hostile input, and a

@@ -192,6 +192,7 @@ def test_bad_value_is_rejected_naming_key(path: str, value: Any, message: str | 
         ("../../escaped", "datasets.../../escaped: expected a dataset name matching"),
         ("Mnist", "expected a dataset name matching"),
         ("a-b", "expected a dataset name matching"),
+        ("params", "datasets.params: expected another dataset name: data/params/ holds every dataset's params views"),
     ],
 )
 def test_dataset_names_become_folders_only_when_plain(name: str, message: str) -> None:

@@ -11,6 +11,7 @@ import gzip
 import io
 import json
 import os
+import shutil
 import subprocess
 import zipfile
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ import pytest
 from PIL import Image
 
 from mnist_pipeline import decoded as decoded_module
-from mnist_pipeline import export_csv, export_npz, export_parquet, export_png, pngpool, ziparchive
+from mnist_pipeline import export_csv, export_npz, export_parquet, export_png, pngpool, treemark, ziparchive
 from mnist_pipeline import tree as tree_module
 from mnist_pipeline.npzstream import NpzArray, write_npz_stream
 from mnist_pipeline.rows import RowFile
@@ -453,7 +454,7 @@ def test_a_new_zip_removes_the_tree_unpacked_from_the_previous_one(
     run_stage(export_png, tmp_path, tiny, decoded, out)
     tree_module.unpack_zip(out / "images.zip", tree)
     run_stage(export_png, tmp_path, tiny, decoded, out)  # the same zip: the tree is its own
-    assert tree_module.is_our_tree(tree)
+    assert treemark.is_our_tree(tree)
     capsys.readouterr()
     run_stage(export_png, tmp_path, tiny, decoded, out, png={"invert": True})
     assert not tree.exists()
@@ -464,6 +465,13 @@ def test_a_new_zip_removes_the_tree_unpacked_from_the_previous_one(
     (tree / "notes.txt").write_text("mine")
     run_stage(export_png, tmp_path, tiny, decoded, out)
     assert (tree / "notes.txt").read_text() == "mine"
+    # Nor a tree of ours reached through a link: neither the link nor what it points at.
+    shutil.rmtree(tree)
+    elsewhere = tmp_path / "elsewhere"
+    tree_module.unpack_zip(out / "images.zip", elsewhere)
+    tree.symlink_to(elsewhere, target_is_directory=True)
+    run_stage(export_png, tmp_path, tiny, decoded, out, png={"invert": True})
+    assert tree.is_symlink() and treemark.is_our_tree(elsewhere)
 
 
 def test_png_zip_and_unpacked_tree_are_imagefolder(tmp_path: Path, tiny: TinyDataset, decoded: Path) -> None:

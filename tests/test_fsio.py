@@ -19,6 +19,7 @@ from mnist_pipeline.fsio import (
     UnsafePathError,
     atomic_dir,
     atomic_path,
+    remove_dir,
     safe_target,
     stage_output,
     write_bytes_atomic,
@@ -48,6 +49,18 @@ def test_an_exception_mid_write_keeps_the_old_folder(tmp_path: Path) -> None:
         (staging / "b").write_bytes(b"new")
         raise RuntimeError("crash")
     assert names(target) == ["a"] and names(tmp_path) == ["tree"]
+
+
+def test_remove_dir_leaves_nothing_and_refuses_a_link(tmp_path: Path) -> None:
+    Path("data/tree/sub").mkdir(parents=True)
+    Path("data/tree/sub/a.png").write_bytes(b"png")
+    remove_dir(Path("data/tree"))
+    assert names(tmp_path / "data") == []
+    (tmp_path / "outside").mkdir()
+    Path("data/linked").symlink_to(tmp_path / "outside", target_is_directory=True)
+    with pytest.raises(UnsafePathError):
+        remove_dir(Path("data/linked"))
+    assert (tmp_path / "outside").is_dir()
 
 
 def test_a_sigkill_mid_write_keeps_the_old_file_and_the_next_write_clears_the_scratch(tmp_path: Path) -> None:
@@ -179,25 +192,29 @@ def test_every_stage_refuses_an_output_outside_data(
 def test_every_stage_refuses_another_stages_output(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], module: str, arguments: list[str]
 ) -> None:
-    """Run by hand, a stage may not replace what dvc.yaml has another stage write, nor its own
-    output of another dataset (names.STAGE_OUTPUTS), before anything is read."""
+    """Run by hand, a stage may not replace what dvc.yaml has another stage write, a path inside
+    it, nor its own output of another dataset, nor a dataset's folder (names.STAGE_OUTPUTS);
+    refused before anything is read."""
     stage = importlib.import_module(f"mnist_pipeline.{module}")
     per_dataset = ["--params", "p.yaml", "--dataset", "m"] if module != "check" else ["--params", "p.yaml"]
-    own = "data/other/raw" if module == "download" else "data/m/raw"
-    for foreign, owner in (
-        (own, "download@other" if module == "download" else "download@m"),
-        ("data/params/x", "check"),
-    ):
-        if module == "check" and foreign == "data/params/x":
-            continue
+    raw = "data/other/raw" if module == "download" else "data/m/raw"
+    cases = [
+        (raw, f"found what download@{raw.split('/')[1]} writes (dvc.yaml)"),
+        (f"{raw}/sub", f"found a path inside what download@{raw.split('/')[1]} writes (dvc.yaml)"),
+        ("data/k", "found the folder of k's outputs (k/checksums.json, ...)"),
+    ]
+    if module != "check":
+        cases.append(("data/params/x", "found a path inside what check writes (dvc.yaml)"))
+    Path("data/k").mkdir(parents=True)
+    Path("data/k/checksums.json").write_text("{}")
+    before = names(tmp_path)
+    for foreign, found in cases:
         argv = [*per_dataset, *(foreign if argument == "{}" else argument for argument in arguments)]
         assert stage.main(argv) == 1, argv
         (line,) = capsys.readouterr().err.splitlines()
-        assert line.endswith(
-            f"{foreign}: expected {line.split(':')[0]}'s own output, found what {owner} writes "
-            "(dvc.yaml); refusing to replace it"
-        ), line
-    assert names(tmp_path) == []
+        expected = f"{foreign}: expected {line.split(':')[0]}'s own output, {found}; refusing to replace it"
+        assert line.endswith(expected), line
+    assert names(tmp_path) == before
 
 
 def test_the_download_stage_refuses_a_raw_folder_whose_scratch_falls_outside_data(

@@ -70,19 +70,24 @@ def test_the_local_file_is_ignored_by_git() -> None:
     assert f"/{LOCAL_FILE}" in ignored.read_text().splitlines()
 
 
-def test_a_queued_experiment_reads_the_file_of_the_repository_that_queued_it(params: Params, tmp_path: Path) -> None:
-    """DVC runs it in <repo>/.dvc/tmp/exps/<tmp>/, a copy without git-ignored files; a relative
-    folder in the file stays relative to the repository."""
+@pytest.mark.parametrize("copy", [".dvc/tmp/exps/tmpa1b2", ".dvc/tmp/exps/standalone/tmpa1b2"])
+def test_a_queued_experiment_reads_the_file_of_the_repository_that_queued_it(
+    params: Params, tmp_path: Path, copy: str
+) -> None:
+    """DVC runs it in <repo>/.dvc/tmp/exps/[standalone/]<tmp>/, a copy without git-ignored
+    files; a relative folder in the file stays relative to the repository."""
     repo = tmp_path / "repo"
-    workspace = repo / ".dvc" / "tmp" / "exps" / "tmpa1b2"
+    workspace = repo / copy
     workspace.mkdir(parents=True)
-    (repo / LOCAL_FILE).write_text("mirrors:\n  mnist: [../mirror, /srv/mnist]\ndownload:\n  timeout: 7\n")
+    (repo / LOCAL_FILE).write_text(
+        "mirrors:\n  mnist: [../mirror, /srv/mnist, 'file:/srv/m2', 'http://h/m/']\ndownload:\n  timeout: 7\n"
+    )
     sources = sources_for(params, "mnist", workspace, environ={})
-    assert sources.mirrors == [str(repo / "../mirror"), "/srv/mnist", *PUBLISHED]
+    assert sources.mirrors == [str(repo / "../mirror"), "/srv/mnist", "file:/srv/m2", "http://h/m/", *PUBLISHED]
     assert sources.download.timeout == 7
-    # Its own file, when it has one, and nothing of a folder that only looks like one.
+    # Its own file, when it has one; and no file of a folder that only looks like such a copy.
     (workspace / LOCAL_FILE).write_text("mirrors:\n  mnist: [/own]\n")
     assert sources_for(params, "mnist", workspace, environ={}).mirrors[0] == "/own"
-    elsewhere = repo / "exps" / "tmp"
-    elsewhere.mkdir(parents=True)
-    assert sources_for(params, "mnist", elsewhere, environ={}).mirrors == PUBLISHED
+    lookalike = repo / "notdvc" / "tmp" / "exps" / "tmpa1b2"
+    lookalike.mkdir(parents=True)
+    assert sources_for(params, "mnist", lookalike, environ={}).mirrors == PUBLISHED

@@ -6,8 +6,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 
+from mnist_pipeline import provenance
 from mnist_pipeline.provenance import CODE_FILE, code_digest, import_closure, package_root, stale_code
 
 MODULE = "mnist_pipeline.export_csv"
@@ -43,3 +45,24 @@ def test_other_or_missing_code_stops_the_stage_naming_the_fix(tmp_path: Path) ->
         assert message is not None and "run `mnist-pipeline init --upgrade`" in message and MODULE in message
     (tmp_path / CODE_FILE).write_text("code: [unclosed")
     assert "not valid YAML" in (stale_code(MODULE, tmp_path / CODE_FILE) or "")
+
+
+@pytest.mark.parametrize(
+    ("recorded", "installed", "newer"),
+    [
+        ("0.3.0", "0.2.0", True),
+        ("0.2.1", "0.2.0+g10", True),
+        ("0.2.0+g2", "0.2.0+g10", False),  # local labels of one release: not a downgrade
+        ("0.2.0", "0.2.0", False),
+        ("0.1.9", "0.2.0", False),
+        ("9.9", "0+unknown", False),  # a source checkout without metadata: nothing to compare
+        ("not a version", "0.2.0", False),
+        (None, "0.2.0", False),
+    ],
+)
+def test_a_newer_record_is_told_apart_by_release(
+    monkeypatch: pytest.MonkeyPatch, recorded: str | None, installed: str, newer: bool
+) -> None:
+    monkeypatch.setattr(provenance, "version", lambda: installed)
+    found = provenance.newer_recorded_version({"version": recorded})
+    assert (found is not None) == newer, found

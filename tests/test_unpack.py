@@ -18,7 +18,8 @@ import pytest
 from mnist_pipeline import cli, unpack, ziparchive
 from mnist_pipeline import tree as tree_module
 from mnist_pipeline.errors import ArchiveError, PipelineError
-from mnist_pipeline.tree import GITIGNORE, GITIGNORE_CONTENT, MARKER, MARKER_HEADER, unpack_zip
+from mnist_pipeline.tree import GITIGNORE, GITIGNORE_CONTENT, unpack_zip
+from mnist_pipeline.treemark import MARKER, MARKER_HEADER
 from tests.support.data import TinyDataset, params_for, snapshot, write_params
 from tests.support.zips import Crafted, crafted_export, export_of, manifest_for, overlapping_bomb, zip_of
 
