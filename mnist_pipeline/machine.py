@@ -60,14 +60,14 @@ def sources_for(params: Params, dataset_name: str, folder: Path, environ: Mappin
     local = _read_local(path)
     local_mirrors = local.get("mirrors") or {}
     if not isinstance(local_mirrors, dict):
-        raise ConfigError(f"{LOCAL_FILE}: mirrors: expected a mapping of dataset name to a list of mirrors")
+        raise ConfigError(f"{path}: mirrors: expected a mapping of dataset name to a list of mirrors")
     from_env = _env_mirrors(environ)
     chosen = from_env.get(dataset_name, []) + from_env.get(EVERY_DATASET, [])
     listed = local_mirrors.get(dataset_name) or []
     if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
-        raise ConfigError(f"{LOCAL_FILE}: mirrors.{dataset_name}: expected a list of folders or URLs, found {listed!r}")
+        raise ConfigError(f"{path}: mirrors.{dataset_name}: expected a list of folders or URLs, found {listed!r}")
     for index, mirror in enumerate(listed):
-        _check_mirror(f"{LOCAL_FILE}: mirrors.{dataset_name}.{index}", mirror)
+        _check_mirror(f"{path}: mirrors.{dataset_name}.{index}", mirror)
     # A relative folder is relative to the repository the file is in (the working directory,
     # but for a queued experiment's copy).
     chosen += [
@@ -75,7 +75,7 @@ def sources_for(params: Params, dataset_name: str, folder: Path, environ: Mappin
     ]
     published = params.dataset(dataset_name).mirrors
     mirrors = list(dict.fromkeys(chosen + published))  # each mirror once, first place kept
-    return Sources(mirrors=mirrors, download=_download_settings(params.download, local.get("download")))
+    return Sources(mirrors=mirrors, download=_download_settings(params.download, local.get("download"), path))
 
 
 def local_file(folder: Path) -> Path:
@@ -133,20 +133,20 @@ def _check_mirror(key: str, mirror: str) -> None:
         raise ConfigError(f"{key}: {problem}")
 
 
-def _download_settings(shared: DownloadConfig, overrides: Any) -> DownloadConfig:
+def _download_settings(shared: DownloadConfig, overrides: Any, source: Path) -> DownloadConfig:
     if not overrides:
         return shared
     known = {item.name: item.type for item in dataclasses.fields(DownloadConfig)}
     if not isinstance(overrides, dict) or not set(overrides) <= set(known):
         found = sorted(overrides) if isinstance(overrides, dict) else type(overrides).__name__
-        raise ConfigError(f"{LOCAL_FILE}: download: expected keys among {sorted(known)}, found {found}")
+        raise ConfigError(f"{source}: download: expected keys among {sorted(known)}, found {found}")
     for key, value in overrides.items():
         expected = (int, float) if key in ("timeout", "backoff") else int if key != "user_agent" else str
         if isinstance(value, bool) or not isinstance(value, expected):
-            raise ConfigError(f"{LOCAL_FILE}: download.{key}: expected a {known[key]}, found {value!r}")
+            raise ConfigError(f"{source}: download.{key}: expected a {known[key]}, found {value!r}")
     settings = dataclasses.replace(shared, **overrides)
     problems = download_problems(settings)
     if problems:
         key, problem = problems[0]
-        raise ConfigError(f"{LOCAL_FILE}: {key}: {problem}")
+        raise ConfigError(f"{source}: {key}: {problem}")
     return settings

@@ -3,6 +3,7 @@ MNIST_PIPELINE_MIRRORS, tried before the published mirrors, checked like them, n
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,8 @@ def test_a_queued_experiment_reads_the_file_of_the_repository_that_queued_it(
     lookalike = repo / "notdvc" / "tmp" / "exps" / "tmpa1b2"
     lookalike.mkdir(parents=True)
     assert sources_for(params, "mnist", lookalike, environ={}).mirrors == PUBLISHED
+    # A bad entry names the file it is in: the queuing repository's.
+    (workspace / LOCAL_FILE).unlink()
+    (repo / LOCAL_FILE).write_text("mirrors:\n  mnist: ['ftp://host/']\n")
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(repo / LOCAL_FILE))}: mirrors.mnist.0: unsupported"):
+        sources_for(params, "mnist", workspace, environ={})
