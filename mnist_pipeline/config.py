@@ -403,13 +403,14 @@ def params_from_dict(raw: dict[str, Any], source: str = "params") -> Params:
     """Validate a composed config against the schema, then the rules types cannot express.
     Each dataset's export options are resolved here, once (``with_dataset_exports``)."""
     datasets = raw.get("datasets")
-    for name, entry in datasets.items() if isinstance(datasets, dict) else ():
-        if isinstance(entry, dict) and entry and set(entry) <= {"export"}:
-            # `-S '++datasets.<d>.export.csv.header=false'` for a dataset the run does not select.
-            raise ConfigError(
-                f"{source}: datasets.{name}: expected a selected dataset, found export options only; "
-                f"select it with -S 'dataset=[...,{name}]'"
-            )
+    if isinstance(datasets, dict):
+        for name, entry in datasets.items():
+            if isinstance(entry, dict) and entry and set(entry) <= {"export"}:
+                # `-S '++datasets.<d>.export.csv.header=false'` for a dataset the run does not select.
+                raise ConfigError(
+                    f"{source}: datasets.{name}: expected a selected dataset, found export options only; "
+                    f"select it with -S 'dataset=[...,{name}]'"
+                )
     params = cast(Params, _structured(Params, with_dataset_exports(raw), source))
     problems = _problems(params)
     for name, dataset in params.datasets.items():
@@ -660,10 +661,9 @@ def _shared_export_problems(export: ExportConfig, datasets: list[str]) -> Proble
                     f"found tree {name!r} with formats {list(export.formats)}",
                 )
             )
-    for name in export.build:
+    for name, built in export.build.items():
         if name not in KNOWN_FORMATS:
             problems.append(("export.build", f"unknown format {name!r}; allowed: {', '.join(KNOWN_FORMATS)}"))
-    for name, built in export.build.items():
         # The formats group writes these lists (dvc.yaml makes export_<format>@<dataset> from
         # them); a hand-edited one naming another dataset would run a stage check wrote no view for.
         unselected = [dataset for dataset in built if dataset not in datasets]
