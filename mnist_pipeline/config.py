@@ -302,7 +302,7 @@ KNOWN_TREES = ("png",)
 
 @dataclass
 class ExportConfig(ExportOptions):
-    #: PNG encoding processes (PNG and Parquet); never changes the bytes, so no stage tracks it.
+    #: PNG encoding threads (PNG and Parquet); never changes the bytes, so no stage tracks it.
     workers: int
     #: Selected formats (the ``formats`` config group). Each writes data/<dataset>/export/<format>/.
     formats: dict[str, Any]

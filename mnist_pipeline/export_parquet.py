@@ -11,7 +11,7 @@ named as in the dataset's ``labels.columns``; for datasets with plain labels it 
 Written a row group at a time: every row group holds exactly ``row_group_size`` rows (the last
 one fewer), and memory holds about one row group (~1 KB per 28x28 image with ``pixels``, plus
 the writer's own buffers, ~30 MB for the default 10,000 rows).
-PNGs are encoded by ``export.workers`` processes, each handed a file and a row range.
+PNGs are encoded by ``export.workers`` threads, each handed a file and a row range.
 
 Beside the files, ``README.md`` is their Hugging Face dataset card (mnist_pipeline.card), made
 from the written files: ``datasets.load_dataset("data/<dataset>/export/parquet")`` reads every
@@ -24,7 +24,7 @@ import contextlib
 import functools
 import json
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,7 @@ def split_tables(
     split: DecodedSplit,
     schema: pa.Schema,
     extra: list[tuple[int, str]],
-    pool: ProcessPoolExecutor | None,
+    pool: ThreadPoolExecutor | None,
     folders: list[str],
     width: int,
 ) -> Iterator[pa.Table]:
@@ -130,7 +130,7 @@ def export_parquet(
     options: ParquetOptions, dataset: DatasetSpec, splits: list[DecodedSplit], out_dir: Path, *, workers: int = 1
 ) -> str:
     """Write ``<split>.parquet`` of every split to ``out_dir``, PNGs encoded by ``workers``
-    processes. Extra label columns never clash with the file's own (``image``, ``label``,
+    threads. Extra label columns never clash with the file's own (``image``, ``label``,
     ``pixels``): such names are refused when params are loaded."""
     extra = dataset.labels.extra_columns if options.extended_labels else []
     schema = parquet_schema(dataset, [name for _, name in extra], options.pixels)

@@ -11,7 +11,7 @@ the label zero-padded to the digits of the largest label, so that torchvision's 
 
 Members are stored (PNG is already compressed), dated 1980-01-01, mode 0644, written by
 ``ziparchive.StoredZipWriter`` (memory stays flat at any member count). PNGs are encoded by
-``export.workers`` processes, each handed a file and a row range.
+``export.workers`` threads, each handed a file and a row range.
 """
 
 from __future__ import annotations
