@@ -691,8 +691,9 @@ def test_same_bytes_whatever_the_workers_and_the_batch_size(
     options: dict[str, Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """One batch per split with one process, then many small batches (some of them empty after a
-    validation carve) shared by two workers, twice: the batch path equals the whole-array path."""
+    """One batch per split in the stage's own thread, then many small batches (some of them empty
+    after a validation carve) shared by two encoder threads, twice: the batch path equals the
+    whole-array path."""
     digests: list[dict[str, str]] = []
     for run, (workers, batch_rows, png_batch) in enumerate([(1, 10_000, 2000), (2, 7, 5), (2, 7, 5)]):
         monkeypatch.setattr(decoded_module, "BATCH_ROWS", batch_rows)
@@ -709,13 +710,13 @@ def test_exports_read_the_decoded_files_a_batch_at_a_time(
 ) -> None:
     monkeypatch.setattr(decoded_module, "BATCH_ROWS", 8)
     monkeypatch.setattr(pngpool, "PNG_BATCH", 6)
-    largest: list[int] = [0]
+    sizes: list[int] = []  # appended to by the encoder threads too (list.append is atomic)
     read = RowFile.read
 
     def counting_read(self: RowFile, start: int, stop: int) -> npt.NDArray[Any]:
         rows = read(self, start, stop)
         if self.path.name.endswith(("_images.npy", "_label_table.npy")):
-            largest[0] = max(largest[0], len(rows))
+            sizes.append(len(rows))
         return rows
 
     monkeypatch.setattr(RowFile, "read", counting_read)
@@ -723,7 +724,7 @@ def test_exports_read_the_decoded_files_a_batch_at_a_time(
     options["npz"] |= {"validation_size": 9, "dtype": "float32", "scale": "standardize"}
     options["parquet"] |= {"pixels": True}
     run_stage(module, tmp_path, tiny, table_decoded, tmp_path / "data" / "out", dataset=TABLE_DATASET, **options)
-    assert 0 < largest[0] <= 8
+    assert 0 < max(sizes) <= 8
 
 
 def test_sums_file_verifies_with_sha256sum(tmp_path: Path, tiny: TinyDataset, decoded: Path) -> None:
