@@ -475,9 +475,10 @@ def build_report(results: list[SizeResult], exports: ExportComparisons, smoke_fa
         "## Scale: every stage bare, per size",
         "Synthetic datasets of MNIST's layout: " + "; ".join(generated) + ". "
         "Stages are the commands DVC lists for a copy of the project (every format, the PNG tree), run "
-        "one after another without DVC. CPU s: user + system, the stage's workers included. "
-        "peak MB: the largest process of the stage (exact: its ru_maxrss); in brackets, the stage and its "
-        "workers added up (sampled every 0.1 s). µs/image: the stage's seconds per image of the dataset.",
+        "one after another without DVC. CPU s: user + system, every thread and child process included. "
+        "peak MB: the largest process of the stage (exact: its ru_maxrss); in brackets, all its processes "
+        "added up, the measuring launcher included (sampled every 0.1 s). µs/image: the stage's seconds "
+        "per image of the dataset.",
         scale_table(results),
         f"## Exports against their floors and the usual ways ({base.size.description})",
         "Interleaved rounds; ratios per round, min / **median** / max; a goal is judged on the median.",
