@@ -111,6 +111,9 @@ def refuse_foreign_target(zip_path: Path, tree_dir: Path) -> None:
     # user's own choice, and only the folder itself is checked.
     safe_target(tree_dir if inside else absolute, cwd if inside else absolute.parent)
     if not absolute.exists():
+        holder = next(parent for parent in absolute.parents if parent.exists())  # "/" at the latest
+        if not holder.is_dir():
+            raise TreeError(f"{tree_dir}: expected folders to unpack into, found the file {holder} on the way")
         return
     if not absolute.is_dir():
         raise TreeError(

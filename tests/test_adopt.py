@@ -28,7 +28,7 @@ from mnist_pipeline.tree import GITIGNORE
 from mnist_pipeline.treemark import MARKER
 from tests.support.data import TinyDataset, add_tiny_dataset_config, sha256_tree, snapshot
 from tests.support.faultserver import FaultServer, serve
-from tests.support.repos import PROJECT_ROOT, project_files, run
+from tests.support.repos import PROJECT_ROOT, project_files, restore_committed, run
 
 TEAM_DVC_YAML = """# The team's own pipeline: this comment must survive adoption.
 stages:
@@ -184,7 +184,7 @@ def test_an_upgrade_reruns_exactly_the_stages_whose_code_changed(
     # check passed and wrote the views of that composition; every data output is untouched.
     assert without_views(sha256_tree(repo / "data")) == without_views(outputs)
     assert json.loads((repo / "data" / "params" / "tiny.json").read_text())["export"]["csv"]["header"] is False
-    run(repo, "git", "checkout", "params.yaml", "dvc.lock")  # the refused run recorded check
+    restore_committed(repo, "params.yaml", "dvc.lock")  # the refused run recorded check
     run(repo, "mnist-pipeline", "init", "--upgrade", extra_env=upgraded.env())
     result = run(repo, "dvc", "repro", extra_env=upgraded.env())
     ran = [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")]

@@ -17,7 +17,7 @@ import yaml
 from mnist_pipeline.params import compose_params
 from tests.support.data import TinyDataset, add_tiny_dataset_config, sha256_tree
 from tests.support.faultserver import FaultServer, serve
-from tests.support.repos import VENV_BIN, make_repo, run
+from tests.support.repos import VENV_BIN, make_repo, restore_committed, run
 
 pytestmark = pytest.mark.slow
 EXPORT = "data/tiny/export"
@@ -97,7 +97,11 @@ def test_refused_runs_cost_no_output_whichever_stage_starts(team: tuple[Path, Fa
     checked = run(repo, "dvc", "repro", "-s", "check", check=False)
     assert checked.returncode != 0 and "expected fewer than the 60 training images" in checked.stderr
     assert sha256_tree(repo / "data") == before
-    run(repo, "git", "checkout", "params.yaml")
+    # README: the last committed state back from the cache, without running anything.
+    restore_committed(repo, "params.yaml", "dvc.lock")
+    run(repo, "dvc", "checkout", "-q")
+    assert (repo / "dvc.lock").read_bytes() == run(repo, "git", "show", "HEAD:dvc.lock").stdout.encode()
+    assert run(repo, "dvc", "status").stdout.strip() == "Data and pipelines are up to date."
 
 
 def _stage(repo: Path, export_format: str) -> str:

@@ -371,6 +371,12 @@ def test_an_existing_file_is_not_replaced(export_zip: Path, capsys: pytest.Captu
     refused_target(export_zip, Path("notes.txt"), "expected a folder .*found a file; refusing to replace it", capsys)
 
 
+def test_a_path_below_a_file_is_one_line(export_zip: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (export_zip.parent / "notes.txt").write_text("mine")
+    refused_target(export_zip, Path("notes.txt/tree"), "expected folders .*the file .*notes.txt on the way", capsys)
+    assert (export_zip.parent / "notes.txt").read_text() == "mine"
+
+
 def test_the_zip_itself_is_not_replaced(export_zip: Path, capsys: pytest.CaptureFixture[str]) -> None:
     refused_target(export_zip, Path("png.zip"), "found a file; refusing to replace it", capsys)
 
