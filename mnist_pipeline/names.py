@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 MIRROR_SCHEMES = ("http", "https", "file")
 #: The folder of the repository every stage writes in, and the only one (README "Atomic outputs").
 DATA_DIR = "data"
+#: The Hydra config folder params.yaml is composed from: a repository that runs the pipeline has one.
+CONF_DIR = "conf"
 #: The decode stage's folder under data/<dataset>/ (its files: the three functions below), which
 #: every export and ``mnist_pipeline.load`` read.
 DECODED_DIR = "decoded"

@@ -15,8 +15,9 @@ import yaml
 from dvc.utils.hydra import compose_and_dump
 
 from mnist_pipeline.fsio import atomic_path, safe_target
+from mnist_pipeline.names import CONF_DIR
 
-CONFIG_DIR = Path("conf")
+CONFIG_DIR = Path(CONF_DIR)
 CONFIG_NAME = "config"
 
 

@@ -26,7 +26,7 @@ from typing import Any, cast
 from mnist_pipeline.config import Params, params_from_dict, read_params
 from mnist_pipeline.errors import ConfigError, PipelineError, one_line, os_error_line
 from mnist_pipeline.fsio import UnsafePathError, stage_output
-from mnist_pipeline.names import DATA_DIR, PARAMS_DIR, STAGE_OUTPUTS
+from mnist_pipeline.names import CONF_DIR, DATA_DIR, PARAMS_DIR, STAGE_OUTPUTS
 from mnist_pipeline.provenance import CODE_FILE, PACKAGE, code_digest, stale_code
 from mnist_pipeline.views import PARAMS_VIEWS, STAGE_PARAMS, params_view, tracked_file, tracked_params
 
@@ -68,10 +68,7 @@ def run_stage(name: str, work: Callable[[Params], str], params_path: Path, *, wr
         if stale:
             raise PipelineError(stale)
         if params_path.parent == PARAMS_VIEWS and not params_path.exists():
-            raise ConfigError(
-                f"{params_path}: not found; the check stage writes it for each dataset of params.yaml: "
-                "run `dvc repro` (or select the dataset with -S dataset=...)"
-            )
+            raise ConfigError(missing_view(params_path))
         raw = read_params(params_path)
         params = params_from_dict(raw, source=str(params_path))
         stale = stale_view(module, params, params_path) or tracked_file_mismatch(module, raw, params_path)
@@ -89,6 +86,20 @@ def run_stage(name: str, work: Callable[[Params], str], params_path: Path, *, wr
         return 130
     log.info("%s", summary)
     return 0
+
+
+def missing_view(params_path: Path) -> str:
+    """What to do when the stage's view is missing: run check, or, in a repository without the
+    pipeline's conf/ (one that only imports its data), adopt the pipeline first."""
+    if not Path(CONF_DIR).is_dir():
+        return (
+            f"{params_path}: not found, nor the {CONF_DIR}/ the check stage writes it from: this repository does "
+            "not run the pipeline; adopt it first with `mnist-pipeline init`"
+        )
+    return (
+        f"{params_path}: not found; the check stage writes it for each dataset of params.yaml: "
+        "run `dvc repro` (or select the dataset with -S dataset=...)"
+    )
 
 
 def foreign_output(path: Path, stage: str) -> str | None:

@@ -68,15 +68,24 @@ def test_a_stage_without_its_view_names_the_check_stage(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A stage started by hand (or by `dvc repro -s` in a fresh clone) before check wrote the
-    views: one line naming what to run, nothing created."""
+    views: one line naming what to run, nothing created. In a repository that only imports the
+    data (no conf/), what to run is the adoption."""
     monkeypatch.chdir(tmp_path)
-    assert verify.main(["--dataset", "mnist", "data/mnist/raw", "data/mnist/checksums.json"]) == 1
+    argv = ["--dataset", "mnist", "data/mnist/raw", "data/mnist/checksums.json"]
+    assert verify.main(argv) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (
+        "verify@mnist: error: data/params/mnist.json: not found, nor the conf/ the check stage writes it from: "
+        "this repository does not run the pipeline; adopt it first with `mnist-pipeline init`"
+    )
+    (tmp_path / "conf").mkdir()
+    assert verify.main(argv) == 1
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line == (
         "verify@mnist: error: data/params/mnist.json: not found; the check stage writes it for each dataset of "
         "params.yaml: run `dvc repro` (or select the dataset with -S dataset=...)"
     )
-    assert list(tmp_path.iterdir()) == []
+    assert [path.name for path in tmp_path.iterdir()] == ["conf"]
 
 
 def test_a_code_key_in_params_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
