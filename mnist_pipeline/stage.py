@@ -89,12 +89,12 @@ def run_stage(name: str, work: Callable[[Params], str], params_path: Path, *, wr
 
 
 def missing_view(params_path: Path) -> str:
-    """What to do when the stage's view is missing: run check, or, in a repository without the
-    pipeline's conf/ (one that only imports its data), adopt the pipeline first."""
+    """What to do when the stage's view is missing: run check, or, without the pipeline's conf/
+    here (a subfolder, or a repository that only imports the data), go to the root or adopt."""
     if not Path(CONF_DIR).is_dir():
         return (
-            f"{params_path}: not found, nor the {CONF_DIR}/ the check stage writes it from: this repository does "
-            "not run the pipeline; adopt it first with `mnist-pipeline init`"
+            f"{params_path}: not found, nor the {CONF_DIR}/ the check stage writes it from: run from the "
+            "repository's root, or adopt the pipeline there first with `mnist-pipeline init`"
         )
     return (
         f"{params_path}: not found; the check stage writes it for each dataset of params.yaml: "

@@ -111,9 +111,15 @@ def refuse_foreign_target(zip_path: Path, tree_dir: Path) -> None:
     # user's own choice, and only the folder itself is checked.
     safe_target(tree_dir if inside else absolute, cwd if inside else absolute.parent)
     if not absolute.exists():
-        holder = next(parent for parent in absolute.parents if parent.exists())  # "/" at the latest
+        # The path as given, not its lexical form: `notes.txt/../tree` goes through a file too.
+        # A dangling link counts as there; "." or "/" at the latest.
+        holder = next(parent for parent in tree_dir.parents if parent.exists() or parent.is_symlink())
         if not holder.is_dir():
-            raise TreeError(f"{tree_dir}: expected folders to unpack into, found the file {holder} on the way")
+            found = "the file" if holder.exists() else "the dangling link"
+            raise TreeError(
+                f"{tree_dir}: expected folders to unpack into, found {found} {holder} on the way; "
+                "refusing to unpack there"
+            )
         return
     if not absolute.is_dir():
         raise TreeError(

@@ -76,7 +76,7 @@ def test_a_stage_without_its_view_names_the_check_stage(
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line == (
         "verify@mnist: error: data/params/mnist.json: not found, nor the conf/ the check stage writes it from: "
-        "this repository does not run the pipeline; adopt it first with `mnist-pipeline init`"
+        "run from the repository's root, or adopt the pipeline there first with `mnist-pipeline init`"
     )
     (tmp_path / "conf").mkdir()
     assert verify.main(argv) == 1

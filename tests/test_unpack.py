@@ -371,10 +371,24 @@ def test_an_existing_file_is_not_replaced(export_zip: Path, capsys: pytest.Captu
     refused_target(export_zip, Path("notes.txt"), "expected a folder .*found a file; refusing to replace it", capsys)
 
 
-def test_a_path_below_a_file_is_one_line(export_zip: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("tree", ["notes.txt/tree", "notes.txt/../tree"])
+def test_a_path_through_a_file_is_one_line(export_zip: Path, capsys: pytest.CaptureFixture[str], tree: str) -> None:
     (export_zip.parent / "notes.txt").write_text("mine")
-    refused_target(export_zip, Path("notes.txt/tree"), "expected folders .*the file .*notes.txt on the way", capsys)
+    found = "expected folders to unpack into, found the file notes.txt on the way"
+    refused_target(export_zip, Path(tree), found, capsys)
     assert (export_zip.parent / "notes.txt").read_text() == "mine"
+
+
+def test_a_dangling_link_on_the_way_outside_the_working_directory_is_one_line(
+    export_zip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Outside the working directory only the target itself is checked for links (the path is
+    the user's choice); a link to nowhere on the way still gets its own line."""
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "gone").symlink_to(elsewhere / "missing")
+    tree = elsewhere / "gone" / "tree"
+    refused_target(export_zip, tree, f"found the dangling link {elsewhere / 'gone'} on the way", capsys)
 
 
 def test_the_zip_itself_is_not_replaced(export_zip: Path, capsys: pytest.CaptureFixture[str]) -> None:
