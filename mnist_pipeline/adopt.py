@@ -41,7 +41,7 @@ from ruamel.yaml.error import YAMLError
 
 from mnist_pipeline.errors import PipelineError, one_line
 from mnist_pipeline.fsio import safe_target, write_bytes_under
-from mnist_pipeline.names import DATA_DIR
+from mnist_pipeline.names import CONF_DIR, DATA_DIR
 from mnist_pipeline.provenance import (
     CODE_FILE,
     PACKAGE,
@@ -52,7 +52,6 @@ from mnist_pipeline.provenance import (
 )
 
 RESOURCES = "resources"
-CONF = "conf"
 IGNORED = (
     "# mnist-pipeline: scratch, shared downloads and trees rebuilt by `dvc repro`",
     "/data/*/.partial/",
@@ -149,7 +148,7 @@ def source_stages() -> dict[str, Any]:
 
 
 def conf_files() -> Iterator[tuple[PurePosixPath, bytes]]:
-    base = resource(CONF)
+    base = resource(CONF_DIR)
     for path in sorted(base.rglob("*.yaml")):
         yield PurePosixPath(path.relative_to(base).as_posix()), path.read_bytes()
 
@@ -167,7 +166,7 @@ def plan(repo: Path, stages_dir: str | None, upgrade: bool) -> list[Planned]:
     stages_path = repo / stages_dir / "dvc.yaml"
     conf = list(conf_files())
     targets = [
-        *(repo / CONF / relative for relative, _ in conf),
+        *(repo / CONF_DIR / relative for relative, _ in conf),
         stages_path,
         repo / CODE_FILE,
         repo / ".gitignore",
@@ -197,13 +196,13 @@ def plan(repo: Path, stages_dir: str | None, upgrade: bool) -> list[Planned]:
     written_before = _record_map(repo, previous, "files")
     pending_before = _record_map(repo, previous, "pending")
     planned = [
-        _planned(repo, repo / CONF / relative, content, written_before.get(key), pending_before.get(key), upgrade)
+        _planned(repo, repo / CONF_DIR / relative, content, written_before.get(key), pending_before.get(key), upgrade)
         for relative, content in conf
-        for key in [f"{CONF}/{relative}"]
+        for key in [f"{CONF_DIR}/{relative}"]
     ]
     planned.append(_planned_stages(repo, stages_path, stages, upgrade, relative_root))
     record = {**code_record(source), "dir": stages_dir}
-    record["files"] = {f"{CONF}/{relative}": _sha256(content) for relative, content in conf}
+    record["files"] = {f"{CONF_DIR}/{relative}": _sha256(content) for relative, content in conf}
     pending = {
         item.path.relative_to(repo).as_posix(): _sha256(item.content) for item in planned if item.action == "differs"
     }
@@ -235,10 +234,10 @@ def _stages_dir(repo: Path, given: str | None, record: dict[str, Any] | None) ->
     if given is None:
         return str(recorded) if recorded else "."
     normalized = PurePosixPath(Path(given).as_posix()).as_posix()
-    if PurePosixPath(normalized).parts[:1] in ((CONF,), (DATA_DIR,)):
+    if PurePosixPath(normalized).parts[:1] in ((CONF_DIR,), (DATA_DIR,)):
         # check depends on conf/ (the stages' dvc.lock there would re-run it on every run) and
         # every stage replaces its folder of data/.
-        raise AdoptError(f"--dir {given}: expected a folder outside {CONF}/ and {DATA_DIR}/, found one inside")
+        raise AdoptError(f"--dir {given}: expected a folder outside {CONF_DIR}/ and {DATA_DIR}/, found one inside")
     if recorded is not None and normalized != recorded:
         raise AdoptError(
             f"--dir {given}: expected {recorded}, where {repo / CODE_FILE} records the pipeline's dvc.yaml; "

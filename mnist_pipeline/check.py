@@ -43,6 +43,7 @@ from typing import Any
 from mnist_pipeline.config import params_from_dict, read_params
 from mnist_pipeline.errors import ConfigError
 from mnist_pipeline.fsio import atomic_dir, refuse_links
+from mnist_pipeline.names import CONF_DIR
 from mnist_pipeline.provenance import PACKAGE, code_digest
 from mnist_pipeline.stage import run_stage, stage_parser
 from mnist_pipeline.views import (
@@ -111,7 +112,7 @@ def write_json(path: Path, value: dict[str, Any], params_path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = stage_parser(__doc__ or "", per_dataset=False)
     parser.add_argument(
-        "--conf", type=Path, default=Path("conf"), help="the config folder params.yaml is composed from"
+        "--conf", type=Path, default=Path(CONF_DIR), help="the config folder params.yaml is composed from"
     )
     parser.add_argument("views", type=Path, help=f"folder receiving one params view per dataset ({PARAMS_VIEWS})")
     args: argparse.Namespace = parser.parse_args(argv)

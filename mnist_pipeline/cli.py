@@ -23,9 +23,10 @@ import yaml
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from mnist_pipeline.adopt import CONF, WRITTEN, apply, enable_hydra, plan, resource
+from mnist_pipeline.adopt import WRITTEN, apply, enable_hydra, plan, resource
 from mnist_pipeline.config import params_from_dict
 from mnist_pipeline.errors import PipelineError, one_line, os_error_line
+from mnist_pipeline.names import CONF_DIR
 from mnist_pipeline.params import compose_params, composed
 from mnist_pipeline.provenance import CODE_FILE, pipelines_flag, recorded_stages_dir, version
 from mnist_pipeline.tree import unpack_zip
@@ -37,15 +38,15 @@ def init(repo: Path, stages_dir: str | None, upgrade: bool) -> str:
     params = repo / "params.yaml"
     # Before an upgrade: params.yaml that is conf/'s composition follows conf/; one that is not
     # holds the team's choices (an applied experiment), which no composition can give back.
-    state = _params_state(params, repo / "conf") if upgrade and params.exists() else None
+    state = _params_state(params, repo / CONF_DIR) if upgrade and params.exists() else None
     planned = plan(repo, stages_dir, upgrade)
     apply(planned)
     hydra = enable_hydra(repo)
     written = [str(item.path.relative_to(repo)) for item in planned if item.action in WRITTEN]
-    conf_changed = any(item.action in WRITTEN for item in planned if item.path.is_relative_to(repo / "conf"))
+    conf_changed = any(item.action in WRITTEN for item in planned if item.path.is_relative_to(repo / CONF_DIR))
     (stages,) = [item.path for item in planned if item.path.name == "dvc.yaml"]
     flag = pipelines_flag(stages.parent.relative_to(repo).as_posix())
-    composed_now, note = _compose_params_after_init(params, repo / "conf", state, conf_changed, flag)
+    composed_now, note = _compose_params_after_init(params, repo / CONF_DIR, state, conf_changed, flag)
     written += [composed_now] if composed_now else []
     notes = [note] if note else []
     written += [".dvc/config (hydra.enabled)"] if hydra else []
@@ -54,7 +55,8 @@ def init(repo: Path, stages_dir: str | None, upgrade: bool) -> str:
             relative = item.path.relative_to(repo)
             notes.append(
                 f"kept your edited {relative}, which this version changed too: merge its copy "
-                f"({resource(CONF) / relative.relative_to(CONF)}) by hand, then `mnist-pipeline params [OVERRIDE ...]`"
+                f"({resource(CONF_DIR) / relative.relative_to(CONF_DIR)}) by hand, "
+                "then `mnist-pipeline params [OVERRIDE ...]`"
             )
     run, exp_run = f"`dvc repro{flag}`", f"`dvc exp run{flag} -S dataset=...`"
     hint = f"then {run} (or {exp_run}) and commit" if not upgrade else f"commit, then {run}"
@@ -116,7 +118,7 @@ TREE_FILES = {
 
 def conf_dir() -> Path:
     """This repository's conf/ when there is one, else the one the package carries."""
-    return Path("conf") if Path("conf").is_dir() else resource("conf")
+    return Path(CONF_DIR) if Path(CONF_DIR).is_dir() else resource(CONF_DIR)
 
 
 def megabytes(size: int) -> str:
@@ -241,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "init":
             print(init(Path.cwd(), args.dir, args.upgrade))
         elif args.command == "params":
-            if not Path("conf").is_dir():
+            if not Path(CONF_DIR).is_dir():
                 raise PipelineError("conf/: not found here; adopt the pipeline first with `mnist-pipeline init`")
             compose_params(Path("params.yaml"), args.overrides)
             composition = f"conf/ with {' '.join(args.overrides)}" if args.overrides else "conf/"

@@ -20,10 +20,18 @@ import numpy.typing as npt
 import yaml
 
 from mnist_pipeline.errors import DatasetError
-from mnist_pipeline.names import CLASS_DISTRIBUTION_CSV, DATA_DIR, DECODED_DIR, images_path, labels_path, table_path
+from mnist_pipeline.names import (
+    CLASS_DISTRIBUTION_CSV,
+    CONF_DIR,
+    DATA_DIR,
+    DECODED_DIR,
+    images_path,
+    labels_path,
+    table_path,
+)
 
 #: Where a repository keeps its datasets' facts (conf/dataset/<name>.yaml).
-CONF_DATASETS = Path("conf", "dataset")
+CONF_DATASETS = Path(CONF_DIR, "dataset")
 
 
 class NotBuiltError(DatasetError):

@@ -31,13 +31,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
 from mnist_pipeline.config import DownloadConfig, Params, download_problems
 from mnist_pipeline.errors import ConfigError, one_line
-from mnist_pipeline.names import NAME_PATTERN, mirror_problem, redact
+from mnist_pipeline.names import NAME_PATTERN, is_local_folder, mirror_problem, redact
 
 LOCAL_FILE = "mnist-pipeline.local.yaml"
 MIRRORS_ENV = "MNIST_PIPELINE_MIRRORS"
@@ -71,7 +70,10 @@ def sources_for(params: Params, dataset_name: str, folder: Path, environ: Mappin
     # A relative folder is relative to the repository the file is in (the working directory,
     # but for a queued experiment's copy).
     chosen += [
-        str(path.parent / item) if path.parent != folder and _is_relative_folder(item) else item for item in listed
+        str(path.parent / item)
+        if path.parent != folder and is_local_folder(item) and not Path(item).is_absolute()
+        else item
+        for item in listed
     ]
     published = params.dataset(dataset_name).mirrors
     mirrors = list(dict.fromkeys(chosen + published))  # each mirror once, first place kept
@@ -90,11 +92,6 @@ def local_file(folder: Path) -> Path:
         if ancestor.name == "exps" and ancestor.parent.name == "tmp" and ancestor.parent.parent.name == ".dvc":
             return ancestor.parent.parent.parent / LOCAL_FILE
     return own
-
-
-def _is_relative_folder(mirror: str) -> bool:
-    # No scheme (or a drive letter), as names.mirror_problem tells a folder from a URL.
-    return len(urlsplit(mirror).scheme) <= 1 and not Path(mirror).is_absolute()
 
 
 def _read_local(path: Path) -> dict[str, Any]:

@@ -64,6 +64,11 @@ def table_path(decoded_dir: Path, split: str) -> Path:
     return decoded_dir / f"{split}_label_table.npy"
 
 
+def is_local_folder(mirror: str) -> bool:
+    """A mirror without a scheme (or with a Windows drive letter) is a local folder."""
+    return len(urlsplit(mirror).scheme) <= 1
+
+
 def mirror_problem(mirror: str) -> str | None:
     """Why ``mirror`` (a URL or a local folder) is unusable, or None.
 
@@ -79,7 +84,7 @@ def mirror_problem(mirror: str) -> str | None:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
         return f"not a valid URL ({exc}): {redact(mirror)!r}"
-    if len(parts.scheme) <= 1:  # no scheme, or a Windows drive letter: a local folder
+    if is_local_folder(mirror):
         return None
     if parts.scheme not in MIRROR_SCHEMES:
         allowed = ", ".join(MIRROR_SCHEMES)
