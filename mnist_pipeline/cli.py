@@ -104,15 +104,15 @@ FORMAT_FILES = {
     "csv": "csv/<split>.csv (<split>.csv.gz with gzip=true): label,pixel0,...; pd.read_csv(path, dtype='uint8') "
     "(header=None with header=false, dtype='float32' with scale=unit, no dtype with extended_labels=true: "
     "its label columns need int32)",
-    "png": "png/images.zip: <split>/<class>/<index>.png (<split>/<label>_<index>.png with layout=flat) and "
-    "manifest.csv; the trees group unpacks it",
+    "png": "png/images.zip: <split>/<class>/<index>.png (<split>/<label>_<index>.png and <split>/metadata.csv "
+    "with layout=flat) and manifest.csv; the trees group unpacks it",
     "parquet": "parquet/<split>.parquet + parquet/README.md: image (PNG), label (+ pixels, label columns) and their "
     "Hugging Face card; datasets.load_dataset('data/<dataset>/export/parquet')",
 }
 #: What each tree (the `trees` group) unpacks, and where.
 TREE_FILES = {
     "png": "images/<split>/<class>/<index>.png: torchvision ImageFolder, load_dataset('imagefolder', data_dir=...) "
-    "(layout=flat has no class folders, so neither reads its labels: images/manifest.csv lists them)"
+    "(layout=flat: no class folders, so not ImageFolder; imagefolder reads the labels from <split>/metadata.csv)"
 }
 
 

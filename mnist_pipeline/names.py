@@ -44,8 +44,14 @@ CLASS_DISTRIBUTION_CSV = "class_distribution.csv"
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
 #: The last member of the PNG export's zip and the file that marks an unpacked tree.
 MANIFEST_NAME = "manifest.csv"
-#: Its columns; ``path`` (first) lists every other member of the zip, in member order.
+#: Its columns; ``path`` (first) lists every PNG of the zip, in member order.
 MANIFEST_COLUMNS = ("path", "split", "index", "label", "class")
+#: With layout flat, the zip's only members besides the PNGs and the manifest: one per split
+#: folder, right after its PNGs, in Hugging Face's image-folder metadata format, so that
+#: ``load_dataset("imagefolder", data_dir=<tree>)`` reads each image's label, which no class
+#: folder gives it (with class folders, a metadata file would replace their class names).
+SPLIT_METADATA_NAME = "metadata.csv"
+SPLIT_METADATA_COLUMNS = ("file_name", "label")
 #: ``user:password@host/...`` without a scheme: urlsplit takes ``user`` (or a one-letter user,
 #: like a drive letter) as the scheme, and the rest would become a local folder name.
 _SCHEMELESS_USERINFO = re.compile(r"^[^/?#@]*:[^/?#]*@")

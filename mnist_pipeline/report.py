@@ -189,7 +189,8 @@ def export_readme(
         lines += [
             "",
             f"`images/` is the PNG tree, `png/images.zip` unpacked: `images/{MANIFEST_NAME}` lists every PNG's "
-            "path, split, index and label.",
+            'path, split, index and label, and `datasets.load_dataset("imagefolder", data_dir="images")` (from '
+            "this folder) reads the images with their labels.",
         ]
     if PARQUET_FORMAT in formats:
         # "./parquet", not "parquet": a bare name is the library's own Parquet builder, which

@@ -8,7 +8,8 @@ folder may hold). Never onto a file (the zip itself included), a symbolic link, 
 directory, a folder holding the zip, or through a link below the working directory.
 
 What it unpacks: only a PNG export of this pipeline, a zip whose last member is ``manifest.csv``
-listing every other member, in order, in its ``path`` column. The zip is hostile input (it may
+listing every other member, in order, in its ``path`` column, but for the ``<split>/metadata.csv``
+files of the flat layout (Hugging Face's image-folder labels). The zip is hostile input (it may
 come from a remote or another repository): it is read with the strict streaming reader
 (``mnist_pipeline.ziparchive``: stored or deflated members only, no encryption, no links, names
 that stay inside the tree, bounded name depth and length, no overlapping members, sizes and
@@ -36,7 +37,7 @@ from pathlib import Path
 
 from mnist_pipeline.errors import ArchiveError, PipelineError
 from mnist_pipeline.fsio import atomic_dir, safe_target
-from mnist_pipeline.names import MANIFEST_COLUMNS, MANIFEST_NAME
+from mnist_pipeline.names import MANIFEST_COLUMNS, MANIFEST_NAME, SPLIT_METADATA_NAME
 from mnist_pipeline.treemark import MARKER, MARKER_HEADER, ZIP_SHA256_LABEL, is_our_tree
 from mnist_pipeline.ziparchive import (
     CentralDirectory,
@@ -163,7 +164,7 @@ def survey_export(source: ReadAt, directory: CentralDirectory, where: str, budge
 
 def _not_an_export(where: str, found: str) -> ArchiveError:
     return ArchiveError(
-        f"{where}: expected a PNG export of mnist-pipeline (last member {MANIFEST_NAME}, listing every other), "
+        f"{where}: expected a PNG export of mnist-pipeline (last member {MANIFEST_NAME}, listing every PNG), "
         f"found {found}; refusing to unpack it"
     )
 
@@ -172,19 +173,19 @@ def _write_members(source: ReadAt, directory: CentralDirectory, survey: Survey, 
     root = str(staging)
     made_dirs = {""}
     listed = _manifest_paths(source, survey.manifest, where)
-    count = 0
+    count = rows = 0
     for member in iter_members(source, directory, where, max_members=MAX_MEMBERS):
-        if count < survey.count - 1:
+        if count == survey.count - 1:
+            if (extra := next(listed, None)) is not None:
+                raise _not_an_export(
+                    where, f"{MANIFEST_NAME} row {rows + 1} listing {extra!r}, which the zip does not hold"
+                )
+        elif not is_split_metadata(member.name):
             row = next(listed, None)
+            rows += 1
             if row != member.name:
                 expected = "the end of the list" if row is None else repr(row)
-                raise _not_an_export(
-                    where, f"member {member.name!r} where {MANIFEST_NAME} row {count + 1} lists {expected}"
-                )
-        elif (extra := next(listed, None)) is not None:
-            raise _not_an_export(
-                where, f"{MANIFEST_NAME} row {count + 1} listing {extra!r}, which the zip does not hold"
-            )
+                raise _not_an_export(where, f"member {member.name!r} where {MANIFEST_NAME} row {rows} lists {expected}")
         parent = member.name.rpartition("/")[0]
         try:
             if parent not in made_dirs:
@@ -198,6 +199,12 @@ def _write_members(source: ReadAt, directory: CentralDirectory, survey: Survey, 
             ) from exc
         count += 1
     return count
+
+
+def is_split_metadata(name: str) -> bool:
+    """``<split>/metadata.csv``: a split's labels for Hugging Face (layout flat), not in the manifest."""
+    split, _, file_name = name.partition("/")
+    return bool(split) and file_name == SPLIT_METADATA_NAME
 
 
 def _manifest_paths(source: ReadAt, manifest: ZipMember, where: str) -> Iterator[str]:

@@ -506,12 +506,20 @@ def test_png_flat_layout_inverted(tmp_path: Path, tiny: TinyDataset, decoded: Pa
     out = tmp_path / "data" / "png"
     run_stage(export_png, tmp_path, tiny, decoded, out, png={"layout": "flat", "invert": True})
     images, labels = tiny.arrays["test"]
+    train = len(tiny.arrays["train"][1])
     with zipfile.ZipFile(out / "images.zip") as archive:
         names = archive.namelist()
-        assert names[len(tiny.arrays["train"][1])] == f"test/{labels[0]}_00.png"
+        # each split's PNGs, then its Hugging Face metadata; the manifest last, listing the PNGs only
+        assert names[train : train + 2] == ["train/metadata.csv", f"test/{labels[0]}_00.png"]
+        assert names[-2:] == ["test/metadata.csv", "manifest.csv"]
         for index in range(len(labels)):
             data = archive.read(f"test/{labels[index]}_{index:02d}.png")
             np.testing.assert_array_equal(read_png(data), 255 - images[index])
+        for split, (_, split_labels) in tiny.arrays.items():
+            expected = [f"{label}_{index:02d}.png,{label}" for index, label in enumerate(split_labels)]
+            assert archive.read(f"{split}/metadata.csv").decode().splitlines() == ["file_name,label", *expected]
+        manifest = archive.read("manifest.csv").decode().splitlines()[1:]
+        assert [row.split(",")[0] for row in manifest] == [name for name in names if name.endswith(".png")]
 
 
 def torchvision_class_to_idx(root: Path) -> dict[str, int]:

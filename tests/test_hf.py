@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import yaml
 
-from mnist_pipeline import export_npz, export_parquet, report
+from mnist_pipeline import export_npz, export_parquet, export_png, report, unpack
 from mnist_pipeline.params import compose_params
-from tests.support.data import TinyDataset, params_for, write_params
+from tests.support.data import TinyDataset, params_for, write_decoded_dir, write_params
 from tests.support.repos import PROJECT_ROOT
 
 datasets = pytest.importorskip("datasets", reason="datasets is not installed (make test installs the dev lock)")
@@ -187,6 +187,42 @@ def test_extended_labels_and_several_splits(
     body = (export / "README.md").read_text()
     assert "rows 0 to 9; `test_b` = rows 10 to 19" in body
     assert "`writer_id`" in body
+
+
+# datasets leaves the metadata file it read open (its own ResourceWarning, raised at collection).
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("layout", ["imagefolder", "flat"])
+def test_load_dataset_reads_the_png_tree_with_its_labels(
+    tmp_path: Path, tiny: TinyDataset, caplog: pytest.LogCaptureFixture, layout: str
+) -> None:
+    """The README's one line for the PNG tree: labels from the class folders, or with layout flat
+    from each split's metadata.csv; every image is the decoded one, by its index in the file name."""
+    params = params_for(tiny, ["unused"])
+    params["datasets"]["mnist"]["classes"] = FASHION
+    params["export"].update(workers=1, formats={"png": {}})
+    params["export"]["png"]["layout"] = layout
+    root = tmp_path / "data" / "mnist"
+    common = ["--params", str(write_params(tmp_path, params)), "--dataset", "mnist"]
+    decoded = write_decoded_dir(root / "decoded", tiny)
+    assert export_png.main([*common, str(decoded), str(root / "export" / "png")]) == 0
+    tree = root / "export" / "images"
+    assert unpack.main([*common, str(root / "export" / "png" / "images.zip"), str(tree)]) == 0
+    caplog.set_level(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = datasets.load_dataset("imagefolder", data_dir=str(tree), cache_dir=str(tmp_path / "cache"))
+    assert not [r.getMessage() for r in caplog.records if r.name.split(".")[0] in ("datasets", "huggingface_hub")]
+    assert sorted(loaded) == sorted(tiny.arrays)
+    for split, dataset in loaded.items():
+        images, labels = tiny.arrays[split]
+        assert dataset.num_rows == len(labels)
+        if layout == "imagefolder":  # the folder names, which sort into label order
+            assert dataset.features["label"].names == [str(c) for c in range(10)]
+        paths = [image["path"] for image in dataset.cast_column("image", datasets.Image(decode=False))["image"]]
+        indices = [int(Path(path).stem.rpartition("_")[2]) for path in paths]
+        assert sorted(indices) == list(range(len(labels)))
+        assert dataset["label"] == labels[indices].tolist()
+        np.testing.assert_array_equal(np.stack([np.asarray(image) for image in dataset["image"]]), images[indices])
 
 
 def test_emnist_letters_layout(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import mnist_pipeline
-from mnist_pipeline import export_csv, export_npz, export_parquet, report
+from mnist_pipeline import export_csv, export_npz, export_parquet, export_png, report, unpack
 from mnist_pipeline.errors import DatasetError
 from mnist_pipeline.loader import NotBuiltError
 from tests.support.data import TinyDataset, params_for, write_decoded_dir, write_params
@@ -36,9 +36,12 @@ def build_repo(root: Path, tiny: TinyDataset, name: str = "mnist", formats: tupl
     common = ["--params", str(write_params(root, params)), "--dataset", name]
     data = root / "data" / name
     decoded = write_decoded_dir(data / "decoded", tiny)
-    stages = {"npz": export_npz, "csv": export_csv, "parquet": export_parquet}
+    stages = {"npz": export_npz, "csv": export_csv, "png": export_png, "parquet": export_parquet}
     for fmt in formats:
         assert stages[fmt].main([*common, str(decoded), str(data / "export" / fmt)]) == 0
+    if "png" in formats:  # and its tree, as -S 'trees=[png]' selects it
+        zip_path = data / "export" / "png" / "images.zip"
+        assert unpack.main([*common, str(zip_path), str(data / "export" / "images")]) == 0
     stats = {
         split: {"count": len(labels), "class_counts": {str(c): int((labels == c).sum()) for c in range(10)}}
         for split, (_, labels) in tiny.arrays.items()
@@ -154,9 +157,7 @@ def test_readme_loader_blocks_run_on_a_built_export(
     module = first_import(block)
     if importlib.util.find_spec(module) is None:
         pytest.skip(f"{module} is not installed here: the README block that uses it is not run")
-    if module == "torchvision":
-        pytest.skip("the PNG tree's block needs the unpack stage's tree (tested in tests/test_exports.py)")
-    root = build_repo(tmp_path, tiny, formats=("npz", "csv", "parquet"))
+    root = build_repo(tmp_path, tiny, formats=("npz", "csv", "png", "parquet"))
     if module == "pyspark":
         # In a process of its own, as a user runs it: Spark's JVM resolves relative paths against
         # the folder it started in, and one an earlier test of this process started is elsewhere.
@@ -183,8 +184,13 @@ def test_readme_loader_blocks_run_on_a_built_export(
     if module == "mnist_pipeline":
         np.testing.assert_array_equal(namespace["images"], images)
         assert namespace["classes"] == FASHION
-    if module == "datasets":
-        assert namespace["mnist"]["train"]["label"] == labels.tolist()
+    if module == "datasets":  # the Parquet export in dataset order; the tree by class folder, then index
+        if "tree" in namespace:
+            assert sorted(namespace["tree"]["train"]["label"]) == sorted(labels.tolist())
+        else:
+            assert namespace["mnist"]["train"]["label"] == labels.tolist()
+    if module == "torchvision":
+        assert sorted(label for _, label in namespace["train"].samples) == sorted(labels.tolist())
     if module == "polars":
         assert namespace["train"]["label"].to_list() == labels.tolist()
     if module == "duckdb":

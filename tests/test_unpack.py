@@ -261,6 +261,21 @@ def test_peak_memory_does_not_grow_with_the_member_count(tmp_path: Path, monkeyp
     assert many < 2 << 20, many
 
 
+def test_the_flat_layouts_split_metadata_is_unpacked_without_a_manifest_row(workspace: Path) -> None:
+    """<split>/metadata.csv (Hugging Face's labels, layout flat) is the one member the manifest does not list."""
+    pngs = {"train/3_00001.png": b"\x89PNG one", "test/7_00000.png": b"\x89PNG two"}
+    files = {
+        "train/3_00001.png": pngs["train/3_00001.png"],
+        "train/metadata.csv": b"file_name,label\n3_00001.png,3\n",
+        "test/7_00000.png": pngs["test/7_00000.png"],
+        "test/metadata.csv": b"file_name,label\n7_00000.png,7\n",
+    }
+    zip_path = workspace / "in.zip"
+    zip_path.write_bytes(zip_of({**files, "manifest.csv": manifest_for(list(pngs))}))
+    assert unpack_zip(zip_path, workspace / "tree") == len(files) + 1
+    assert read_tree(workspace / "tree") == with_marks({**files, "manifest.csv": manifest_for(list(pngs))}, zip_path)
+
+
 # what is unpacked: only a PNG export of this pipeline -----------------------------------------
 
 
@@ -295,8 +310,27 @@ def npz_like() -> bytes:
             zip_of({MARKER: b"forged", "manifest.csv": manifest_for([MARKER])}),
             f"found a member named '{MARKER}', a name unpack writes itself",
         ),
+        (
+            zip_of({"a.png": b"a", "metadata.csv": b"m", "manifest.csv": manifest_for(["a.png"])}),
+            "found member 'metadata.csv' where manifest.csv row 2 lists the end of the list",
+        ),
+        (
+            zip_of({"t/a.png": b"a", "t/3/metadata.csv": b"m", "manifest.csv": manifest_for(["t/a.png"])}),
+            "found member 't/3/metadata.csv' where manifest.csv row 2 lists the end of the list",
+        ),
     ],
-    ids=["npz", "manifest-not-last", "unlisted", "out-of-order", "listed-missing", "header", "utf8", "marker"],
+    ids=[
+        "npz",
+        "manifest-not-last",
+        "unlisted",
+        "out-of-order",
+        "listed-missing",
+        "header",
+        "utf8",
+        "marker",
+        "metadata-at-the-root",
+        "metadata-below-a-split",
+    ],
 )
 def test_a_zip_that_is_not_an_export_is_refused(workspace: Path, archive: bytes, match: str) -> None:
     assert_refused(workspace, archive, match)
