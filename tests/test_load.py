@@ -184,9 +184,13 @@ def test_readme_loader_blocks_run_on_a_built_export(
     if module == "mnist_pipeline":
         np.testing.assert_array_equal(namespace["images"], images)
         assert namespace["classes"] == FASHION
-    if module == "datasets":  # the Parquet export in dataset order; the tree by class folder, then index
+    if module == "datasets":  # the exports in dataset order; the tree by class folder, then index
         if "tree" in namespace:
             assert sorted(namespace["tree"]["train"]["label"]) == sorted(labels.tolist())
+        elif "csv" in namespace:
+            train = namespace["csv"]["train"].with_format("numpy")
+            np.testing.assert_array_equal(train["label"], labels)
+            np.testing.assert_array_equal(train["pixel300"], images.reshape(len(images), -1)[:, 300])
         else:
             assert namespace["mnist"]["train"]["label"] == labels.tolist()
     if module == "torchvision":
