@@ -355,6 +355,11 @@ class _PlainLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
+#: The keys that say what a dataset is, which only its conf/dataset/ entry sets: an entry
+#: with none of them holds overrides only.
+_DESCRIBING_KEYS = {"title", "homepage", "license", "citation", "image_shape", "classes", "splits"}
+
+
 def load_params(path: Path) -> Params:
     """Read and validate params.yaml (or a dataset's view of it); raise ConfigError naming the
     first bad key."""
@@ -405,10 +410,12 @@ def params_from_dict(raw: dict[str, Any], source: str = "params") -> Params:
     datasets = raw.get("datasets")
     if isinstance(datasets, dict):
         for name, entry in datasets.items():
-            if isinstance(entry, dict) and entry and set(entry) <= {"export"}:
-                # `-S '++datasets.<d>.export.csv.header=false'` for a dataset the run does not select.
+            if isinstance(entry, dict) and entry and not set(entry) & _DESCRIBING_KEYS:
+                # `-S '++datasets.<d>.export.csv.header=false'` (or `.mirrors=[...]`) for a dataset
+                # the run does not select: the schema would name the first missing key instead.
                 raise ConfigError(
-                    f"{source}: datasets.{name}: expected a selected dataset, found export options only; "
+                    f"{source}: datasets.{name}: expected a selected dataset, found only "
+                    f"{', '.join(sorted(entry))}, an override for a dataset this run does not select; "
                     f"select it with -S 'dataset=[...,{name}]'"
                 )
     params = cast(Params, _structured(Params, with_dataset_exports(raw), source))

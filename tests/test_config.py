@@ -220,11 +220,23 @@ def test_per_dataset_export_override_is_validated() -> None:
     assert loaded.dataset("mnist").export.csv.header is False and loaded.export.csv.header is True
 
 
-def test_export_options_of_an_unselected_dataset_say_to_select_it(tmp_path: Path) -> None:
-    raw = composed(tmp_path, "++datasets.fashion_mnist.export.csv.header=false")
+@pytest.mark.parametrize(
+    ("overrides", "found"),
+    [
+        (["++datasets.fashion_mnist.export.csv.header=false"], "export"),
+        (["++datasets.fashion_mnist.mirrors=[https://example.org/f/]"], "mirrors"),
+        (
+            ["++datasets.fashion_mnist.mirrors=[https://example.org/f/]", "++datasets.fashion_mnist.export.npz={}"],
+            "export, mirrors",
+        ),
+    ],
+    ids=["export", "mirrors", "both"],
+)
+def test_overrides_of_an_unselected_dataset_say_to_select_it(tmp_path: Path, overrides: list[str], found: str) -> None:
+    raw = composed(tmp_path, *overrides)
     expected = (
-        "params.yaml: datasets.fashion_mnist: expected a selected dataset, found export options only; "
-        "select it with -S 'dataset=[...,fashion_mnist]'"
+        f"params.yaml: datasets.fashion_mnist: expected a selected dataset, found only {found}, an override for "
+        "a dataset this run does not select; select it with -S 'dataset=[...,fashion_mnist]'"
     )
     with pytest.raises(ConfigError, match=f"^{re.escape(expected)}$"):
         params_from_dict(raw, source="params.yaml")
