@@ -414,8 +414,8 @@ def params_from_dict(raw: dict[str, Any], source: str = "params") -> Params:
                 # `-S '++datasets.<d>.export.csv.header=false'` (or `.mirrors=[...]`) for a dataset
                 # the run does not select: the schema would name the first missing key instead.
                 raise ConfigError(
-                    f"{source}: datasets.{name}: expected a selected dataset, found only "
-                    f"{', '.join(sorted(entry))}, an override for a dataset this run does not select; "
+                    f"{source}: datasets.{name}: expected a selected dataset, found only overrides "
+                    f"({', '.join(sorted(map(str, entry)))}) for a dataset this run does not select; "
                     f"select it with -S 'dataset=[...,{name}]'"
                 )
     params = cast(Params, _structured(Params, with_dataset_exports(raw), source))

@@ -186,11 +186,14 @@ def export_readme(
     lines += ["", "## Exports", "", "| format | folder | checksums |", "|---|---|---|"]
     lines += [f"| {md(fmt)} | `{fmt}/` | `{fmt}.sha256` (`sha256sum -c {fmt}.sha256`) |" for fmt in formats]
     if "png" in trees:
+        # Each split named: from folder names alone, the loader merges test10k and test50k into
+        # one "test" split and calls nist "train".
+        data_files = ", ".join(f'"{split}": "images/{split}/**"' for split in dataset.splits)
         lines += [
             "",
             f"`images/` is the PNG tree, `png/images.zip` unpacked: `images/{MANIFEST_NAME}` lists every PNG's "
-            'path, split, index and label, and `datasets.load_dataset("imagefolder", data_dir="images")` (from '
-            "this folder) reads the images with their labels.",
+            f'path, split, index and label, and `datasets.load_dataset("imagefolder", data_files={{{data_files}}})` '
+            "(from this folder) reads the images with their labels.",
         ]
     if PARQUET_FORMAT in formats:
         # "./parquet", not "parquet": a bare name is the library's own Parquet builder, which

@@ -9,11 +9,11 @@ directory, a folder holding the zip, or through a link below the working directo
 
 What it unpacks: only a PNG export of this pipeline, a zip whose last member is ``manifest.csv``
 listing every other member, in order, in its ``path`` column, but for the ``<split>/metadata.csv``
-files of the flat layout (Hugging Face's image-folder labels). The zip is hostile input (it may
-come from a remote or another repository): it is read with the strict streaming reader
-(``mnist_pipeline.ziparchive``: stored or deflated members only, no encryption, no links, names
-that stay inside the tree, bounded name depth and length, no overlapping members, sizes and
-CRCs checked), member by member, so memory does not grow with the member count. A first pass
+of the flat layout (Hugging Face's image-folder labels), each right after its split's PNGs. The
+zip is hostile input (it may come from a remote or another repository): it is read with the
+strict streaming reader (``mnist_pipeline.ziparchive``: stored or deflated members only, no
+encryption, no links, names that stay inside the tree, bounded name depth and length, no
+overlapping members, sizes and CRCs checked), member by member, so memory does not grow with the member count. A first pass
 over the central directory checks every entry and the bounds before anything is written: at
 most ``MAX_MEMBERS`` files and a total declared size of at most ``MAX_TOTAL_BYTES`` and
 ``MAX_EXPANSION`` times the zip's own size. The second pass writes the tree beside its final
@@ -51,7 +51,7 @@ from mnist_pipeline.ziparchive import (
     sha256_of_source,
 )
 
-#: The manifest's first column (the zip's last member): every other member.
+#: The manifest's first column (the zip's last member): every other member but the split metadata.
 MANIFEST_PATH_COLUMN = MANIFEST_COLUMNS[0]
 GITIGNORE = ".gitignore"
 GITIGNORE_CONTENT = b"# mnist-pipeline unpack: this tree is rebuilt from its zip; git ignores all of it.\n*\n"
@@ -145,8 +145,8 @@ def survey_export(source: ReadAt, directory: CentralDirectory, where: str, budge
     for index, member in enumerate(iter_members(source, directory, where, max_members=MAX_MEMBERS)):
         if member.is_dir:
             raise ArchiveError(f"{where}: refusing member {member.name!r}: expected files only, found a folder entry")
-        if member.name in (MARKER, GITIGNORE):
-            raise _not_an_export(where, f"a member named {member.name!r}, a name unpack writes itself")
+        if (top := member.name.partition("/")[0]) in (MARKER, GITIGNORE):
+            raise _not_an_export(where, f"a member named {member.name!r}, where unpack writes {top} itself")
         if member.name == MANIFEST_NAME and index != directory.count - 1:
             raise _not_an_export(where, f"{MANIFEST_NAME} at entry {index + 1} of {directory.count}")
         declared += member.size
@@ -164,7 +164,7 @@ def survey_export(source: ReadAt, directory: CentralDirectory, where: str, budge
 
 def _not_an_export(where: str, found: str) -> ArchiveError:
     return ArchiveError(
-        f"{where}: expected a PNG export of mnist-pipeline (last member {MANIFEST_NAME}, listing every PNG), "
+        f"{where}: expected a PNG export of mnist-pipeline (last member {MANIFEST_NAME}, listing the others), "
         f"found {found}; refusing to unpack it"
     )
 
@@ -174,18 +174,30 @@ def _write_members(source: ReadAt, directory: CentralDirectory, survey: Survey, 
     made_dirs = {""}
     listed = _manifest_paths(source, survey.manifest, where)
     count = rows = 0
+    # The split folder the member before sits directly in (layout flat), which only that
+    # split's metadata may follow, once: anywhere else a metadata.csv would change what
+    # Hugging Face's loader reads (one in a class-folder tree drops every folder's labels).
+    flat_split: str | None = None
+    closed: set[str] = set()
     for member in iter_members(source, directory, where, max_members=MAX_MEMBERS):
+        split, _, rest = member.name.partition("/")
         if count == survey.count - 1:
             if (extra := next(listed, None)) is not None:
                 raise _not_an_export(
                     where, f"{MANIFEST_NAME} row {rows + 1} listing {extra!r}, which the zip does not hold"
                 )
-        elif not is_split_metadata(member.name):
+        elif rest == SPLIT_METADATA_NAME and split == flat_split:
+            closed.add(split)
+            flat_split = None
+        else:
             row = next(listed, None)
             rows += 1
             if row != member.name:
                 expected = "the end of the list" if row is None else repr(row)
                 raise _not_an_export(where, f"member {member.name!r} where {MANIFEST_NAME} row {rows} lists {expected}")
+            if split in closed:
+                raise _not_an_export(where, f"member {member.name!r} after {split}/{SPLIT_METADATA_NAME}")
+            flat_split = split if rest and "/" not in rest else None
         parent = member.name.rpartition("/")[0]
         try:
             if parent not in made_dirs:
@@ -199,12 +211,6 @@ def _write_members(source: ReadAt, directory: CentralDirectory, survey: Survey, 
             ) from exc
         count += 1
     return count
-
-
-def is_split_metadata(name: str) -> bool:
-    """``<split>/metadata.csv``: a split's labels for Hugging Face (layout flat), not in the manifest."""
-    split, _, file_name = name.partition("/")
-    return bool(split) and file_name == SPLIT_METADATA_NAME
 
 
 def _manifest_paths(source: ReadAt, manifest: ZipMember, where: str) -> Iterator[str]:

@@ -235,7 +235,7 @@ def test_per_dataset_export_override_is_validated() -> None:
 def test_overrides_of_an_unselected_dataset_say_to_select_it(tmp_path: Path, overrides: list[str], found: str) -> None:
     raw = composed(tmp_path, *overrides)
     expected = (
-        f"params.yaml: datasets.fashion_mnist: expected a selected dataset, found only {found}, an override for "
+        f"params.yaml: datasets.fashion_mnist: expected a selected dataset, found only overrides ({found}) for "
         "a dataset this run does not select; select it with -S 'dataset=[...,fashion_mnist]'"
     )
     with pytest.raises(ConfigError, match=f"^{re.escape(expected)}$"):

@@ -21,7 +21,7 @@ import yaml
 
 from mnist_pipeline import export_npz, export_parquet, export_png, report, unpack
 from mnist_pipeline.params import compose_params
-from tests.support.data import TinyDataset, params_for, write_decoded_dir, write_params
+from tests.support.data import TinyDataset, params_for, write_params
 from tests.support.repos import PROJECT_ROOT
 
 datasets = pytest.importorskip("datasets", reason="datasets is not installed (make test installs the dev lock)")
@@ -63,9 +63,10 @@ def build_export(
     name: str,
     arrays: dict[str, tuple[np.ndarray, np.ndarray]],
     tables: bool = False,
+    formats: tuple[str, ...] = ("npz", "parquet"),
 ) -> Path:
-    """decoded/, stats.json, checksums.json, then the npz and parquet exports and the report,
-    each by its stage's main(), as DVC would run them: the export folder."""
+    """decoded/, stats.json, checksums.json, then the ``formats`` (the png one with its tree)
+    and the report, each by its stage's main(), as DVC would run them: the export folder."""
     entry = params["datasets"][name]
     decoded = root / "decoded"
     decoded.mkdir(parents=True)
@@ -85,11 +86,15 @@ def build_export(
     (root / "stats.json").write_text(json.dumps(stats))
     (root / "checksums.json").write_text(json.dumps({"archives": records}))
     params["export"]["workers"] = 1
-    params["export"]["formats"] = {"npz": {}, "parquet": {}}
+    params["export"]["formats"] = {fmt: {} for fmt in formats}
+    params["export"]["trees"] = {"png": {}} if "png" in formats else {}
     common = ["--params", str(write_params(root, params)), "--dataset", name]
     export = root / "export"
-    assert export_npz.main([*common, str(decoded), str(export / "npz")]) == 0
-    assert export_parquet.main([*common, str(decoded), str(export / "parquet")]) == 0
+    stages = {"npz": export_npz, "png": export_png, "parquet": export_parquet}
+    for fmt in formats:
+        assert stages[fmt].main([*common, str(decoded), str(export / fmt)]) == 0
+    if "png" in formats:
+        assert unpack.main([*common, str(export / "png" / "images.zip"), str(export / "images")]) == 0
     inputs = [str(decoded), str(root / "stats.json"), str(root / "checksums.json"), str(export)]
     assert report.main([*common, *inputs]) == 0
     return export
@@ -191,33 +196,46 @@ def test_extended_labels_and_several_splits(
 
 # datasets leaves the metadata file it read open (its own ResourceWarning, raised at collection).
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("split_names", [["train", "test"], ["train", "test_a", "test_b"]], ids=["two", "three"])
 @pytest.mark.parametrize("layout", ["imagefolder", "flat"])
-def test_load_dataset_reads_the_png_tree_with_its_labels(
-    tmp_path: Path, tiny: TinyDataset, caplog: pytest.LogCaptureFixture, layout: str
+def test_the_export_readme_line_loads_the_png_tree_with_its_labels(
+    tmp_path: Path,
+    tiny: TinyDataset,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    layout: str,
+    split_names: list[str],
 ) -> None:
-    """The README's one line for the PNG tree: labels from the class folders, or with layout flat
-    from each split's metadata.csv; every image is the decoded one, by its index in the file name."""
+    """The line export/README.md gives for the tree, run from that folder: every split under its
+    own name (from folder names alone, test_a and test_b would merge into one "test"), labels
+    from the class folders or, with layout flat, from each split's metadata.csv, every image the
+    decoded one by the index in its file name."""
     params = params_for(tiny, ["unused"])
-    params["datasets"]["mnist"]["classes"] = FASHION
-    params["export"].update(workers=1, formats={"png": {}})
+    entry = params["datasets"]["mnist"]
+    entry["classes"] = FASHION
+    if len(split_names) == 3:
+        test = entry["splits"].pop("test")
+        entry["splits"]["test_a"] = {**copy.deepcopy(test), "count": 10, "rows": [0, 10]}
+        entry["splits"]["test_b"] = {**copy.deepcopy(test), "count": 10, "rows": [10, 20]}
     params["export"]["png"]["layout"] = layout
-    root = tmp_path / "data" / "mnist"
-    common = ["--params", str(write_params(tmp_path, params)), "--dataset", "mnist"]
-    decoded = write_decoded_dir(root / "decoded", tiny)
-    assert export_png.main([*common, str(decoded), str(root / "export" / "png")]) == 0
-    tree = root / "export" / "images"
-    assert unpack.main([*common, str(root / "export" / "png" / "images.zip"), str(tree)]) == 0
+    arrays = split_arrays(tiny, split_names)
+    export = build_export(tmp_path / "data", params, "mnist", arrays, formats=("png",))
+    line = re.search(r"`(datasets\.load_dataset\(\"imagefolder\".*?\))`", (export / "README.md").read_text())
+    assert line, "export/README.md gives no imagefolder line"
+    monkeypatch.chdir(export)
     caplog.set_level(logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        loaded = datasets.load_dataset("imagefolder", data_dir=str(tree), cache_dir=str(tmp_path / "cache"))
+        loaded = eval(line.group(1), {"datasets": datasets})  # the card's own line, on files we built
     assert not [r.getMessage() for r in caplog.records if r.name.split(".")[0] in ("datasets", "huggingface_hub")]
-    assert sorted(loaded) == sorted(tiny.arrays)
+    assert list(loaded) == split_names
     for split, dataset in loaded.items():
-        images, labels = tiny.arrays[split]
+        images, labels = arrays[split]
         assert dataset.num_rows == len(labels)
         if layout == "imagefolder":  # the folder names, which sort into label order
-            assert dataset.features["label"].names == [str(c) for c in range(10)]
+            assert dataset.features["label"] == datasets.ClassLabel(names=[str(c) for c in range(10)])
+        else:  # metadata.csv's integers, as the README says
+            assert dataset.features["label"] == datasets.Value("int64")
         paths = [image["path"] for image in dataset.cast_column("image", datasets.Image(decode=False))["image"]]
         indices = [int(Path(path).stem.rpartition("_")[2]) for path in paths]
         assert sorted(indices) == list(range(len(labels)))

@@ -5,10 +5,12 @@ with one line, the previous tree stays as it was, and nothing is left beside it.
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 import stat
 import subprocess
 import tracemalloc
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -279,6 +281,16 @@ def test_the_flat_layouts_split_metadata_is_unpacked_without_a_manifest_row(work
 # what is unpacked: only a PNG export of this pipeline -----------------------------------------
 
 
+def zip_of_pairs(members: list[tuple[str, bytes]]) -> bytes:
+    """A zip of ``members`` in order, a name twice if listed twice (zipfile warns, and writes it)."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(buffer, "w") as archive:
+        warnings.simplefilter("ignore", UserWarning)  # "Duplicate name"
+        for name, data in members:
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
 def npz_like() -> bytes:
     """What an .npz is: a zip of .npy members and no manifest."""
     return zip_of({"x_train.npy": b"\x93NUMPY", "y_train.npy": b"\x93NUMPY", "x_test.npy": b"", "y_test.npy": b""})
@@ -308,7 +320,11 @@ def npz_like() -> bytes:
         (zip_of({"a.png": b"a", "manifest.csv": b"path\n\xff.png\n"}), "found manifest.csv that is not UTF-8"),
         (
             zip_of({MARKER: b"forged", "manifest.csv": manifest_for([MARKER])}),
-            f"found a member named '{MARKER}', a name unpack writes itself",
+            f"found a member named '{MARKER}', where unpack writes {MARKER} itself",
+        ),
+        (
+            zip_of({".gitignore/a.png": b"a", "manifest.csv": manifest_for([".gitignore/a.png"])}),
+            "found a member named '.gitignore/a.png', where unpack writes .gitignore itself",
         ),
         (
             zip_of({"a.png": b"a", "metadata.csv": b"m", "manifest.csv": manifest_for(["a.png"])}),
@@ -317,6 +333,40 @@ def npz_like() -> bytes:
         (
             zip_of({"t/a.png": b"a", "t/3/metadata.csv": b"m", "manifest.csv": manifest_for(["t/a.png"])}),
             "found member 't/3/metadata.csv' where manifest.csv row 2 lists the end of the list",
+        ),
+        (  # a class folder's PNG before it: one would drop every folder's labels in Hugging Face
+            zip_of({"t/3/a.png": b"a", "t/metadata.csv": b"m", "manifest.csv": manifest_for(["t/3/a.png"])}),
+            "found member 't/metadata.csv' where manifest.csv row 2 lists the end of the list",
+        ),
+        (
+            zip_of({"t/metadata.csv": b"m", "t/a.png": b"a", "manifest.csv": manifest_for(["t/a.png"])}),
+            "found member 't/metadata.csv' where manifest.csv row 1 lists 't/a.png'",
+        ),
+        (  # another split's PNG before it
+            zip_of({"t/a.png": b"a", "u/metadata.csv": b"m", "manifest.csv": manifest_for(["t/a.png"])}),
+            "found member 'u/metadata.csv' where manifest.csv row 2 lists the end of the list",
+        ),
+        (
+            zip_of(
+                {
+                    "t/a.png": b"a",
+                    "t/metadata.csv": b"m",
+                    "t/b.png": b"b",
+                    "manifest.csv": manifest_for(["t/a.png", "t/b.png"]),
+                }
+            ),
+            "found member 't/b.png' after t/metadata.csv",
+        ),
+        (
+            zip_of_pairs(
+                [
+                    ("t/a.png", b"a"),
+                    ("t/metadata.csv", b"m"),
+                    ("t/metadata.csv", b"m"),
+                    ("manifest.csv", manifest_for(["t/a.png"])),
+                ]
+            ),
+            "found member 't/metadata.csv' where manifest.csv row 2 lists the end of the list",
         ),
     ],
     ids=[
@@ -328,8 +378,14 @@ def npz_like() -> bytes:
         "header",
         "utf8",
         "marker",
+        "marker-folder",
         "metadata-at-the-root",
         "metadata-below-a-split",
+        "metadata-after-a-class-folder",
+        "metadata-first",
+        "metadata-of-another-split",
+        "png-after-metadata",
+        "metadata-twice",
     ],
 )
 def test_a_zip_that_is_not_an_export_is_refused(workspace: Path, archive: bytes, match: str) -> None:
