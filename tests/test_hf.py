@@ -1,8 +1,8 @@
-"""The dataset card against the libraries that read it, offline: ``datasets.load_dataset`` on
-an export folder built by the stage functions (default Parquet, ``pixels``, ``extended_labels``,
-several splits, EMNIST letters' layout), compared with the npz; the front matter through
-``huggingface_hub``'s card parser; nothing forged in config or checksums.json reaches the card
-as Markdown or YAML."""
+"""The exports in Hugging Face ``datasets``, offline, built by the stage functions: the Parquet
+export with its card (default, ``pixels``, ``extended_labels``, several splits, EMNIST letters'
+layout) compared with the npz, the card's front matter through ``huggingface_hub``'s parser,
+nothing forged in config or checksums.json reaching it as Markdown or YAML; the CSV export with
+each option; the PNG tree in both layouts through the line export/README.md gives."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import yaml
 
-from mnist_pipeline import export_npz, export_parquet, export_png, report, unpack
+from mnist_pipeline import export_csv, export_npz, export_parquet, export_png, report, unpack
 from mnist_pipeline.params import compose_params
-from tests.support.data import TinyDataset, params_for, write_params
+from tests.support.data import TinyDataset, params_for, write_decoded_dir, write_params
 from tests.support.repos import PROJECT_ROOT
 
 datasets = pytest.importorskip("datasets", reason="datasets is not installed (make test installs the dev lock)")
@@ -241,6 +241,53 @@ def test_the_export_readme_line_loads_the_png_tree_with_its_labels(
         assert sorted(indices) == list(range(len(labels)))
         assert dataset["label"] == labels[indices].tolist()
         np.testing.assert_array_equal(np.stack([np.asarray(image) for image in dataset["image"]]), images[indices])
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"header": False, "label_position": "last", "gzip": True},
+        {"scale": "unit", "decimals": 3},
+        {"validation_size": 10},
+    ],
+    ids=["default", "no-header-label-last-gzip", "unit-3-decimals", "val"],
+)
+def test_load_dataset_reads_the_csv_export_with_each_option(
+    tmp_path: Path, tiny: TinyDataset, caplog: pytest.LogCaptureFixture, options: dict[str, Any]
+) -> None:
+    """The README's CSV line, with header=None where header=false: every split (val as Hugging
+    Face's "validation"), every row in order, labels and pixels."""
+    params = params_for(tiny, ["unused"])
+    params["export"].update(workers=1, formats={"csv": {}})
+    params["export"]["csv"].update(options)
+    root = tmp_path / "data" / "mnist"
+    common = ["--params", str(write_params(tmp_path, params)), "--dataset", "mnist"]
+    decoded = write_decoded_dir(root / "decoded", tiny)
+    assert export_csv.main([*common, str(decoded), str(root / "export" / "csv")]) == 0
+    header = {} if options.get("header", True) else {"header": None}
+    caplog.set_level(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = datasets.load_dataset(
+            "csv", data_dir=str(root / "export" / "csv"), cache_dir=str(tmp_path / "cache"), **header
+        )
+    assert not [r.getMessage() for r in caplog.records if r.name.split(".")[0] in ("datasets", "huggingface_hub")]
+    expected = dict(tiny.arrays)
+    if cut := options.get("validation_size"):  # the first rows of train, as validation_split=first carves them
+        images, labels = expected["train"]
+        expected = {"train": (images[cut:], labels[cut:]), "validation": (images[:cut], labels[:cut])} | {
+            "test": expected["test"]
+        }
+    assert sorted(loaded) == sorted(expected)
+    scale = 255.0 if options.get("scale") == "unit" else 1.0
+    for split, (images, labels) in expected.items():
+        rows = np.array([list(row.values()) for row in loaded[split]], dtype=np.float64)
+        label_column = 0 if options.get("label_position", "first") == "first" else rows.shape[1] - 1
+        assert rows[:, label_column].astype(np.int64).tolist() == labels.tolist()
+        pixels = np.delete(rows, label_column, axis=1)
+        tolerance = 0.5 * 10 ** -options.get("decimals", 4) if scale != 1.0 else 0.0
+        np.testing.assert_allclose(pixels, images.reshape(len(images), -1) / scale, atol=tolerance, rtol=0)
 
 
 def test_emnist_letters_layout(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
