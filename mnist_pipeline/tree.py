@@ -13,10 +13,10 @@ of the flat layout (Hugging Face's image-folder labels), each right after its sp
 zip is hostile input (it may come from a remote or another repository): it is read with the
 strict streaming reader (``mnist_pipeline.ziparchive``: stored or deflated members only, no
 encryption, no links, names that stay inside the tree, bounded name depth and length, no
-overlapping members, sizes and CRCs checked), member by member, so memory does not grow with the member count. A first pass
-over the central directory checks every entry and the bounds before anything is written: at
-most ``MAX_MEMBERS`` files and a total declared size of at most ``MAX_TOTAL_BYTES`` and
-``MAX_EXPANSION`` times the zip's own size. The second pass writes the tree beside its final
+overlapping members, sizes and CRCs checked), member by member, so memory does not grow with
+the member count. A first pass over the central directory checks every entry and the bounds
+before anything is written: at most ``MAX_MEMBERS`` files and a total declared size of at most
+``MAX_TOTAL_BYTES`` and ``MAX_EXPANSION`` times the zip's own size. The second pass writes the tree beside its final
 place, compares each name with the manifest's next row, and the tree replaces the old one as a
 whole. Files are written directly (one open/write/close each, no per-file metadata syscalls),
 which is what makes 70,000 of them cheap.
