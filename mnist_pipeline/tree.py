@@ -8,18 +8,18 @@ folder may hold). Never onto a file (the zip itself included), a symbolic link, 
 directory, a folder holding the zip, or through a link below the working directory.
 
 What it unpacks: only a PNG export of this pipeline, a zip whose last member is ``manifest.csv``
-listing every other member, in order, in its ``path`` column, but for the ``<split>/metadata.csv``
-of the flat layout (Hugging Face's image-folder labels), each right after its split's PNGs. The
-zip is hostile input (it may come from a remote or another repository): it is read with the
-strict streaming reader (``mnist_pipeline.ziparchive``: stored or deflated members only, no
-encryption, no links, names that stay inside the tree, bounded name depth and length, no
-overlapping members, sizes and CRCs checked), member by member, so memory does not grow with
-the member count. A first pass over the central directory checks every entry and the bounds
-before anything is written: at most ``MAX_MEMBERS`` files and a total declared size of at most
-``MAX_TOTAL_BYTES`` and ``MAX_EXPANSION`` times the zip's own size. The second pass writes the tree beside its final
-place, compares each name with the manifest's next row, and the tree replaces the old one as a
-whole. Files are written directly (one open/write/close each, no per-file metadata syscalls),
-which is what makes 70,000 of them cheap.
+listing every other member, in order, in its ``path`` column, but for the
+``<split>/metadata.csv`` of the flat layout (Hugging Face's image-folder labels), each right
+after its split's PNGs. The zip is hostile input (it may come from a remote or another
+repository): it is read with the strict streaming reader (``mnist_pipeline.ziparchive``: stored
+or deflated members only, no encryption, no links, names that stay inside the tree, bounded name
+depth and length, no overlapping members, sizes and CRCs checked), member by member, so memory
+does not grow with the member count. A first pass over the central directory checks every entry
+and the bounds before anything is written: at most ``MAX_MEMBERS`` files and a total declared
+size of at most ``MAX_TOTAL_BYTES`` and ``MAX_EXPANSION`` times the zip's own size. The second
+pass writes the tree beside its final place, compares each name with the manifest's next row,
+and the tree replaces the old one as a whole. Files are written directly (one open/write/close
+each, no per-file metadata syscalls), which is what makes 70,000 of them cheap.
 
 Every tree also gets a ``.gitignore`` of ``*``: a consumer's ``git add -A`` never adds the
 unpacked PNGs (the zip they came from is what is versioned), while DVC, which reads
@@ -51,6 +51,9 @@ from mnist_pipeline.ziparchive import (
     sha256_of_source,
 )
 
+#: The file names Hugging Face's image-folder loader reads labels from (datasets'
+#: ``FolderBasedBuilder.METADATA_FILENAMES``): only a flat split's own metadata.csv may have one.
+_LABEL_METADATA_NAMES = {SPLIT_METADATA_NAME, "metadata.jsonl", "metadata.parquet"}
 #: The manifest's first column (the zip's last member): every other member but the split metadata.
 MANIFEST_PATH_COLUMN = MANIFEST_COLUMNS[0]
 GITIGNORE = ".gitignore"
@@ -174,11 +177,13 @@ def _write_members(source: ReadAt, directory: CentralDirectory, survey: Survey, 
     made_dirs = {""}
     listed = _manifest_paths(source, survey.manifest, where)
     count = rows = 0
-    # The split folder the member before sits directly in (layout flat), which only that
-    # split's metadata may follow, once: anywhere else a metadata.csv would change what
-    # Hugging Face's loader reads (one in a class-folder tree drops every folder's labels).
-    flat_split: str | None = None
-    closed: set[str] = set()
+    # The export's shape as Hugging Face's loader reads labels: from the class folders, or from
+    # a flat split's own metadata right after its PNGs. A metadata file anywhere else (one in a
+    # class-folder tree drops every folder's labels) is refused, listed or not. This keeps the
+    # shape only: a hostile zip can still put a PNG in another class's folder.
+    flat_split: str | None = None  # the split the member before sits directly in
+    nested: set[str] = set()  # splits with a member below a folder of theirs (class folders)
+    closed: set[str] = set()  # splits whose metadata came: nothing of theirs may follow
     for member in iter_members(source, directory, where, max_members=MAX_MEMBERS):
         split, _, rest = member.name.partition("/")
         if count == survey.count - 1:
@@ -186,7 +191,7 @@ def _write_members(source: ReadAt, directory: CentralDirectory, survey: Survey, 
                 raise _not_an_export(
                     where, f"{MANIFEST_NAME} row {rows + 1} listing {extra!r}, which the zip does not hold"
                 )
-        elif rest == SPLIT_METADATA_NAME and split == flat_split:
+        elif rest == SPLIT_METADATA_NAME and split == flat_split and split not in nested:
             closed.add(split)
             flat_split = None
         else:
@@ -197,6 +202,12 @@ def _write_members(source: ReadAt, directory: CentralDirectory, survey: Survey, 
                 raise _not_an_export(where, f"member {member.name!r} where {MANIFEST_NAME} row {rows} lists {expected}")
             if split in closed:
                 raise _not_an_export(where, f"member {member.name!r} after {split}/{SPLIT_METADATA_NAME}")
+            if member.name.rpartition("/")[2] in _LABEL_METADATA_NAMES:
+                raise _not_an_export(
+                    where, f"member {member.name!r}, a name Hugging Face reads labels from, not a flat split's own"
+                )
+            if "/" in rest:
+                nested.add(split)
             flat_split = split if rest and "/" not in rest else None
         parent = member.name.rpartition("/")[0]
         try:

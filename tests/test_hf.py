@@ -229,6 +229,11 @@ def test_the_export_readme_line_loads_the_png_tree_with_its_labels(
         loaded = eval(line.group(1), {"datasets": datasets})  # the card's own line, on files we built
     assert not [r.getMessage() for r in caplog.records if r.name.split(".")[0] in ("datasets", "huggingface_hub")]
     assert list(loaded) == split_names
+    if split_names == ["train", "test"]:  # the README's shorter line, which names train and test by their folders
+        by_folder = datasets.load_dataset("imagefolder", data_dir="images", cache_dir=str(tmp_path / "cache-dir"))
+        assert {split: by_folder[split]["label"] for split in split_names} == {
+            split: loaded[split]["label"] for split in split_names
+        }
     for split, dataset in loaded.items():
         images, labels = arrays[split]
         assert dataset.num_rows == len(labels)
@@ -256,8 +261,9 @@ def test_the_export_readme_line_loads_the_png_tree_with_its_labels(
 def test_load_dataset_reads_the_csv_export_with_each_option(
     tmp_path: Path, tiny: TinyDataset, caplog: pytest.LogCaptureFixture, options: dict[str, Any]
 ) -> None:
-    """The README's CSV line, with header=None where header=false: every split (val as Hugging
-    Face's "validation"), every row in order, labels and pixels."""
+    """The CSV export in Hugging Face's csv loader, as the README says to call it with each
+    option (header=None where header=false): every split (val as Hugging Face's "validation"),
+    every row in order, labels and pixels."""
     params = params_for(tiny, ["unused"])
     params["export"].update(workers=1, formats={"csv": {}})
     params["export"]["csv"].update(options)

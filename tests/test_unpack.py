@@ -357,6 +357,33 @@ def npz_like() -> bytes:
             ),
             "found member 't/b.png' after t/metadata.csv",
         ),
+        (  # listed, in a class-folder split
+            zip_of(
+                {
+                    "t/3/a.png": b"a",
+                    "t/metadata.csv": b"m",
+                    "manifest.csv": manifest_for(["t/3/a.png", "t/metadata.csv"]),
+                }
+            ),
+            "found member 't/metadata.csv', a name Hugging Face reads labels from, not a flat split's own",
+        ),
+        (  # listed, at the root, in another of the loader's formats
+            zip_of(
+                {"t/a.png": b"a", "metadata.jsonl": b"{}", "manifest.csv": manifest_for(["t/a.png", "metadata.jsonl"])}
+            ),
+            "found member 'metadata.jsonl', a name Hugging Face reads labels from, not a flat split's own",
+        ),
+        (  # a split with class folders and one file beside them
+            zip_of(
+                {
+                    "t/3/a.png": b"a",
+                    "t/b.png": b"b",
+                    "t/metadata.csv": b"m",
+                    "manifest.csv": manifest_for(["t/3/a.png", "t/b.png"]),
+                }
+            ),
+            "found member 't/metadata.csv' where manifest.csv row 3 lists the end of the list",
+        ),
         (
             zip_of_pairs(
                 [
@@ -385,6 +412,9 @@ def npz_like() -> bytes:
         "metadata-first",
         "metadata-of-another-split",
         "png-after-metadata",
+        "listed-metadata-in-a-class-folder-split",
+        "listed-metadata-jsonl-at-the-root",
+        "metadata-in-a-mixed-split",
         "metadata-twice",
     ],
 )
