@@ -555,6 +555,8 @@ def _split_problems(key: str, split_name: str, split: SplitSpec, ds: DatasetSpec
         problems.append((key, f"expected a split name matching {NAME_PATTERN.pattern}, found {split_name!r}"))
     if split_name in RESERVED_SPLITS:
         problems.append((key, f"{split_name!r} is made by the exports (validation_size); rename the split"))
+    if split_name == HF_ALL_SPLITS:
+        problems.append((key, f"{split_name!r} is Hugging Face's name for all splits at once, which it refuses as one"))
     for kind in ("images", "labels"):
         spec: FileSpec = getattr(split, kind)
         problems += _file_problems(f"{key}.{kind}", spec)
@@ -719,5 +721,7 @@ TRAIN_SPLIT = "train"
 VALIDATION_SPLIT = "val"
 #: Split names the exports create themselves.
 RESERVED_SPLITS = (VALIDATION_SPLIT,)
+#: Hugging Face ``datasets``' name for every split together: its loaders refuse a split of that name.
+HF_ALL_SPLITS = "all"
 #: Column names the exports write themselves (extended label columns must not collide).
 RESERVED_COLUMNS = ("image", "pixels", "path", "split", "index", "class")

@@ -211,6 +211,15 @@ def test_split_names_become_file_names_only_when_plain(split: str) -> None:
         params_from_dict(params)
 
 
+def test_a_split_named_all_is_refused_for_hugging_face() -> None:
+    params = copy.deepcopy(committed_params())
+    splits = params["datasets"]["mnist"]["splits"]
+    splits["all"] = splits.pop("test")
+    expected = "datasets.mnist.splits.all: 'all' is Hugging Face's name for all splits at once, which it refuses as one"
+    with pytest.raises(ConfigError, match=f"^params: {re.escape(expected)}$"):
+        params_from_dict(params)
+
+
 def test_per_dataset_export_override_is_validated() -> None:
     params = with_change(f"{MNIST}.export", {"csv": {"header": "sometimes"}})
     with pytest.raises(ConfigError, match=r"datasets\.mnist\.export\.csv\.header"):
