@@ -511,8 +511,8 @@ def _check_name_bounds(name: str, name_length: int, where: str) -> None:
             f"{where}: refusing member {_shortened(name)!r}: expected at most {MAX_NAME_DEPTH} path levels, "
             f"found {depth}"
         )
-    if name_length <= MAX_NAME_PART_BYTES:
-        return  # no part can be longer than the whole name
+    if name_length <= MAX_NAME_PART_BYTES and name.isascii():
+        return  # no part can be longer than the whole name (a cp437 byte can become 3 in UTF-8)
     longest = max(len(part.encode()) for part in name.split("/"))
     if longest > MAX_NAME_PART_BYTES:
         raise ArchiveError(

@@ -424,6 +424,14 @@ def test_deep_and_long_names_refused_in_one_line(name: str, match: str) -> None:
     refused(craft_zip([Crafted("ok.png"), Crafted(name)]), match)
 
 
+def test_a_cp437_name_is_bounded_by_the_bytes_written_to_disk() -> None:
+    """200 bytes 0xC4 without the UTF-8 flag read as 200 "─", 600 bytes in the file name."""
+    refused(
+        craft_zip([Crafted(b"t/" + b"\xc4" * 200 + b".png")]),
+        "expected path parts of at most 255 bytes, found one of 604",
+    )
+
+
 def test_names_at_the_bounds_read() -> None:
     names = ["a/" * 31 + "x.png", "y" * 255, ("z" * 200 + "/") * 5 + "end"]
     assert list(read_all(craft_zip([Crafted(name) for name in names]))) == names
