@@ -22,7 +22,8 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import MISSING as NO_DEFAULT
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, cast
 
@@ -356,8 +357,11 @@ class _PlainLoader(yaml.SafeLoader):
 
 
 #: The keys that say what a dataset is, which only its conf/dataset/ entry sets: an entry
-#: with none of them holds overrides only.
-_DESCRIBING_KEYS = {"title", "homepage", "license", "citation", "image_shape", "classes", "splits"}
+#: with none of them holds overrides only. Those the schema requires, but ``mirrors``, which an
+#: override sets too.
+_DESCRIBING_KEYS = {
+    spec.name for spec in fields(DatasetSpec) if spec.default is NO_DEFAULT and spec.default_factory is NO_DEFAULT
+} - {"mirrors"}
 
 
 def load_params(path: Path) -> Params:
