@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mnist_pipeline import check, verify, views
-from tests.support.data import committed_params, write_params
+from tests.support.data import default_params, write_params
 from tests.support.repos import PROJECT_ROOT
 
 
@@ -28,7 +28,7 @@ def test_a_resolver_call_in_conf_is_refused_without_its_value(
 ) -> None:
     dataset = conf / "dataset" / "mnist.yaml"
     dataset.write_text(dataset.read_text() + f"homepage: {call}\n")
-    params = write_params(tmp_path / "p", committed_params())
+    params = write_params(tmp_path / "p", default_params())
     views = tmp_path / "data" / "views"
     assert check.main(["--params", str(params), "--conf", str(conf), str(views)]) == 1
     err = capsys.readouterr().err.strip()
@@ -39,7 +39,7 @@ def test_a_resolver_call_in_conf_is_refused_without_its_value(
 def test_plain_interpolations_pass(tmp_path: Path, conf: Path) -> None:
     config = conf / "config.yaml"
     config.write_text(config.read_text() + "note: ${export.workers}\n")
-    params = write_params(tmp_path / "p", committed_params())
+    params = write_params(tmp_path / "p", default_params())
     views = tmp_path / "data" / "views"
     assert check.main(["--params", str(params), "--conf", str(conf), str(views)]) == 0
     assert sorted(view.name for view in views.iterdir()) == ["mnist", "mnist.json"]
@@ -54,7 +54,7 @@ def test_a_linked_output_folder_stops_the_first_stage(
     elsewhere.mkdir()
     Path(linked).parent.mkdir(parents=True, exist_ok=True)
     Path(linked).symlink_to(elsewhere, target_is_directory=True)
-    params = write_params(tmp_path / "p", committed_params())
+    params = write_params(tmp_path / "p", default_params())
     code = check.main(["--params", str(params), "--conf", str(PROJECT_ROOT / "conf"), "data/params"])
     assert code == 1
     # On the way to check's own output, or to a folder a later stage writes: refused by check.
@@ -91,7 +91,7 @@ def test_a_stage_without_its_view_names_the_check_stage(
 def test_a_code_key_in_params_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``code`` is one of the keys check writes into the views; a params.yaml setting it would be
     overwritten."""
-    raw = committed_params()
+    raw = default_params()
     raw["code"] = {"export_csv": "0" * 64}
     views = tmp_path / "data" / "views"
     assert check.main(["--params", str(write_params(tmp_path / "p", raw)), str(views)]) == 1
@@ -104,7 +104,7 @@ def test_a_hand_edited_view_that_is_not_json_is_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert check.main(["--params", str(write_params(tmp_path, committed_params())), "data/params"]) == 0
+    assert check.main(["--params", str(write_params(tmp_path, default_params())), "data/params"]) == 0
     Path("data/params/mnist.json").write_text("{not json")
     capsys.readouterr()
     assert verify.main(["--dataset", "mnist", "data/mnist/raw", "data/mnist/checksums.json"]) == 1
@@ -119,7 +119,7 @@ def test_a_view_recording_other_code_is_refused(
     """A module edited after check wrote the views, then a targeted `dvc repro -s`: the stage
     would run code its dvc.lock entry does not record, so it refuses and writes nothing."""
     monkeypatch.chdir(tmp_path)
-    assert check.main(["--params", str(write_params(tmp_path, committed_params())), "data/params"]) == 0
+    assert check.main(["--params", str(write_params(tmp_path, default_params())), "data/params"]) == 0
     view = Path("data/params/mnist.json")
     recorded = json.loads(view.read_text())
     recorded["code"]["verify"] = "0" * 64
@@ -141,7 +141,7 @@ def test_a_tracked_file_that_disagrees_with_the_view_is_refused(
     """DVC records the stage's tracked file and the stage reads its view: a hand edit of one of
     them (or a checkout of only one) would make dvc.lock record values the stage did not run with."""
     monkeypatch.chdir(tmp_path)
-    assert check.main(["--params", str(write_params(tmp_path, committed_params())), "data/params"]) == 0
+    assert check.main(["--params", str(write_params(tmp_path, default_params())), "data/params"]) == 0
     tracked = views.tracked_file("mnist", "verify")
     if edit == "changed":
         tracked.write_text(json.dumps({**json.loads(tracked.read_text()), "verify.archive": "payload"}))
@@ -161,7 +161,7 @@ def test_a_tracked_file_that_disagrees_with_the_view_is_refused(
 def test_a_non_finite_value_under_a_free_form_key_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    raw = committed_params()
+    raw = default_params()
     raw["export"]["formats"]["npz"] = {"note": math.nan}
     views = tmp_path / "data" / "views"
     assert check.main(["--params", str(write_params(tmp_path / "p", raw)), str(views)]) == 1
@@ -172,7 +172,7 @@ def test_a_non_finite_value_under_a_free_form_key_is_one_line(
 
 def test_reordered_splits_change_their_digest() -> None:
     """stats.json, the card and the report list splits in their configured order."""
-    splits = committed_params()["datasets"]["mnist"]["splits"]
+    splits = default_params()["datasets"]["mnist"]["splits"]
     reordered = dict(reversed(list(splits.items())))
     assert views.fact_digest(reordered) != views.fact_digest(splits)
     assert views.fact_digest(dict(splits)) == views.fact_digest(splits)

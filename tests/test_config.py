@@ -4,7 +4,6 @@ expected and what was found."""
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import re
@@ -21,7 +20,7 @@ from mnist_pipeline.config import MAX_PARAMS_BYTES, MAX_WORKERS, load_params, pa
 from mnist_pipeline.errors import ConfigError
 from mnist_pipeline.params import compose_params
 from mnist_pipeline.provenance import code_digest
-from tests.support.data import committed_params, write_params
+from tests.support.data import default_params, write_params
 from tests.support.repos import PROJECT_ROOT, indexed
 
 FAMILY = sorted(path.stem for path in (PROJECT_ROOT / "conf" / "dataset").glob("*.yaml"))
@@ -38,11 +37,15 @@ def test_committed_params_equal_the_composition_of_conf(tmp_path: Path) -> None:
     out = tmp_path / "params.yaml"
     compose_params(out, [], PROJECT_ROOT / "conf")
     committed = indexed("params.yaml") or (PROJECT_ROOT / "params.yaml").read_bytes()
-    assert out.read_bytes() == committed, "run `make params` and commit params.yaml"
+    assert out.read_bytes() == committed, (
+        "the committed params.yaml is not conf/'s composition: put a choice that should persist in conf/ "
+        '(README "The daily loop"), then `make params` and commit params.yaml'
+    )
 
 
 def test_committed_params_are_valid() -> None:
-    params = params_from_dict(committed_params(), source="params.yaml (committed)")
+    committed = indexed("params.yaml") or (PROJECT_ROOT / "params.yaml").read_bytes()
+    params = params_from_dict(yaml.safe_load(committed), source="params.yaml (committed)")
     assert list(params.datasets) == ["mnist"]
     assert list(params.export.formats) == ["npz", "csv", "png"]
     assert params.dataset("mnist").mirrors[0].startswith("https://ossci-datasets.s3.amazonaws.com/")
@@ -108,7 +111,7 @@ def test_unknown_format_is_named(tmp_path: Path) -> None:
 
 
 def with_change(path: str, value: Any) -> dict[str, Any]:
-    params = copy.deepcopy(committed_params())
+    params = default_params()
     *parents, leaf = path.split(".")
     node = params
     for part in parents:
@@ -196,7 +199,7 @@ def test_bad_value_is_rejected_naming_key(path: str, value: Any, message: str | 
     ],
 )
 def test_dataset_names_become_folders_only_when_plain(name: str, message: str) -> None:
-    params = copy.deepcopy(committed_params())
+    params = default_params()
     params["datasets"] = {name: params["datasets"]["mnist"]}
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         params_from_dict(params)
@@ -204,7 +207,7 @@ def test_dataset_names_become_folders_only_when_plain(name: str, message: str) -
 
 @pytest.mark.parametrize("split", ["../../../../../ESCAPED", "/tmp/abs", "val", "te st", ""])
 def test_split_names_become_file_names_only_when_plain(split: str) -> None:
-    params = copy.deepcopy(committed_params())
+    params = default_params()
     splits = params["datasets"]["mnist"]["splits"]
     splits[split] = splits.pop("test")
     with pytest.raises(ConfigError, match=r"datasets\.mnist\.splits"):
@@ -212,7 +215,7 @@ def test_split_names_become_file_names_only_when_plain(split: str) -> None:
 
 
 def test_a_split_named_all_is_refused_for_hugging_face() -> None:
-    params = copy.deepcopy(committed_params())
+    params = default_params()
     splits = params["datasets"]["mnist"]["splits"]
     splits["all"] = splits.pop("test")
     expected = "datasets.mnist.splits.all: 'all' is Hugging Face's name for all splits at once, which it refuses as one"
@@ -257,7 +260,7 @@ def test_unknown_key_is_rejected() -> None:
 
 
 def test_missing_key_is_rejected() -> None:
-    params = copy.deepcopy(committed_params())
+    params = default_params()
     del params["download"]["timeout"]
     with pytest.raises(ConfigError, match=r"download\.timeout: .*missing mandatory value: timeout"):
         params_from_dict(params)
@@ -300,7 +303,7 @@ def test_check_stage_writes_one_view_per_dataset_and_keeps_them_on_refusal(
     assert line.startswith("check: error: ") and "export.npz.validation_size: expected >= 0, found -5" in line
     assert {path: path.read_bytes() for path in written_to.rglob("*") if path.is_file()} == before
 
-    assert check.main(["--params", str(write_params(tmp_path / "one", committed_params())), str(written_to)]) == 0
+    assert check.main(["--params", str(write_params(tmp_path / "one", default_params())), str(written_to)]) == 0
     assert sorted(view.name for view in written_to.iterdir()) == ["mnist", "mnist.json"]
 
 

@@ -4,8 +4,10 @@ archives of a few random digits, so that every stage runs on them for real."""
 from __future__ import annotations
 
 import copy
+import functools
 import gzip
 import hashlib
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,9 @@ import numpy as np
 import yaml
 
 from mnist_pipeline.idx import encode_idx
-from tests.support.repos import PROJECT_ROOT, indexed, run
+from mnist_pipeline.names import CONF_DIR
+from mnist_pipeline.params import compose_params
+from tests.support.repos import PROJECT_ROOT, run
 
 SHARED_MIRROR = PROJECT_ROOT.parent / "shared" / "mirror" / "mnist"
 FILE_NAMES = {
@@ -70,19 +74,25 @@ def make_tiny_dataset(sizes: dict[str, int], seed: int = 7) -> TinyDataset:
     return TinyDataset(archives=archives, arrays=arrays, splits_spec=spec)
 
 
-def committed_params() -> dict[str, Any]:
-    """params.yaml as the git index holds it: `dvc exp run` in this checkout rewrites the working
-    copy, and the tests check what is committed, not the workspace's experiment state."""
-    content = indexed("params.yaml")
-    loaded: dict[str, Any] = yaml.safe_load(
-        content if content is not None else (PROJECT_ROOT / "params.yaml").read_text()
-    )
+@functools.cache
+def _composed_defaults() -> str:
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "params.yaml"
+        compose_params(out, [], PROJECT_ROOT / CONF_DIR)
+        return out.read_text()
+
+
+def default_params() -> dict[str, Any]:
+    """params.yaml as conf/ composes it with no override: what the tests build on, whatever this
+    checkout's params.yaml holds (`dvc exp run` rewrites it; an applied experiment's may even be
+    committed). That the committed file equals it is tests/test_config.py's own test."""
+    loaded: dict[str, Any] = yaml.safe_load(_composed_defaults())
     return loaded
 
 
 def dataset_entry(splits: dict[str, Any], mirrors: list[str], **facts: Any) -> dict[str, Any]:
     """A ``datasets.<name>`` entry: MNIST's facts with the given splits, mirrors and ``facts``."""
-    entry: dict[str, Any] = copy.deepcopy(committed_params()["datasets"]["mnist"])
+    entry: dict[str, Any] = copy.deepcopy(default_params()["datasets"]["mnist"])
     entry.update(title="Tiny MNIST-shaped fixture", splits=copy.deepcopy(splits), mirrors=list(mirrors))
     entry.update(copy.deepcopy(facts))  # nothing shared between entries: YAML would write an alias
     return entry
@@ -96,14 +106,14 @@ def tiny_dataset_entry(tiny: TinyDataset, mirrors: list[str], **facts: Any) -> d
 def params_for(
     tiny: TinyDataset, mirrors: list[str], name: str = "mnist", **sections: dict[str, Any]
 ) -> dict[str, Any]:
-    """The committed params with the tiny dataset (as ``datasets.<name>``), the given mirrors,
+    """The default params with the tiny dataset (as ``datasets.<name>``), the given mirrors,
     quick download limits, and ``sections`` ("export.csv" -> values) updated."""
     return params_with({name: tiny_dataset_entry(tiny, mirrors)}, **sections)
 
 
 def params_with(datasets: dict[str, dict[str, Any]], **sections: dict[str, Any]) -> dict[str, Any]:
-    """The committed params with ``datasets``, quick download limits, and ``sections`` updated."""
-    params = copy.deepcopy(committed_params())
+    """The default params with ``datasets``, quick download limits, and ``sections`` updated."""
+    params = default_params()
     params["datasets"] = copy.deepcopy(datasets)
     # As the formats group writes it: every selected format is built for every selected dataset.
     params["export"]["build"] = {
