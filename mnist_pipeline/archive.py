@@ -27,20 +27,16 @@ class Wrapper:
 
     #: Bytes the published file must start with.
     magic: bytes
-    #: Suffix the published files carry on top of the IDX name (``x-idx3-ubyte.gz``).
-    suffix: str
     #: Opens the decompressed stream of a published file (the caller closes it).
     open: Callable[[Path], BinaryIO]
 
 
 #: Compression (a config value) -> how files are wrapped, as torchvision's _COMPRESSED_FILE_OPENERS.
 OPENERS: dict[Compression, Wrapper] = {
-    Compression.gzip: Wrapper(b"\x1f\x8b", ".gz", lambda path: cast(BinaryIO, gzip.open(path, "rb"))),  # noqa: SIM115
-    Compression.xz: Wrapper(b"\xfd7zXZ\x00", ".xz", lambda path: cast(BinaryIO, lzma.open(path, "rb"))),  # noqa: SIM115
-    Compression.none: Wrapper(b"", "", lambda path: path.open("rb")),
+    Compression.gzip: Wrapper(b"\x1f\x8b", lambda path: cast(BinaryIO, gzip.open(path, "rb"))),  # noqa: SIM115
+    Compression.xz: Wrapper(b"\xfd7zXZ\x00", lambda path: cast(BinaryIO, lzma.open(path, "rb"))),  # noqa: SIM115
+    Compression.none: Wrapper(b"", lambda path: path.open("rb")),
 }
-#: The payload's name when a published file does not carry its compression's suffix.
-PAYLOAD_SUFFIX = ".idx"
 _DECOMPRESSION_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError)
 #: A recompressed file (``verify.archive: payload``) may be larger than its payload, but no
 #: compressor grows incompressible data by more than a few bytes per block.
@@ -49,15 +45,6 @@ RECOMPRESSED_SLACK = 1 << 16
 
 def magic_of(compression: Compression) -> bytes:
     return OPENERS[compression].magic
-
-
-def payload_name(file_name: str, compression: Compression) -> str:
-    """The IDX payload's file name for a published file: ``x-idx3-ubyte.gz`` -> ``x-idx3-ubyte``
-    (the compression's suffix dropped), else the name plus ``.idx``."""
-    suffix = OPENERS[compression].suffix
-    if suffix and file_name.endswith(suffix) and file_name != suffix:
-        return file_name.removesuffix(suffix)
-    return file_name + PAYLOAD_SUFFIX
 
 
 def max_archive_size(spec: FileSpec, mode: ArchiveCheck) -> int:

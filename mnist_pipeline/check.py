@@ -40,8 +40,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mnist_pipeline.config import params_from_dict, read_params
+from mnist_pipeline.config import read_params
 from mnist_pipeline.errors import ConfigError
+from mnist_pipeline.formats import validate_params
 from mnist_pipeline.fsio import atomic_dir, refuse_links
 from mnist_pipeline.names import CONF_DIR
 from mnist_pipeline.provenance import PACKAGE, code_digest
@@ -70,7 +71,7 @@ def check(params_path: Path, conf_dir: Path, views: Path) -> str:
     """The rules loading cannot see (what conf/ asks DVC to resolve, output folders that are
     links), then the views. The views are made from the very bytes validated here."""
     raw = read_params(params_path)
-    params = params_from_dict(raw, source=str(params_path))
+    params = validate_params(raw, source=str(params_path))
     for written in VIEW_ONLY_KEYS:
         if written in raw:
             raise ConfigError(f"{written}: expected no such key in params.yaml; check writes it into the views")

@@ -24,8 +24,8 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from mnist_pipeline.adopt import WRITTEN, apply, enable_hydra, plan, resource
-from mnist_pipeline.config import params_from_dict
 from mnist_pipeline.errors import PipelineError, one_line, os_error_line
+from mnist_pipeline.formats import validate_params
 from mnist_pipeline.names import CONF_DIR
 from mnist_pipeline.params import compose_params, composed
 from mnist_pipeline.provenance import CODE_FILE, pipelines_flag, recorded_stages_dir, version
@@ -151,7 +151,7 @@ def describe_datasets(conf: Path) -> str:
     validated as the stages validate it (a bad fact is one line naming its key)."""
     names = sorted(path.stem for path in (conf / "dataset").glob("*.yaml"))
     raw = composed([f"dataset=[{','.join(names)}]"], conf)
-    params_from_dict(raw, source=f"{conf / 'dataset'}/*.yaml composed")
+    validate_params(raw, source=f"{conf / 'dataset'}/*.yaml composed")
     datasets: dict[str, Any] = raw["datasets"]
     rows = [["dataset", "images per split", "classes", "download", "license"]]
     for name in names:

@@ -1,18 +1,21 @@
-"""Typed schema of params.yaml, and the one loader every stage uses.
+"""Typed schema of params.yaml, which every stage loads its params view with.
 
 OmegaConf checks types, enum values and unknown or missing keys, naming the full key; the
 rules types cannot express follow in ``_problems``. Every value that becomes a path, a URL,
 a header or a resource bound is checked here, so that a stage (and the ``check`` stage that
 runs before all of them) refuses a bad override before DVC has removed any output. Each rule
-lives here once; the stages trust a loaded ``Params``.
+lives once: here, or, for a format's options, in that format's module; the stages trust a
+loaded ``Params``.
 (The dataclasses are not ``frozen``: OmegaConf cannot merge into frozen ones. Treat a loaded
 Params as read-only.)
 
 ``conf/`` is plain YAML that DVC composes without importing this package; ``params.yaml`` is
 its composition: ``datasets`` maps each selected dataset's name to its facts
 (``conf/dataset/<name>.yaml``), the other sections are shared by every dataset. Each dataset's
-export options are resolved once, here: ``export.<format>`` with ``datasets.<d>.export.<format>``
-over it, typed, in ``datasets.<d>.export``.
+export options are merged once, here: ``export.<format>`` with ``datasets.<d>.export.<format>``
+over it, in ``datasets.<d>.export``, and typed by the format's own module (``export_options``
+with ``<format>_options.<FORMAT>``): every stage imports this module, and a format's options
+must re-run that format's exports only.
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import MISSING as NO_DEFAULT
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 import yaml
-from omegaconf import MISSING, OmegaConf
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mnist_pipeline.errors import ConfigError
@@ -90,45 +94,6 @@ LABEL_SOURCES: dict[LabelLayout, LabelSource] = {
     LabelLayout.idx_vector: LabelSource(idx_dtype=">u1", table=False),
     LabelLayout.idx_table: LabelSource(idx_dtype=">i4", table=True),
 }
-
-
-class SplitMethod(enum.Enum):
-    first = "first"
-    shuffle = "shuffle"
-
-
-class ArrayDtype(enum.Enum):
-    uint8 = "uint8"
-    float32 = "float32"
-
-
-class Scale(enum.Enum):
-    none = "none"
-    unit = "unit"
-    centered = "centered"
-    standardize = "standardize"
-
-
-class CsvScale(enum.Enum):
-    none = "none"
-    unit = "unit"
-
-
-class LabelPosition(enum.Enum):
-    first = "first"
-    last = "last"
-
-
-class PngLayout(enum.Enum):
-    imagefolder = "imagefolder"
-    flat = "flat"
-
-
-class ParquetCompression(enum.Enum):
-    none = "none"
-    snappy = "snappy"
-    zstd = "zstd"
-    gzip = "gzip"
 
 
 @dataclass
@@ -217,9 +182,10 @@ class DatasetSpec:
     #: The files store every image transposed (EMNIST): decode turns them upright.
     transposed: bool = False
     labels: LabelSpec = field(default_factory=LabelSpec)
-    #: This dataset's options of every format: the shared ``export.<format>`` with the dataset's own
-    #: ``datasets.<d>.export.<format>`` values over it, resolved once by ``params_from_dict``.
-    export: ExportOptions = MISSING
+    #: This dataset's options of every format, untyped: the shared ``export.<format>`` with the
+    #: dataset's own ``datasets.<d>.export.<format>`` values over it (``with_dataset_exports``).
+    #: Each format's own module types and checks them (``export_options``).
+    export: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def files(self) -> list[FileSpec]:
         """Every distinct published file, in config order (splits may share files)."""
@@ -246,73 +212,35 @@ class VerifyConfig:
     archive: ArchiveCheck
 
 
-@dataclass
-class NpzOptions:
-    compressed: bool
-    validation_size: int
-    validation_split: SplitMethod
-    seed: int
-    dtype: ArrayDtype
-    scale: Scale
-    flatten: bool
-    one_hot: bool
-    extended_labels: bool
-
-
-@dataclass
-class CsvOptions:
-    header: bool
-    label_position: LabelPosition
-    scale: CsvScale
-    decimals: int
-    gzip: bool
-    validation_size: int
-    validation_split: SplitMethod
-    seed: int
-    extended_labels: bool
-
-
-@dataclass
-class PngOptions:
-    layout: PngLayout
-    invert: bool
-
-
-@dataclass
-class ParquetOptions:
-    compression: ParquetCompression
-    row_group_size: int
-    pixels: bool
-    extended_labels: bool
-
-
-@dataclass
-class ExportOptions:
-    """The options of every format, for one dataset or (``export``) shared by all."""
-
-    npz: NpzOptions
-    csv: CsvOptions
-    png: PngOptions
-    parquet: ParquetOptions
-
-
-#: The sections of ``ExportOptions``: the formats, and the ``datasets.<d>.export`` keys.
+#: The export formats: the ``export.<format>`` sections, the ``datasets.<d>.export`` keys, and
+#: the ``export_<format>`` stages. Each format's options are typed and checked by its own module
+#: (``mnist_pipeline.<format>_options``; every one: ``mnist_pipeline.formats``), not here: every
+#: stage imports this module, and a CSV option must re-run CSV exports only.
 KNOWN_FORMATS = ("csv", "npz", "parquet", "png")
 KNOWN_TREES = ("png",)
 
 
 @dataclass
-class ExportConfig(ExportOptions):
+class ExportConfig:
     #: PNG encoding threads (PNG and Parquet); never changes the bytes, so no stage tracks it.
     workers: int
     #: Selected formats (the ``formats`` config group). Each writes data/<dataset>/export/<format>/.
     formats: dict[str, Any]
-    #: Archives unpacked into a browsable tree (filled by formats/png.yaml).
+    #: Archives unpacked into a browsable tree (filled by trees/png.yaml).
     trees: dict[str, Any]
+    #: Each format's options shared by every dataset, untyped here (see KNOWN_FORMATS).
+    npz: dict[str, Any]
+    csv: dict[str, Any]
+    png: dict[str, Any]
+    parquet: dict[str, Any]
     #: Per format, the datasets DVC makes an ``export_<format>@<dataset>`` stage for: every
     #: selected dataset for a selected format, none otherwise (filled by the ``formats`` group;
     #: DVC's ``foreach`` cannot filter, and a stage list must exist for every format).
     build: dict[str, list[str]] = field(default_factory=dict)
+
+    def shared(self, format_name: str) -> dict[str, Any]:
+        """``export.<format_name>``: the options every dataset starts from."""
+        return cast(dict[str, Any], getattr(self, format_name))
 
 
 @dataclass
@@ -409,8 +337,10 @@ def _parse_yaml(path: Path, data: bytes) -> Any:
 
 
 def params_from_dict(raw: dict[str, Any], source: str = "params") -> Params:
-    """Validate a composed config against the schema, then the rules types cannot express.
-    Each dataset's export options are resolved here, once (``with_dataset_exports``)."""
+    """Validate a composed config against the schema, then the rules types cannot express: all
+    but the formats' options, which each format's module checks (``export_options``; every
+    format's at once: ``mnist_pipeline.formats.validate_params``). Each dataset's export options
+    are resolved here, once (``with_dataset_exports``)."""
     datasets = raw.get("datasets")
     if isinstance(datasets, dict):
         for name, entry in datasets.items():
@@ -422,14 +352,15 @@ def params_from_dict(raw: dict[str, Any], source: str = "params") -> Params:
                     f"({', '.join(sorted(map(str, entry)))}) for a dataset this run does not select; "
                     f"select it with -S 'dataset=[...,{name}]'"
                 )
+            own = entry.get("export") if isinstance(entry, dict) else None
+            unknown = [key for key in own if key not in KNOWN_FORMATS] if isinstance(own, dict) else []
+            if unknown:
+                raise ConfigError(
+                    f"{source}: datasets.{name}.export.{unknown[0]}: expected a format "
+                    f"({', '.join(KNOWN_FORMATS)}), found {unknown[0]!r}"
+                )
     params = cast(Params, _structured(Params, with_dataset_exports(raw), source))
     problems = _problems(params)
-    for name, dataset in params.datasets.items():
-        overridden = _overridden_keys(raw, name)
-        for key, problem in _export_problems(dataset.export, dataset):
-            # A value the dataset sets is reported under its own key, a shared one under export.
-            where = f"datasets.{name}.export" if key in overridden else "export"
-            problems.append((f"{where}.{key}", problem))
     if problems:
         key, problem = problems[0]
         raise ConfigError(f"{source}: {key}: {problem}")
@@ -450,8 +381,7 @@ def with_dataset_exports(raw: dict[str, Any]) -> dict[str, Any]:
         if isinstance(entry, dict) and (own is None or isinstance(own, dict)):
             own = own or {}
             sections = {fmt: _over(shared.get(fmt), own.get(fmt)) for fmt in KNOWN_FORMATS}
-            # Unknown keys are kept, for the schema to refuse them by name.
-            resolved[name] = {**entry, "export": {**own, **sections}}
+            resolved[name] = {**entry, "export": sections}
     return {"export": shared, **raw, "datasets": resolved}
 
 
@@ -459,12 +389,6 @@ def _over(shared: Any, own: Any) -> Any:
     if isinstance(shared, dict) and isinstance(own, dict):
         return {**shared, **own}
     return shared if own is None else own
-
-
-def _overridden_keys(raw: dict[str, Any], name: str) -> set[str]:
-    """``<format>.<option>`` for every option ``datasets.<name>.export`` sets itself."""
-    own = raw.get("datasets", {}).get(name, {}).get("export") or {}
-    return {f"{fmt}.{key}" for fmt, values in own.items() if isinstance(values, dict) for key in values}
 
 
 def _structured(schema: type[Any], raw: Any, source: str) -> Any:
@@ -480,6 +404,7 @@ def _reason(exc: OmegaConfBaseException) -> str:
 
 
 Problems = list[tuple[str, str]]
+Options = TypeVar("Options")
 
 
 def _problems(params: Params) -> Problems:
@@ -691,32 +616,40 @@ def _shared_export_problems(export: ExportConfig, datasets: list[str]) -> Proble
     return problems
 
 
-def _export_problems(options: ExportOptions, dataset: DatasetSpec) -> Problems:
-    """Problems of one dataset's export options, keyed ``<format>.<option>``."""
-    problems: Problems = []
-    train = dataset.splits.get(TRAIN_SPLIT)
-    for section in ("npz", "csv"):
-        size = getattr(options, section).validation_size
-        if size < 0:
-            problems.append((f"{section}.validation_size", f"expected >= 0, found {size}"))
-        elif size and train is None:
-            problems.append(
-                (f"{section}.validation_size", f"expected 0: this dataset has no {TRAIN_SPLIT!r} split, found {size}")
-            )
-        elif train is not None and size >= train.count:
-            problems.append(
-                (f"{section}.validation_size", f"expected fewer than the {train.count} training images, found {size}")
-            )
-    npz = options.npz
-    if npz.scale is Scale.standardize and train is None:
-        problems.append(("npz.scale", "'standardize' needs the train split's mean and std; this dataset has none"))
-    if npz.scale is not Scale.none and npz.dtype is not ArrayDtype.float32:
-        problems.append(("npz.scale", f"{npz.scale.value!r} needs export.npz.dtype float32, found uint8"))
-    if not 0 <= options.csv.decimals <= 10:
-        problems.append(("csv.decimals", f"expected 0 to 10, found {options.csv.decimals}"))
-    if not 1 <= options.parquet.row_group_size <= 1_000_000:
-        problems.append(("parquet.row_group_size", f"expected 1 to 1000000, found {options.parquet.row_group_size}"))
-    return problems
+@dataclass(frozen=True)
+class FormatOptions(Generic[Options]):
+    """A format's options: their schema, and the rules its types cannot express, each problem
+    keyed by its option (``decimals``), with the dataset the options are for."""
+
+    name: str
+    schema: type[Options]
+    rules: Callable[[Options, DatasetSpec], Problems] = lambda _options, _dataset: []
+
+
+def export_options(params: Params, dataset_name: str, fmt: FormatOptions[Options], source: str = "params") -> Options:
+    """``dataset_name``'s options of ``fmt``, typed and checked: the stage of that format calls
+    this once, and ``check`` for every format and dataset (``mnist_pipeline.formats``). A problem
+    is named under ``datasets.<d>.export`` when the dataset sets that value itself, else under
+    ``export``, where the shared value is."""
+    dataset = params.dataset(dataset_name)
+    options = dataset.export.get(fmt.name, {})
+    shared = params.export.shared(fmt.name)
+
+    def where(option: str) -> str:
+        own = option in options and (option not in shared or options[option] != shared[option])
+        return f"datasets.{dataset_name}.export.{fmt.name}" if own else f"export.{fmt.name}"
+
+    try:
+        typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(fmt.schema), options))
+    except OmegaConfBaseException as exc:
+        option = str(getattr(exc, "full_key", None) or "?").split(".")[0]
+        message = str(getattr(exc, "msg", exc)).splitlines()[0]
+        raise ConfigError(f"{source}: {where(option)}.{option}: {message}") from exc
+    problems = fmt.rules(cast(Options, typed), dataset)
+    if problems:
+        option, problem = problems[0]
+        raise ConfigError(f"{source}: {where(option)}.{option}: {problem}")
+    return cast(Options, typed)
 
 
 #: The split a validation split is carved from, and the one whose mean and std standardize uses.

@@ -17,13 +17,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from mnist_pipeline.archive import payload_name
 from mnist_pipeline.config import DatasetSpec, LabelSpec, Params, SplitSpec
 from mnist_pipeline.decoded import add_to_histogram, batch_ranges, moments, npy_writer
 from mnist_pipeline.errors import DatasetError
 from mnist_pipeline.fsio import atomic_dir
 from mnist_pipeline.idx import open_idx
-from mnist_pipeline.names import images_path, labels_path, table_path
+from mnist_pipeline.names import images_path, labels_path, payload_name, table_path
 from mnist_pipeline.records import SplitStats, write_stats
 from mnist_pipeline.rows import RowFile
 from mnist_pipeline.stage import params_file, run_stage, stage_parser
@@ -67,8 +66,8 @@ def decode_split(name: str, split: SplitSpec, dataset: DatasetSpec, idx_dir: Pat
     """Write the split's decoded files a slice at a time; return its statistics."""
     rows, cols = dataset.image_shape
     num_classes = len(dataset.classes)
-    images_idx = open_idx(idx_dir / payload_name(split.images.file, dataset.compression))
-    labels_idx = open_idx(idx_dir / payload_name(split.labels.file, dataset.compression))
+    images_idx = open_idx(idx_dir / payload_name(split.images.file, dataset.compression.value))
+    labels_idx = open_idx(idx_dir / payload_name(split.labels.file, dataset.compression.value))
     check_images_header(images_idx, (rows, cols), dataset.transposed)
     check_labels_header(labels_idx, dataset.labels, len(images_idx))
     start, stop = row_range(split, len(images_idx), images_idx.path)

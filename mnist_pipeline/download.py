@@ -57,7 +57,6 @@ from mnist_pipeline.transfer import (
 )
 from mnist_pipeline.ziparchive import (
     MAX_EOCD_SEARCH,
-    STORED,
     FileReadAt,
     ReadAt,
     ZipMember,
@@ -66,6 +65,7 @@ from mnist_pipeline.ziparchive import (
     iter_members,
     member_data_offset,
 )
+from mnist_pipeline.zipformat import STORED
 
 log = logging.getLogger("mnist_pipeline")
 

@@ -24,7 +24,8 @@ from typing import BinaryIO, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from mnist_pipeline.config import CsvOptions, CsvScale, DatasetSpec, LabelPosition, Params
+from mnist_pipeline.config import DatasetSpec, Params
+from mnist_pipeline.csv_options import CSV, CsvOptions, CsvScale, LabelPosition
 from mnist_pipeline.decoded import Batch, DecodedSplit, ExportSplit
 from mnist_pipeline.exports import Write, run_export
 from mnist_pipeline.validation import with_validation
@@ -139,12 +140,12 @@ def export_csv(options: CsvOptions, dataset: DatasetSpec, splits: list[DecodedSp
     return ", ".join(f"{split.name}{suffix} {len(split):,} rows" for split in exported)
 
 
-def prepare(params: Params, dataset_name: str) -> Write:
-    return functools.partial(export_csv, params.dataset(dataset_name).export.csv, params.dataset(dataset_name))
+def prepare(options: CsvOptions, params: Params, dataset_name: str) -> Write:
+    return functools.partial(export_csv, options, params.dataset(dataset_name))
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_export("csv", prepare, argv, __doc__ or "")
+    return run_export(CSV, prepare, argv, __doc__ or "")
 
 
 if __name__ == "__main__":

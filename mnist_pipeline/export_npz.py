@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from mnist_pipeline.config import TRAIN_SPLIT, ArrayDtype, DatasetSpec, NpzOptions, Params, Scale
+from mnist_pipeline.config import TRAIN_SPLIT, DatasetSpec, Params
 from mnist_pipeline.decoded import DecodedSplit, ExportSplit, Images, add_to_histogram, moments
 from mnist_pipeline.exports import Write, run_export
+from mnist_pipeline.npz_options import NPZ, ArrayDtype, NpzOptions, Scale
 from mnist_pipeline.npzstream import NpzArray, write_npz_stream
 from mnist_pipeline.validation import with_validation
 
@@ -129,14 +130,12 @@ def export_npz(
     return f"{npz_path.name}: {shapes}"
 
 
-def prepare(params: Params, dataset_name: str) -> Write:
-    return functools.partial(
-        export_npz, params.dataset(dataset_name).export.npz, params.dataset(dataset_name), name=dataset_name
-    )
+def prepare(options: NpzOptions, params: Params, dataset_name: str) -> Write:
+    return functools.partial(export_npz, options, params.dataset(dataset_name), name=dataset_name)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_export("npz", prepare, argv, __doc__ or "")
+    return run_export(NPZ, prepare, argv, __doc__ or "")
 
 
 if __name__ == "__main__":

@@ -32,9 +32,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mnist_pipeline.card import CARD_NAME, IMAGE_TYPE, parquet_card
-from mnist_pipeline.config import DatasetSpec, Params, ParquetOptions, PngLayout
+from mnist_pipeline.config import DatasetSpec, Params
 from mnist_pipeline.decoded import DecodedSplit
 from mnist_pipeline.exports import Write, run_export
+from mnist_pipeline.parquet_options import PARQUET, ParquetOptions
 from mnist_pipeline.pngpool import class_folder_names, encoded_ranges, index_width, member_name, png_workers
 
 #: Rows per chunk handed to the Parquet writer: its default write batch, so the bytes equal those
@@ -79,7 +80,7 @@ def split_tables(
     for start, stop, pngs in encoded_ranges(split.images, pool):
         labels = split.labels.read(start, stop).tolist()
         paths = [
-            member_name(split.name, label, index, width, PngLayout.imagefolder, folders)
+            member_name(split.name, label, index, width, folders)
             for index, label in zip(range(start, stop), labels, strict=True)
         ]
         images = pa.StructArray.from_arrays(
@@ -147,13 +148,8 @@ def export_parquet(
     return f"{written}, {CARD_NAME} (Hugging Face card)"
 
 
-def prepare(params: Params, dataset_name: str) -> Write:
-    return functools.partial(
-        export_parquet,
-        params.dataset(dataset_name).export.parquet,
-        params.dataset(dataset_name),
-        workers=params.export.workers,
-    )
+def prepare(options: ParquetOptions, params: Params, dataset_name: str) -> Write:
+    return functools.partial(export_parquet, options, params.dataset(dataset_name), workers=params.export.workers)
 
 
 def use_jemalloc() -> None:
@@ -166,7 +162,7 @@ def use_jemalloc() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     use_jemalloc()
-    return run_export("parquet", prepare, argv, __doc__ or "")
+    return run_export(PARQUET, prepare, argv, __doc__ or "")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ Hugging Face's image-folder loader reads the labels from. Last member: ``manifes
 ``path,split,index,label,class`` for every PNG (class: the dataset's class name).
 
 Members are stored (PNG is already compressed), dated 1980-01-01, mode 0644, written by
-``ziparchive.StoredZipWriter`` (memory stays flat at any member count). PNGs are encoded by
+``zipwriter.StoredZipWriter`` (memory stays flat at any member count). PNGs are encoded by
 ``export.workers`` threads, each handed a file and a row range.
 """
 
@@ -27,7 +27,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import BinaryIO
 
-from mnist_pipeline.config import DatasetSpec, Params, PngLayout, PngOptions
+from mnist_pipeline.config import DatasetSpec, Params
 from mnist_pipeline.decoded import DecodedSplit
 from mnist_pipeline.exports import Write, run_export
 from mnist_pipeline.names import (
@@ -37,9 +37,10 @@ from mnist_pipeline.names import (
     SPLIT_METADATA_NAME,
     TREE_DIR,
 )
+from mnist_pipeline.png_options import PNG, PngLayout, PngOptions
 from mnist_pipeline.pngpool import class_folder_names, encoded_ranges, index_width, member_name, png_workers
 from mnist_pipeline.treemark import remove_if_stale
-from mnist_pipeline.ziparchive import StoredZipWriter
+from mnist_pipeline.zipwriter import StoredZipWriter
 
 ZIP_NAME = "images.zip"
 
@@ -66,7 +67,7 @@ def write_png_zip(
                 for start, stop, pngs in encoded_ranges(split.images, pool, options.invert):
                     labels = split.labels.read(start, stop).tolist()
                     for index, label, png in zip(range(start, stop), labels, pngs, strict=True):
-                        name = member_name(split.name, label, index, width, options.layout, folders)
+                        name = member_name(split.name, label, index, width, folders, flat=flat)
                         archive.add(name, png)
                         manifest.rows.writerow((name, split.name, index, label, classes[label]))
                         if metadata is not None:
@@ -118,10 +119,8 @@ def export_png(
     return f"{ZIP_NAME}: {count:,} PNGs{metadata} and {MANIFEST_NAME}"
 
 
-def prepare(params: Params, dataset_name: str) -> Write:
-    return functools.partial(
-        export_png, params.dataset(dataset_name).export.png, params.dataset(dataset_name), workers=params.export.workers
-    )
+def prepare(options: PngOptions, params: Params, dataset_name: str) -> Write:
+    return functools.partial(export_png, options, params.dataset(dataset_name), workers=params.export.workers)
 
 
 def drop_stale_tree(output: Path) -> str:
@@ -134,7 +133,7 @@ def drop_stale_tree(output: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_export("png", prepare, argv, __doc__ or "", after=drop_stale_tree)
+    return run_export(PNG, prepare, argv, __doc__ or "", after=drop_stale_tree)
 
 
 if __name__ == "__main__":

@@ -13,14 +13,16 @@ import argparse
 import functools
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
-from mnist_pipeline.config import Params
+from mnist_pipeline.config import FormatOptions, Params, export_options
 from mnist_pipeline.decoded import DecodedSplit, open_decoded
 from mnist_pipeline.fsio import atomic_dir, write_sha256sums
 from mnist_pipeline.stage import params_file, run_stage, stage_parser
 
 #: An export with its options and dataset facts bound: (decoded splits, staging folder) -> summary.
 Write = Callable[[list[DecodedSplit], Path], str]
+Options = TypeVar("Options")
 
 
 def stage_name(format_name: str, dataset_name: str) -> str:
@@ -29,15 +31,16 @@ def stage_name(format_name: str, dataset_name: str) -> str:
 
 
 def run_export(
-    format_name: str,
-    prepare: Callable[[Params, str], Write],
+    fmt: FormatOptions[Options],
+    prepare: Callable[[Options, Params, str], Write],
     argv: list[str] | None,
     doc: str,
     after: Callable[[Path], str] | None = None,
 ) -> int:
-    """Run one export stage. ``prepare(params, dataset)`` picks the format's own options and
-    the dataset facts it needs out of the loaded params and binds them to the export;
-    ``after(output)``, once the export is in place, returns what to add to the summary."""
+    """Run one export stage. ``prepare(options, params, dataset)`` binds the format's own
+    options (typed and checked by the format's module, ``fmt``) and the dataset facts it needs
+    to the export; ``after(output)``, once the export is in place, returns what to add to the
+    summary."""
     parser = stage_parser(doc)
     parser.add_argument("decoded", type=Path, help="decoded/ folder written by the decode stage")
     parser.add_argument("output", type=Path, help="the export folder to write")
@@ -47,7 +50,8 @@ def run_export(
     # Wrapped, so that the shell sees the format's module as the stage's code, not this one.
     @functools.wraps(prepare)
     def work(params: Params) -> str:
-        write = prepare(params, args.dataset)
+        options = export_options(params, args.dataset, fmt, str(params_file(args)))
+        write = prepare(options, params, args.dataset)
         splits = open_decoded(args.decoded, params.dataset(args.dataset))
         with atomic_dir(args.output) as staging:
             summary = write(splits, staging)
@@ -55,4 +59,4 @@ def run_export(
             write_sha256sums(args.output, args.sums)
         return summary + (after(args.output) if after else "")
 
-    return run_stage(stage_name(format_name, args.dataset), work, params_file(args), writes=[args.output, args.sums])
+    return run_stage(stage_name(fmt.name, args.dataset), work, params_file(args), writes=[args.output, args.sums])

@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mnist_pipeline.archive import extract_payload, payload_name
+from mnist_pipeline.archive import extract_payload
 from mnist_pipeline.config import Params
 from mnist_pipeline.fsio import atomic_dir
+from mnist_pipeline.names import payload_name
 from mnist_pipeline.stage import params_file, run_stage, stage_parser
 
 
@@ -23,7 +24,10 @@ def extract(params: Params, name: str, raw_dir: Path, idx_dir: Path) -> str:
     with atomic_dir(idx_dir) as staging:
         for spec in files:
             extract_payload(
-                raw_dir / spec.file, staging / payload_name(spec.file, dataset.compression), spec, dataset.compression
+                raw_dir / spec.file,
+                staging / payload_name(spec.file, dataset.compression.value),
+                spec,
+                dataset.compression,
             )
     total = sum(spec.payload_size for spec in files)
     return f"extracted {len(files)} IDX files ({total:,} bytes) -> {idx_dir}"

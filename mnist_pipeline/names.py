@@ -58,6 +58,23 @@ _SCHEMELESS_USERINFO = re.compile(r"^[^/?#@]*:[^/?#]*@")
 _NETRC_HINT = "put credentials in ~/.netrc (or $NETRC) instead (README: Mirrors that need a login)"
 
 
+#: The suffix each compression (``datasets.<d>.compression``) adds to its IDX payload's name
+#: (``x-idx3-ubyte.gz``); archive.py holds how each is opened.
+COMPRESSED_SUFFIXES = {"gzip": ".gz", "xz": ".xz", "none": ""}
+#: The payload's name when a published file does not carry its compression's suffix.
+PAYLOAD_SUFFIX = ".idx"
+
+
+def payload_name(file_name: str, compression: str) -> str:
+    """The IDX payload's file name in ``idx/`` (extract writes it, decode reads it) for a
+    published file: ``x-idx3-ubyte.gz`` -> ``x-idx3-ubyte`` (the compression's suffix dropped),
+    else the name plus ``.idx``. ``compression``: the config value (``gzip``)."""
+    suffix = COMPRESSED_SUFFIXES[compression]
+    if suffix and file_name.endswith(suffix) and file_name != suffix:
+        return file_name.removesuffix(suffix)
+    return file_name + PAYLOAD_SUFFIX
+
+
 def images_path(decoded_dir: Path, split: str) -> Path:
     return decoded_dir / f"{split}_images.npy"
 

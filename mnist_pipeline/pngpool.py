@@ -8,13 +8,12 @@ the encoder re-runs them and no other stage.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
 
-from mnist_pipeline.config import PngLayout
 from mnist_pipeline.decoded import DecodedSplit, batch_ranges
 from mnist_pipeline.png import encode_gray_pngs
 from mnist_pipeline.rows import RowFile
@@ -35,15 +34,11 @@ def class_folder_names(num_classes: int) -> list[str]:
     return [f"{label:0{width}d}" for label in range(num_classes)]
 
 
-#: Member name per layout, from (split, label, class folder, index padded).
-MEMBER_NAMES: dict[PngLayout, Callable[[str, int, str, str], str]] = {
-    PngLayout.imagefolder: lambda split, _label, folder, index: f"{split}/{folder}/{index}.png",
-    PngLayout.flat: lambda split, label, _folder, index: f"{split}/{label}_{index}.png",
-}
-
-
-def member_name(split: str, label: int, index: int, width: int, layout: PngLayout, folders: list[str]) -> str:
-    return MEMBER_NAMES[layout](split, label, folders[label], f"{index:0{width}d}")
+def member_name(split: str, label: int, index: int, width: int, folders: list[str], *, flat: bool = False) -> str:
+    """An image's path: ``<split>/<class folder>/<index>.png`` (the image-folder layout, what
+    Parquet's ``image.path`` holds), or ``flat``, ``<split>/<label>_<index>.png`` (no folders)."""
+    padded = f"{index:0{width}d}"
+    return f"{split}/{label}_{padded}.png" if flat else f"{split}/{folders[label]}/{padded}.png"
 
 
 def index_width(splits: list[DecodedSplit]) -> int:

@@ -1,8 +1,8 @@
 """The validation split the npz and CSV exports can carve from the training images: by row
 index, so no image is copied until a batch is written.
 
-``validation_size`` is checked against the training split when params are loaded
-(``mnist_pipeline.config``): here it is known to be 0 or smaller than ``train``.
+``validation_size`` is checked against the training split with the export's options
+(``mnist_pipeline.validation_options``): here it is known to be 0 or smaller than ``train``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from mnist_pipeline.config import TRAIN_SPLIT, VALIDATION_SPLIT, SplitMethod
+from mnist_pipeline.config import TRAIN_SPLIT, VALIDATION_SPLIT
 from mnist_pipeline.decoded import DecodedSplit, ExportSplit
+from mnist_pipeline.validation_options import SplitMethod
 
 Rows = npt.NDArray[np.intp]
 

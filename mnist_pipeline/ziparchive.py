@@ -1,5 +1,6 @@
-"""The zip format, in one place: a strict, streaming reader of zip archives over any source that
-can read at an offset, and the reproducible writer of the PNG export's stored zip.
+"""A strict, streaming reader of zip archives over any source that can read at an offset (the
+writer of the PNG export's zip is mnist_pipeline.zipwriter; the records both use,
+mnist_pipeline.zipformat).
 
 Why not ``zipfile.ZipFile``: it builds a ``ZipInfo`` for every entry of the central directory
 before the first read (hundreds of MB for a 700,000-entry zip), and it accepts what a hostile
@@ -10,11 +11,6 @@ their declared size). Here the central directory is streamed in bounded chunks, 
 The source is a ``ReadAt``: a local file (``FileReadAt``) or anything else that can read a byte
 range, such as HTTP ``Range`` requests on a remote zip. Every failure is an ``ArchiveError``
 with one line naming the archive (``where``), the member, what was expected and what was found.
-
-``StoredZipWriter`` writes stored members dated 1980-01-01, mode 0644, byte-identical to what
-``zipfile`` writes for them, but with flat memory: zipfile keeps an object per member until the
-end (~300 MB for EMNIST's 814,255 images), while here each central-directory entry is spilled to a
-temporary file as its member is added.
 
 Format reference: PKWARE APPNOTE.TXT 6.3 (sections 4.3.7 local header, 4.3.12 central header,
 4.3.14-4.3.16 zip64 and end records, 4.5.3 zip64 extra field).
@@ -33,13 +29,26 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 from mnist_pipeline.errors import ArchiveError
 from mnist_pipeline.names import is_clean_relative_path
+from mnist_pipeline.zipformat import (
+    CENTRAL_SIGNATURE,
+    DEFLATED,
+    EOCD,
+    EOCD_SIGNATURE,
+    FLAG_UTF8,
+    LOCAL,
+    LOCAL_SIGNATURE,
+    STORED,
+    UNIX,
+    ZIP64_EOCD,
+    ZIP64_EOCD_SIGNATURE,
+    ZIP64_LOCATOR,
+    ZIP64_LOCATOR_SIGNATURE,
+)
 
-STORED = 0
-DEFLATED = 8
 METHOD_NAMES = {STORED: "stored", DEFLATED: "deflated"}
 
 #: Central directory bytes read per request: bounds memory however many entries there are.
@@ -48,30 +57,20 @@ DIRECTORY_CHUNK = 1 << 20
 #: (zipfile writes none or 20 bytes, Info-ZIP about 28), so a small member is one read.
 LOCAL_EXTRA_ALLOWANCE = 64
 
-_EOCD = struct.Struct("<IHHHHIIH")
-_EOCD_SIGNATURE = 0x06054B50
-_ZIP64_LOCATOR = struct.Struct("<IIQI")
-_ZIP64_LOCATOR_SIGNATURE = 0x07064B50
-_ZIP64_EOCD = struct.Struct("<IQHHIIQQQQ")
-_ZIP64_EOCD_SIGNATURE = 0x06064B50
 #: The 46-byte central directory header in two parts (version needed, time, date and internal
 #: attributes skipped as padding), so each unpacks into a line of names.
 _CENTRAL_HEAD = struct.Struct("<IH2xHH4xIII")
 _CENTRAL_TAIL = struct.Struct("<HHHH2xII")
 _CENTRAL_SIZE = _CENTRAL_HEAD.size + _CENTRAL_TAIL.size
-_CENTRAL_SIGNATURE = 0x02014B50
-_LOCAL = struct.Struct("<IHHHHHIIIHH")
-_LOCAL_SIGNATURE = 0x04034B50
 _EXTRA_HEADER = struct.Struct("<HH")
 _ZIP64_EXTRA_ID = 0x0001
 #: The end record is the last 22 bytes plus a comment of at most 65,535 bytes.
-MAX_EOCD_SEARCH = _EOCD.size + 0xFFFF
+MAX_EOCD_SEARCH = EOCD.size + 0xFFFF
 
 _FLAG_ENCRYPTED = 0x0001
 _FLAG_DATA_DESCRIPTOR = 0x0008
 _FLAG_PATCHED = 0x0020
 _FLAG_STRONG_ENCRYPTION = 0x0040
-_FLAG_UTF8 = 0x0800
 _FLAG_ENCRYPTED_DIRECTORY = 0x2000
 _REFUSED_FLAGS = {
     _FLAG_ENCRYPTED: "encrypted",
@@ -80,7 +79,6 @@ _REFUSED_FLAGS = {
     _FLAG_ENCRYPTED_DIRECTORY: "encrypted central directory",
 }
 _REFUSED_FLAG_MASK = sum(_REFUSED_FLAGS)
-_UNIX = 3
 _DOS_DIRECTORY = 0x10
 _U16 = 0xFFFF
 _U32 = 0xFFFFFFFF
@@ -188,26 +186,26 @@ def find_central_directory(source: ReadAt, where: str) -> CentralDirectory:
     zip64 record when there is one.
     """
     total = source.size()
-    if total < _EOCD.size:
-        raise ArchiveError(f"{where}: expected a zip archive of at least {_EOCD.size} bytes, found {total}")
+    if total < EOCD.size:
+        raise ArchiveError(f"{where}: expected a zip archive of at least {EOCD.size} bytes, found {total}")
     tail_start = max(0, total - MAX_EOCD_SEARCH)
     tail = source.read_at(tail_start, total - tail_start)
     eocd_at = _find_eocd(tail, where)
-    _, disk, cd_disk, disk_count, count, cd_size, cd_offset, _ = _EOCD.unpack_from(tail, eocd_at)
+    _, disk, cd_disk, disk_count, count, cd_size, cd_offset, _ = EOCD.unpack_from(tail, eocd_at)
     if disk != 0 or cd_disk != 0 or disk_count != count:
         raise ArchiveError(
             f"{where}: expected a single-disk archive, found disk {disk}, directory on disk {cd_disk}, "
             f"{disk_count} of {count} entries on this disk"
         )
     eocd_offset = tail_start + eocd_at
-    locator_offset = eocd_offset - _ZIP64_LOCATOR.size
+    locator_offset = eocd_offset - ZIP64_LOCATOR.size
     if locator_offset >= 0:
         locator = (
-            tail[eocd_at - _ZIP64_LOCATOR.size : eocd_at]
+            tail[eocd_at - ZIP64_LOCATOR.size : eocd_at]
             if locator_offset >= tail_start
-            else source.read_at(locator_offset, _ZIP64_LOCATOR.size)
+            else source.read_at(locator_offset, ZIP64_LOCATOR.size)
         )
-        if _ZIP64_LOCATOR.unpack_from(locator)[0] == _ZIP64_LOCATOR_SIGNATURE:
+        if ZIP64_LOCATOR.unpack_from(locator)[0] == ZIP64_LOCATOR_SIGNATURE:
             directory = _zip64_directory(source, locator, locator_offset, (count, cd_size, cd_offset), where)
             _check_directory_span(directory, directory_end=_zip64_record_offset(locator), where=where)
             return directory
@@ -218,14 +216,14 @@ def find_central_directory(source: ReadAt, where: str) -> CentralDirectory:
 
 def _find_eocd(tail: bytes, where: str) -> int:
     """Offset in ``tail`` of the last end record whose comment reaches exactly the end of the file."""
-    signature = _EOCD_SIGNATURE.to_bytes(4, "little")
-    position = len(tail) - _EOCD.size
+    signature = EOCD_SIGNATURE.to_bytes(4, "little")
+    position = len(tail) - EOCD.size
     while position >= 0:
         position = tail.rfind(signature, 0, position + 4)
         if position < 0:
             break
-        comment_length = _EOCD.unpack_from(tail, position)[-1]
-        if position + _EOCD.size + comment_length == len(tail):
+        comment_length = EOCD.unpack_from(tail, position)[-1]
+        if position + EOCD.size + comment_length == len(tail):
             return position
         position -= 1
     raise ArchiveError(
@@ -235,29 +233,29 @@ def _find_eocd(tail: bytes, where: str) -> int:
 
 
 def _zip64_record_offset(locator: bytes) -> int:
-    offset: int = _ZIP64_LOCATOR.unpack_from(locator)[2]
+    offset: int = ZIP64_LOCATOR.unpack_from(locator)[2]
     return offset
 
 
 def _zip64_directory(
     source: ReadAt, locator: bytes, locator_offset: int, classic: tuple[int, int, int], where: str
 ) -> CentralDirectory:
-    _, record_disk, record_offset, disks = _ZIP64_LOCATOR.unpack_from(locator)
+    _, record_disk, record_offset, disks = ZIP64_LOCATOR.unpack_from(locator)
     if record_disk != 0 or disks != 1:
         raise ArchiveError(
             f"{where}: zip64 locator: expected one disk, found record on disk {record_disk} of {disks} disks"
         )
-    if record_offset + _ZIP64_EOCD.size > locator_offset:
+    if record_offset + ZIP64_EOCD.size > locator_offset:
         raise ArchiveError(
             f"{where}: zip64 locator: expected the zip64 end record before offset {locator_offset}, "
             f"found it at {record_offset}"
         )
-    record = source.read_at(record_offset, _ZIP64_EOCD.size)
-    signature, record_size, _, _, disk, cd_disk, disk_count, count, cd_size, cd_offset = _ZIP64_EOCD.unpack(record)
-    if signature != _ZIP64_EOCD_SIGNATURE:
+    record = source.read_at(record_offset, ZIP64_EOCD.size)
+    signature, record_size, _, _, disk, cd_disk, disk_count, count, cd_size, cd_offset = ZIP64_EOCD.unpack(record)
+    if signature != ZIP64_EOCD_SIGNATURE:
         raise ArchiveError(
             f"{where}: zip64 end record at offset {record_offset}: "
-            f"expected signature 0x{_ZIP64_EOCD_SIGNATURE:08x}, found 0x{signature:08x}"
+            f"expected signature 0x{ZIP64_EOCD_SIGNATURE:08x}, found 0x{signature:08x}"
         )
     if record_offset + 12 + record_size != locator_offset:
         raise ArchiveError(
@@ -351,10 +349,10 @@ def iter_members(source: ReadAt, directory: CentralDirectory, where: str, *, max
         name_length, extra_length, comment_length, disk, external_attr, header_offset = _CENTRAL_TAIL.unpack_from(
             window.buffer, window.position + _CENTRAL_HEAD.size
         )
-        if signature != _CENTRAL_SIGNATURE:
+        if signature != CENTRAL_SIGNATURE:
             raise ArchiveError(
                 f"{where}: central directory entry {index} at offset {window.consumed()}: "
-                f"expected signature 0x{_CENTRAL_SIGNATURE:08x}, found 0x{signature:08x}"
+                f"expected signature 0x{CENTRAL_SIGNATURE:08x}, found 0x{signature:08x}"
             )
         variable = name_length + extra_length + comment_length
         if not window.ensure(_CENTRAL_SIZE + variable):
@@ -380,7 +378,7 @@ def iter_members(source: ReadAt, directory: CentralDirectory, where: str, *, max
             create_system=made_by >> 8,
         )
         _check_member(member, disk, directory, len(raw_name), where)
-        claimed.claim(member, member.header_offset + _LOCAL.size + len(raw_name) + member.compressed_size, where)
+        claimed.claim(member, member.header_offset + LOCAL.size + len(raw_name) + member.compressed_size, where)
         yield member
     if window.consumed() != directory.offset + directory.size:
         raise ArchiveError(
@@ -399,7 +397,7 @@ def _short_directory(where: str, directory: CentralDirectory, index: int) -> Arc
 def _decode_name(raw_name: bytes, flags: int, where: str, index: int) -> str:
     # Without the UTF-8 flag, the APPNOTE says IBM code page 437, which is what zipfile does too.
     try:
-        name = raw_name.decode("utf-8" if flags & _FLAG_UTF8 else "cp437")
+        name = raw_name.decode("utf-8" if flags & FLAG_UTF8 else "cp437")
     except UnicodeDecodeError as exc:
         raise ArchiveError(
             f"{where}: central directory entry {index}: expected a UTF-8 name, found {raw_name!r} ({exc.reason})"
@@ -469,7 +467,7 @@ def _check_member(member: ZipMember, disk: int, directory: CentralDirectory, nam
     _check_name_bounds(name, name_length, where)
     if not _is_clean_path(name):
         raise ArchiveError(f"{where}: refusing member {name!r} (not a relative file path)")
-    kind = stat.S_IFMT(member.external_attr >> 16) if member.create_system == _UNIX else 0
+    kind = stat.S_IFMT(member.external_attr >> 16) if member.create_system == UNIX else 0
     if kind == stat.S_IFLNK:
         raise ArchiveError(f"{where}: refusing member {name!r}: expected a file or folder, found a symbolic link")
     if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
@@ -491,7 +489,7 @@ def _check_member(member: ZipMember, disk: int, directory: CentralDirectory, nam
         )
     if disk != 0:
         raise ArchiveError(f"{where}: member {name!r}: expected it on disk 0, found disk {disk}")
-    data_end = member.header_offset + _LOCAL.size + name_length + member.compressed_size
+    data_end = member.header_offset + LOCAL.size + name_length + member.compressed_size
     if data_end > directory.offset:
         raise ArchiveError(
             f"{where}: member {name!r}: expected its header and {member.compressed_size} data bytes before the "
@@ -535,7 +533,7 @@ class _ClaimedSpans:
     order (data descriptors and short extra fields in the gaps) is one span however many members
     it holds."""
 
-    _MIN_MEMBER = _LOCAL.size + 1
+    _MIN_MEMBER = LOCAL.size + 1
 
     def __init__(self) -> None:
         self._starts: list[int] = []
@@ -574,7 +572,7 @@ def _is_clean_path(name: str) -> bool:
 def member_data_offset(source: ReadAt, member: ZipMember, where: str) -> int:
     """Check the member's local header against its central entry; the offset of its data."""
     raw_name = _encode_name(member)
-    header_length = _LOCAL.size + len(raw_name)
+    header_length = LOCAL.size + len(raw_name)
     header = source.read_at(member.header_offset, max(0, min(header_length, source.size() - member.header_offset)))
     data_offset = member.header_offset + _check_local_header(header, member, raw_name, where)
     _check_data_inside(source, member, data_offset, where)
@@ -583,30 +581,28 @@ def member_data_offset(source: ReadAt, member: ZipMember, where: str) -> int:
 
 def _encode_name(member: ZipMember) -> bytes:
     # cp437 decoding is a bijection on bytes, so this gives back the directory's exact bytes.
-    return member.name.encode("utf-8" if member.flags & _FLAG_UTF8 else "cp437")
+    return member.name.encode("utf-8" if member.flags & FLAG_UTF8 else "cp437")
 
 
 def _check_local_header(header: bytes, member: ZipMember, raw_name: bytes, where: str) -> int:
     """Validate a local header (at least its fixed part and name); its length with the extra field."""
-    if len(header) < _LOCAL.size + len(raw_name):
+    if len(header) < LOCAL.size + len(raw_name):
         raise ArchiveError(
             f"{where}: member {member.name!r}: expected a local header at offset {member.header_offset}, "
             "found the end of the archive"
         )
-    signature, _, flags, method, _, _, crc, compressed_size, size, name_length, extra_length = _LOCAL.unpack_from(
-        header
-    )
-    if signature != _LOCAL_SIGNATURE:
+    signature, _, flags, method, _, _, crc, compressed_size, size, name_length, extra_length = LOCAL.unpack_from(header)
+    if signature != LOCAL_SIGNATURE:
         raise ArchiveError(
-            f"{where}: member {member.name!r}: expected a local header signature 0x{_LOCAL_SIGNATURE:08x} at offset "
+            f"{where}: member {member.name!r}: expected a local header signature 0x{LOCAL_SIGNATURE:08x} at offset "
             f"{member.header_offset}, found 0x{signature:08x}"
         )
-    local_name = header[_LOCAL.size : _LOCAL.size + name_length]
+    local_name = header[LOCAL.size : LOCAL.size + name_length]
     if local_name != raw_name:
         raise ArchiveError(
             f"{where}: member {member.name!r}: expected the same name in its local header, found {local_name!r}"
         )
-    if method != member.method or (flags ^ member.flags) & (_FLAG_ENCRYPTED | _FLAG_UTF8):
+    if method != member.method or (flags ^ member.flags) & (_FLAG_ENCRYPTED | FLAG_UTF8):
         raise ArchiveError(
             f"{where}: member {member.name!r}: expected method {member.method} and flags 0x{member.flags:04x} "
             f"in its local header, found method {method} and flags 0x{flags:04x}"
@@ -621,7 +617,7 @@ def _check_local_header(header: bytes, member: ZipMember, raw_name: bytes, where
                 f"{where}: member {member.name!r}: expected crc, compressed size and size {central} in its local "
                 f"header (as in the central directory), found {local}"
             )
-    header_length: int = _LOCAL.size + name_length + extra_length
+    header_length: int = LOCAL.size + name_length + extra_length
     return header_length
 
 
@@ -646,7 +642,7 @@ def read_member(source: ReadAt, member: ZipMember, where: str, *, max_size: int 
             f"found {member.size} ({member.compressed_size} compressed)"
         )
     raw_name = _encode_name(member)
-    wanted = _LOCAL.size + len(raw_name) + LOCAL_EXTRA_ALLOWANCE + member.compressed_size
+    wanted = LOCAL.size + len(raw_name) + LOCAL_EXTRA_ALLOWANCE + member.compressed_size
     block = source.read_at(member.header_offset, max(0, min(wanted, source.size() - member.header_offset)))
     header_length = _check_local_header(block, member, raw_name, where)
     _check_data_inside(source, member, member.header_offset + header_length, where)
@@ -754,93 +750,3 @@ _DECODERS: dict[int, Callable[[Iterable[bytes], ZipMember, str, int], Iterator[b
     STORED: _stored,
     DEFLATED: _deflated,
 }
-
-
-# The records as zipfile writes them, so that the archive is byte-identical to zipfile's for the
-# same members on a POSIX system. The central record is written whole (the reader parses it in two
-# parts, skipping what it does not check).
-_CENTRAL_RECORD = struct.Struct("<IBBBBHHHHIIIHHHHHII")
-_ZIP64_OFFSET_EXTRA = struct.Struct("<HHQ")
-#: zipfile's thresholds: beyond them an offset or a count moves to a zip64 record.
-ZIP64_LIMIT = (1 << 31) - 1
-ZIP_COUNT_LIMIT = (1 << 16) - 1
-_VERSION = 20
-_ZIP64_VERSION = 45
-_DOS_DATE_1980_01_01 = 1 << 5 | 1
-_DOS_TIME_MIDNIGHT = 0
-FILE_MODE = 0o644
-COPY_CHUNK = 1 << 20
-
-
-class StoredZipWriter:
-    """Appends stored members to ``out`` (a binary file at position 0); ``close`` writes the
-    central directory. Each member's directory entry is spilled to ``directory`` (a temporary
-    file) as it is added, so memory does not grow with the member count."""
-
-    def __init__(self, out: BinaryIO, directory: BinaryIO) -> None:
-        self._out = out
-        self._directory = directory
-        self._offset = 0
-        self._count = 0
-
-    def add(self, name: str, data: bytes) -> None:
-        self._add(name, len(data), zlib.crc32(data), [data])
-
-    def add_file(self, name: str, source: BinaryIO) -> None:
-        """Add the content of ``source`` (a seekable binary file, read from its start)."""
-        source.seek(0)
-        crc, size = 0, 0
-        while chunk := source.read(COPY_CHUNK):
-            crc, size = zlib.crc32(chunk, crc), size + len(chunk)
-        source.seek(0)
-        self._add(name, size, crc, iter(lambda: source.read(COPY_CHUNK), b""))
-
-    def _add(self, name: str, size: int, crc: int, chunks: Iterable[bytes]) -> None:
-        # zipfile would give a member this large a zip64 local header; no PNG or manifest gets near it.
-        if size * 1.05 > ZIP64_LIMIT:
-            raise ArchiveError(f"{name}: {size:,} bytes is beyond this writer's member limit of ~2 GB")
-        raw_name, flags = _name_bytes(name)
-        self._out.write(
-            _LOCAL.pack(
-                _LOCAL_SIGNATURE, _VERSION, flags, STORED, _DOS_TIME_MIDNIGHT, _DOS_DATE_1980_01_01,
-                crc, size, size, len(raw_name), 0,
-            )
-        )  # fmt: skip
-        self._out.write(raw_name)
-        for chunk in chunks:
-            self._out.write(chunk)
-        extra, version, offset = b"", _VERSION, self._offset
-        if offset > ZIP64_LIMIT:
-            extra, version, offset = _ZIP64_OFFSET_EXTRA.pack(1, 8, offset), _ZIP64_VERSION, 0xFFFFFFFF
-        self._directory.write(
-            _CENTRAL_RECORD.pack(
-                _CENTRAL_SIGNATURE, version, _UNIX, version, 0, flags, STORED, _DOS_TIME_MIDNIGHT, _DOS_DATE_1980_01_01,
-                crc, size, size, len(raw_name), len(extra), 0, 0, 0, FILE_MODE << 16, offset,
-            )
-        )  # fmt: skip
-        self._directory.write(raw_name + extra)
-        self._offset += _LOCAL.size + len(raw_name) + size
-        self._count += 1
-
-    def close(self) -> None:
-        """Copy the central directory after the members, then the end records."""
-        start = self._offset
-        self._directory.seek(0)
-        while chunk := self._directory.read(COPY_CHUNK):
-            self._out.write(chunk)
-        size = self._directory.tell()
-        count = self._count
-        if count > ZIP_COUNT_LIMIT or start > ZIP64_LIMIT or size > ZIP64_LIMIT:
-            end64 = start + size
-            self._out.write(_ZIP64_EOCD.pack(_ZIP64_EOCD_SIGNATURE, 44, 45, 45, 0, 0, count, count, size, start))
-            self._out.write(_ZIP64_LOCATOR.pack(_ZIP64_LOCATOR_SIGNATURE, 0, end64, 1))
-            count, size, start = min(count, 0xFFFF), min(size, 0xFFFFFFFF), min(start, 0xFFFFFFFF)
-        self._out.write(_EOCD.pack(_EOCD_SIGNATURE, 0, 0, count, count, size, start, 0))
-
-
-def _name_bytes(name: str) -> tuple[bytes, int]:
-    """The name as zipfile stores it: ASCII, else UTF-8 with the UTF-8 flag."""
-    try:
-        return name.encode("ascii"), 0
-    except UnicodeEncodeError:
-        return name.encode("utf-8"), _FLAG_UTF8

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from mnist_pipeline import card
+from mnist_pipeline import cardtext
 from tests.support.repos import PROJECT_ROOT
 
 
@@ -22,11 +22,11 @@ from tests.support.repos import PROJECT_ROOT
     ],
 )
 def test_license_display_names_become_hub_ids(display: str, expected: dict[str, str]) -> None:
-    assert card.license_metadata(display, "https://x") == expected
+    assert cardtext.license_metadata(display, "https://x") == expected
 
 
 def test_every_configured_license_has_a_hub_id() -> None:
     for path in sorted((PROJECT_ROOT / "conf").rglob("*.yaml")):
         license_name = (yaml.safe_load(path.read_text()) or {}).get("license")
         if license_name:
-            assert card.license_metadata(license_name, "")["license"] != "other", path
+            assert cardtext.license_metadata(license_name, "")["license"] != "other", path

@@ -16,8 +16,11 @@ import yaml
 from hydra.errors import MissingConfigException
 
 from mnist_pipeline import check, views
-from mnist_pipeline.config import MAX_PARAMS_BYTES, MAX_WORKERS, load_params, params_from_dict
+from mnist_pipeline.config import KNOWN_FORMATS, MAX_PARAMS_BYTES, MAX_WORKERS, export_options, load_params
+from mnist_pipeline.csv_options import CSV, LabelPosition
 from mnist_pipeline.errors import ConfigError
+from mnist_pipeline.formats import FORMATS, validate_params
+from mnist_pipeline.npz_options import NPZ
 from mnist_pipeline.params import compose_params
 from mnist_pipeline.provenance import code_digest
 from tests.support.data import default_params, write_params
@@ -45,7 +48,7 @@ def test_committed_params_equal_the_composition_of_conf(tmp_path: Path) -> None:
 
 def test_committed_params_are_valid() -> None:
     committed = indexed("params.yaml") or (PROJECT_ROOT / "params.yaml").read_bytes()
-    params = params_from_dict(yaml.safe_load(committed), source="params.yaml (committed)")
+    params = validate_params(yaml.safe_load(committed), source="params.yaml (committed)")
     assert list(params.datasets) == ["mnist"]
     assert list(params.export.formats) == ["npz", "csv", "png"]
     assert params.dataset("mnist").mirrors[0].startswith("https://ossci-datasets.s3.amazonaws.com/")
@@ -60,7 +63,7 @@ def test_family_is_complete() -> None:
 @pytest.mark.parametrize("name", FAMILY)
 def test_every_dataset_composes_and_validates(tmp_path: Path, name: str) -> None:
     raw = composed(tmp_path, f"dataset={name}", "formats=[npz,csv,png,parquet]")
-    params = params_from_dict(raw, source=name)
+    params = validate_params(raw, source=name)
     dataset = params.dataset(name)
     for split in dataset.splits.values():
         for spec in (split.images, split.labels):
@@ -77,7 +80,7 @@ def test_every_dataset_composes_and_validates(tmp_path: Path, name: str) -> None
 
 def test_emnist_shares_its_zip_and_turns_images_upright(tmp_path: Path) -> None:
     raw = composed(tmp_path, "dataset=[emnist_letters,emnist_byclass]")
-    params = params_from_dict(raw)
+    params = validate_params(raw)
     letters, byclass = params.dataset("emnist_letters"), params.dataset("emnist_byclass")
     assert letters.container == byclass.container and letters.container is not None
     assert letters.container.size == 561_753_746
@@ -180,10 +183,10 @@ BAD_VALUES = [
 def test_bad_value_is_rejected_naming_key(path: str, value: Any, message: str | None) -> None:
     params = with_change(path, value)
     if message is None:
-        params_from_dict(params)
+        validate_params(params)
         return
     with pytest.raises(ConfigError) as caught:
-        params_from_dict(params, source="params.yaml")
+        validate_params(params, source="params.yaml")
     assert message in str(caught.value)
     assert "\n" not in str(caught.value).strip()
     assert "hunter2" not in str(caught.value)
@@ -202,7 +205,7 @@ def test_dataset_names_become_folders_only_when_plain(name: str, message: str) -
     params = default_params()
     params["datasets"] = {name: params["datasets"]["mnist"]}
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
-        params_from_dict(params)
+        validate_params(params)
 
 
 @pytest.mark.parametrize("split", ["../../../../../ESCAPED", "/tmp/abs", "val", "te st", ""])
@@ -211,7 +214,7 @@ def test_split_names_become_file_names_only_when_plain(split: str) -> None:
     splits = params["datasets"]["mnist"]["splits"]
     splits[split] = splits.pop("test")
     with pytest.raises(ConfigError, match=r"datasets\.mnist\.splits"):
-        params_from_dict(params)
+        validate_params(params)
 
 
 def test_a_split_named_all_is_refused_for_hugging_face() -> None:
@@ -220,16 +223,16 @@ def test_a_split_named_all_is_refused_for_hugging_face() -> None:
     splits["all"] = splits.pop("test")
     expected = "datasets.mnist.splits.all: 'all' is Hugging Face's name for all splits at once, which it refuses as one"
     with pytest.raises(ConfigError, match=f"^params: {re.escape(expected)}$"):
-        params_from_dict(params)
+        validate_params(params)
 
 
 def test_per_dataset_export_override_is_validated() -> None:
     params = with_change(f"{MNIST}.export", {"csv": {"header": "sometimes"}})
     with pytest.raises(ConfigError, match=r"datasets\.mnist\.export\.csv\.header"):
-        params_from_dict(params)
+        validate_params(params)
     params = with_change(f"{MNIST}.export", {"csv": {"header": False}})
-    loaded = params_from_dict(params)
-    assert loaded.dataset("mnist").export.csv.header is False and loaded.export.csv.header is True
+    loaded = validate_params(params)
+    assert export_options(loaded, "mnist", CSV).header is False and loaded.export.csv["header"] is True
 
 
 @pytest.mark.parametrize(
@@ -251,19 +254,19 @@ def test_overrides_of_an_unselected_dataset_say_to_select_it(tmp_path: Path, ove
         "a dataset this run does not select; select it with -S 'dataset=[...,fashion_mnist]'"
     )
     with pytest.raises(ConfigError, match=f"^{re.escape(expected)}$"):
-        params_from_dict(raw, source="params.yaml")
+        validate_params(raw, source="params.yaml")
 
 
 def test_unknown_key_is_rejected() -> None:
     with pytest.raises(ConfigError, match=r"export\.csv\.heder: Key 'heder' not in 'CsvOptions'"):
-        params_from_dict(with_change("export.csv.heder", False))
+        validate_params(with_change("export.csv.heder", False))
 
 
 def test_missing_key_is_rejected() -> None:
     params = default_params()
     del params["download"]["timeout"]
     with pytest.raises(ConfigError, match=r"download\.timeout: .*missing mandatory value: timeout"):
-        params_from_dict(params)
+        validate_params(params)
 
 
 def test_check_stage_writes_one_view_per_dataset_and_keeps_them_on_refusal(
@@ -333,7 +336,7 @@ def test_missing_params_file_names_the_fix(tmp_path: Path, capsys: pytest.Captur
 )
 def test_mirror_secrets_are_refused_and_never_printed(mirror: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        params_from_dict(with_change(f"{MNIST}.mirrors.0", mirror), source="params.yaml")
+        validate_params(with_change(f"{MNIST}.mirrors.0", mirror), source="params.yaml")
     text = str(caught.value)
     assert f"{MNIST}.mirrors.0: {message}" in text and "~/.netrc" in text
     assert "s3cr3t" not in text and "\n" not in text
@@ -362,16 +365,22 @@ def test_oversized_params_are_refused_before_parsing(tmp_path: Path) -> None:
         load_params(path)
 
 
-def test_dataset_options_are_resolved_once_and_typed() -> None:
+def test_dataset_options_are_resolved_once_and_typed_by_their_format() -> None:
     params = with_change(f"{MNIST}.export", {"csv": {"gzip": True}, "npz": {"validation_size": 10}})
-    loaded = params_from_dict(params)
-    options = loaded.dataset("mnist").export
-    assert options.csv.gzip is True and options.csv.header is True and options.npz.validation_size == 10
-    assert loaded.export.csv.gzip is False and options.png == loaded.export.png
+    loaded = validate_params(params)
+    csv = export_options(loaded, "mnist", CSV)
+    assert csv.gzip is True and csv.header is True and csv.label_position is LabelPosition.first
+    assert export_options(loaded, "mnist", NPZ).validation_size == 10
+    assert loaded.export.csv["gzip"] is False and loaded.dataset("mnist").export["png"] == loaded.export.png
+
+
+def test_the_formats_are_the_known_formats() -> None:
+    assert tuple(fmt.name for fmt in FORMATS) == KNOWN_FORMATS
 
 
 def test_a_dataset_value_is_reported_under_its_own_key() -> None:
     with pytest.raises(ConfigError, match=r"datasets\.mnist\.export\.npz\.validation_size: expected fewer than"):
-        params_from_dict(with_change(f"{MNIST}.export", {"npz": {"validation_size": 60000}}))
-    with pytest.raises(ConfigError, match=r"datasets\.mnist\.export\.workers: Key 'workers' not in 'ExportOptions'"):
-        params_from_dict(with_change(f"{MNIST}.export", {"workers": 3}))
+        validate_params(with_change(f"{MNIST}.export", {"npz": {"validation_size": 60000}}))
+    expected = "datasets.mnist.export.workers: expected a format (csv, npz, parquet, png), found 'workers'"
+    with pytest.raises(ConfigError, match=f"^params: {re.escape(expected)}$"):
+        validate_params(with_change(f"{MNIST}.export", {"workers": 3}))

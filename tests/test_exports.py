@@ -26,7 +26,7 @@ import pytest
 from PIL import Image
 
 from mnist_pipeline import decoded as decoded_module
-from mnist_pipeline import export_csv, export_npz, export_parquet, export_png, pngpool, treemark, ziparchive
+from mnist_pipeline import export_csv, export_npz, export_parquet, export_png, pngpool, treemark, zipwriter
 from mnist_pipeline import tree as tree_module
 from mnist_pipeline.npzstream import NpzArray, write_npz_stream
 from mnist_pipeline.rows import RowFile
@@ -592,7 +592,7 @@ def zipfile_bytes(members: list[tuple[str, bytes]]) -> bytes:
 def stored_zip_bytes(tmp_path: Path, members: list[tuple[str, bytes]]) -> bytes:
     buffer = io.BytesIO()
     with (tmp_path / "directory").open("w+b") as directory:
-        writer = ziparchive.StoredZipWriter(buffer, directory)
+        writer = zipwriter.StoredZipWriter(buffer, directory)
         for name, data in members[:-1]:
             writer.add(name, data)
         last_name, last_data = members[-1]
@@ -613,7 +613,7 @@ def test_stored_zip_writer_matches_zipfile(
 ) -> None:
     if zip64_limit is not None:  # both writers switch to zip64 records at the same, smaller threshold
         monkeypatch.setattr(zipfile, "ZIP64_LIMIT", zip64_limit)
-        monkeypatch.setattr(ziparchive, "ZIP64_LIMIT", zip64_limit)
+        monkeypatch.setattr(zipwriter, "ZIP64_LIMIT", zip64_limit)
     members = [(f"train/{i % 62:02d}/{i:05d}.png", bytes([i % 256]) * (i % 50)) for i in range(count)]
     members.append(("manifest.csv", b"path,split\n" * 3))
     assert stored_zip_bytes(tmp_path, members) == zipfile_bytes(members)

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from mnist_pipeline import extract
+from mnist_pipeline.archive import OPENERS
+from mnist_pipeline.names import COMPRESSED_SUFFIXES, payload_name
 from tests.support.data import TinyDataset, params_for, write_params
 
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
@@ -105,3 +107,11 @@ def test_xz_files_extract_through_the_openers_table(tmp_path: Path, tiny: TinyDa
     idx_dir = tmp_path / "data" / "idx"
     assert extract.main(["--params", str(path), "--dataset", "mnist", str(raw), str(idx_dir)]) == 0
     assert (idx_dir / "train-images-idx3-ubyte").read_bytes() == gzip.decompress(tiny.archives[TRAIN_IMAGES])
+
+
+def test_every_compression_names_its_payload() -> None:
+    """names.COMPRESSED_SUFFIXES (the payload's name, for extract and decode) covers every
+    compression archive.OPENERS opens."""
+    assert set(COMPRESSED_SUFFIXES) == {compression.value for compression in OPENERS}
+    assert payload_name("train-images-idx3-ubyte.gz", "gzip") == "train-images-idx3-ubyte"
+    assert payload_name("emnist-letters.xz", "gzip") == "emnist-letters.xz.idx"

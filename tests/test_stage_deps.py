@@ -19,7 +19,7 @@ from mnist_pipeline.config import KNOWN_FORMATS
 from mnist_pipeline.errors import ConfigError
 from mnist_pipeline.names import STAGE_OUTPUTS
 from mnist_pipeline.params import compose_params
-from mnist_pipeline.provenance import PACKAGE, code_digest, imported_modules, module_file
+from mnist_pipeline.provenance import PACKAGE, code_digest, import_closure, imported_modules, module_file
 from mnist_pipeline.stage import foreign_output
 from mnist_pipeline.views import PARAMS_VIEWS
 from tests.support.repos import PROJECT_ROOT
@@ -84,6 +84,38 @@ def test_stages_never_import_each_other() -> None:
         assert not others, (
             f"{module} imports the stage module(s) {sorted(others)}: move what they share to a noun module"
         )
+
+
+#: What every stage runs: the shell, the params schema, paths, errors, atomic writes, provenance.
+#: No format's options and no stage's own work live here (a change here re-runs every stage).
+CORE = {"config", "errors", "fsio", "names", "provenance", "stage", "views"}
+#: The code each stage runs beyond the core and its own module: the modules whose edit re-runs
+#: it. Each export holds its own format's options; the PNG export holds the zip writer, not the
+#: reader unpack and download run; the report the cards' shared text, not the Parquet card.
+STAGE_CODE = {
+    "download": {"archive", "machine", "transfer", "ziparchive", "zipformat"},
+    "verify": {"archive", "records"},
+    "extract": {"archive"},
+    "decode": {"decoded", "idx", "records", "rows"},
+    "export_npz": {"decoded", "exports", "npz_options", "npzstream", "rows", "validation", "validation_options"},
+    "export_csv": {"csv_options", "decoded", "exports", "rows", "validation", "validation_options"},
+    "export_png": {"decoded", "exports", "png", "png_options", "pngpool", "rows", "treemark", "zipformat", "zipwriter"},
+    "export_parquet": {"card", "cardtext", "decoded", "exports", "parquet_options", "png", "pngpool", "rows"},
+    "unpack": {"tree", "treemark", "ziparchive", "zipformat"},
+    "report": {"cardtext", "decoded", "records", "rows"},
+}
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_CODE))
+def test_each_stage_runs_exactly_its_own_code(stage: str) -> None:
+    """The import closure each stage's code digest covers, module by module: a new import that
+    makes a stage depend on another's code (a format's options, the zip reader) fails here."""
+    closure = {name.removeprefix(f"{PACKAGE}.") for name in import_closure(f"{PACKAGE}.{stage}")}
+    assert closure - {stage} == CORE | STAGE_CODE[stage]
+
+
+def test_the_code_table_lists_every_stage() -> None:
+    assert set(STAGE_CODE) == set(views.STAGE_PARAMS)
 
 
 def test_the_package_has_no_import_cycle() -> None:
