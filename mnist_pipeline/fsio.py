@@ -209,12 +209,22 @@ def safe_target(path: Path, root: Path) -> Path:
 
 def stage_output(path: Path) -> Path:
     """``path``, once it is proven a place a stage may write: below ``data/`` of the working
-    directory (the repository's, where DVC runs every stage; ``data/`` itself is not one: a
+    directory (beside dvc.yaml, where DVC runs every stage; in a folder of a repository without
+    one, none is; ``data/`` itself is not one: a
     stage replaces what it writes), with no ``..`` part and no symbolic link on the way,
     ``data/`` included. ``UnsafePathError`` otherwise: run by hand with other arguments, a
     stage must not replace ``conf/``, ``params.yaml``, ``data/`` or a folder outside the
     repository with its output."""
-    data = Path.cwd() / DATA_DIR
+    cwd = Path.cwd()
+    enclosing = _enclosing_repository(cwd)
+    if enclosing is not None and not (cwd / PIPELINE_FILE).exists():
+        # Run by hand from conf/ or another subfolder, data/ would be a new folder there.
+        raise UnsafePathError(
+            f"{path}: expected to run beside the pipeline's {PIPELINE_FILE}, as DVC runs every stage, "
+            f"found the working directory {cwd} inside the repository {enclosing} without one; "
+            "refusing to write there"
+        )
+    data = cwd / DATA_DIR
     absolute = path.absolute()
     if ".." in path.parts or absolute == data or not absolute.is_relative_to(data):
         found = f"{DATA_DIR}/ itself" if absolute == data else "one outside it"
@@ -223,6 +233,18 @@ def stage_output(path: Path) -> Path:
             f"found {found}; refusing to write it"
         )
     return safe_target(path, Path.cwd())
+
+
+#: The file DVC runs a pipeline's stages beside: its folder is their working directory.
+PIPELINE_FILE = "dvc.yaml"
+
+
+def _enclosing_repository(folder: Path) -> Path | None:
+    """The nearest folder above ``folder`` (not itself) holding ``.git`` or ``.dvc``, or None."""
+    for parent in folder.parents:
+        if (parent / ".git").exists() or (parent / ".dvc").exists():
+            return parent
+    return None
 
 
 def write_bytes_under(path: Path, data: bytes, root: Path) -> None:

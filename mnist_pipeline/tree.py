@@ -150,6 +150,11 @@ def survey_export(source: ReadAt, directory: CentralDirectory, where: str, budge
             raise ArchiveError(f"{where}: refusing member {member.name!r}: expected files only, found a folder entry")
         if (top := member.name.partition("/")[0]) in (MARKER, GITIGNORE):
             raise _not_an_export(where, f"a member named {member.name!r}, where unpack writes {top} itself")
+        if any(part.startswith(".") for part in member.name.split("/")):
+            # No export member's name has a part starting with a dot; in a tree, .git/ would be
+            # a repository whose config git obeys (core.fsmonitor runs a command), .dvcignore
+            # would change what DVC sees.
+            raise _not_an_export(where, f"a member named {member.name!r}, a name part starting with a dot")
         if member.name == MANIFEST_NAME and index != directory.count - 1:
             raise _not_an_export(where, f"{MANIFEST_NAME} at entry {index + 1} of {directory.count}")
         declared += member.size

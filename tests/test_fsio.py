@@ -189,6 +189,29 @@ def test_every_stage_refuses_an_output_outside_data(
 
 
 @pytest.mark.parametrize(("module", "arguments"), STAGE_CASES)
+def test_every_stage_refuses_to_run_in_a_repositorys_subfolder(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    module: str,
+    arguments: list[str],
+) -> None:
+    """Run by hand from conf/ (or any folder of a repository without dvc.yaml), data/ would be a
+    new folder there: every stage refuses before reading anything, and writes nothing."""
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "conf").mkdir()
+    monkeypatch.chdir(tmp_path / "conf")
+    stage = importlib.import_module(f"mnist_pipeline.{module}")
+    per_dataset = ["--params", "p.yaml", "--dataset", "m"] if module != "check" else ["--params", "p.yaml"]
+    argv = [*per_dataset, *(argument.replace("{}", "data/m/out") for argument in arguments)]
+    assert stage.main(argv) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"found the working directory {tmp_path / 'conf'} inside the repository {tmp_path} without one" in line
+    assert sorted(path.name for path in tmp_path.rglob("*")) == [".git", "conf", "dvc.yaml"]
+
+
+@pytest.mark.parametrize(("module", "arguments"), STAGE_CASES)
 def test_every_stage_refuses_another_stages_output(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], module: str, arguments: list[str]
 ) -> None:

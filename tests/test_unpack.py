@@ -327,6 +327,16 @@ def npz_like() -> bytes:
             "found a member named '.gitignore/a.png', where unpack writes .gitignore itself",
         ),
         (
+            zip_of(
+                {".git/config": b"[core]\n\tfsmonitor = touch pwned\n", "manifest.csv": manifest_for([".git/config"])}
+            ),
+            "found a member named '.git/config', a name part starting with a dot",
+        ),
+        (
+            zip_of({"train/.dvcignore": b"*", "manifest.csv": manifest_for(["train/.dvcignore"])}),
+            "found a member named 'train/.dvcignore', a name part starting with a dot",
+        ),
+        (
             zip_of({"a.png": b"a", "metadata.csv": b"m", "manifest.csv": manifest_for(["a.png"])}),
             "found member 'metadata.csv' where manifest.csv row 2 lists the end of the list",
         ),
@@ -406,6 +416,8 @@ def npz_like() -> bytes:
         "utf8",
         "marker",
         "marker-folder",
+        "git-folder",
+        "dvcignore",
         "metadata-at-the-root",
         "metadata-below-a-split",
         "metadata-after-a-class-folder",
