@@ -75,6 +75,9 @@ def check(params_path: Path, conf_dir: Path, views: Path) -> str:
     for written in VIEW_ONLY_KEYS:
         if written in raw:
             raise ConfigError(f"{written}: expected no such key in params.yaml; check writes it into the views")
+    if not conf_dir.is_dir():
+        # Its files are what the resolver rule below reads: none would pass it silently.
+        raise ConfigError(f"{conf_dir}: expected the folder params.yaml is composed from, found none")
     for path in sorted(conf_dir.rglob("*.yaml")):
         for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
             calls = [name for name in RESOLVER_CALL.findall(line) if name not in CONFIG_ONLY_RESOLVERS]
@@ -84,9 +87,10 @@ def check(params_path: Path, conf_dir: Path, views: Path) -> str:
                     "params.yaml, dvc.lock and the exports; put mirrors and download settings in "
                     "mnist-pipeline.local.yaml and credentials in ~/.netrc (README: Mirrors)"
                 )
-    # Outputs are persisted, so DVC deletes nothing before a stage refuses; but it checks cached
-    # outputs out wherever their folders point. Stop at the first stage instead (the shell has
-    # checked check's own output, the views).
+    # Outputs are persisted, so DVC deletes nothing before a stage refuses: stop at the first
+    # stage, before any stage writes through a linked folder (the shell has checked check's own
+    # output, the views). DVC's own checkout, which a queued experiment runs before any stage,
+    # follows such a link all the same: that write is DVC's, not a stage's.
     data = views.parent
     for folder in (data / name / part for name in params.datasets for part in DATASET_FOLDERS):
         refuse_links(folder)

@@ -115,8 +115,14 @@ class FileReadAt:
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._descriptor = os.open(path, os.O_RDONLY)
-        self._size = os.fstat(self._descriptor).st_size
+        # Non-blocking, so that a FIFO given as the zip is refused instead of waiting for a writer.
+        self._descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        status = os.fstat(self._descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            self.close()
+            kind = "a folder" if stat.S_ISDIR(status.st_mode) else "a special file"
+            raise ArchiveError(f"{path}: expected a zip file, found {kind}")
+        self._size = status.st_size
 
     def size(self) -> int:
         return self._size

@@ -14,6 +14,9 @@ from mnist_pipeline import check, verify, views
 from tests.support.data import default_params, write_params
 from tests.support.repos import PROJECT_ROOT
 
+#: The check stage reads the conf/ params.yaml was composed from; these tests use the shipped one.
+SHIPPED_CONF = ["--conf", str(PROJECT_ROOT / "conf")]
+
 
 @pytest.fixture
 def conf(tmp_path: Path) -> Path:
@@ -43,6 +46,15 @@ def test_plain_interpolations_pass(tmp_path: Path, conf: Path) -> None:
     views = tmp_path / "data" / "views"
     assert check.main(["--params", str(params), "--conf", str(conf), str(views)]) == 0
     assert sorted(view.name for view in views.iterdir()) == ["mnist", "mnist.json"]
+
+
+def test_a_missing_conf_folder_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    params = write_params(tmp_path / "p", default_params())
+    views = tmp_path / "data" / "views"
+    assert check.main(["--params", str(params), "--conf", str(tmp_path / "nowhere"), str(views)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"check: error: {tmp_path / 'nowhere'}: expected the folder params.yaml is composed from, found none"
+    assert not views.exists()
 
 
 @pytest.mark.parametrize("linked", ["data", "data/params", "data/mnist", "data/mnist/export"])
@@ -94,7 +106,7 @@ def test_a_code_key_in_params_is_refused(tmp_path: Path, capsys: pytest.CaptureF
     raw = default_params()
     raw["code"] = {"export_csv": "0" * 64}
     views = tmp_path / "data" / "views"
-    assert check.main(["--params", str(write_params(tmp_path / "p", raw)), str(views)]) == 1
+    assert check.main([*SHIPPED_CONF, "--params", str(write_params(tmp_path / "p", raw)), str(views)]) == 1
     err = capsys.readouterr().err.strip()
     assert err == "check: error: code: expected no such key in params.yaml; check writes it into the views"
     assert not views.exists()
@@ -104,7 +116,7 @@ def test_a_hand_edited_view_that_is_not_json_is_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert check.main(["--params", str(write_params(tmp_path, default_params())), "data/params"]) == 0
+    assert check.main([*SHIPPED_CONF, "--params", str(write_params(tmp_path, default_params())), "data/params"]) == 0
     Path("data/params/mnist.json").write_text("{not json")
     capsys.readouterr()
     assert verify.main(["--dataset", "mnist", "data/mnist/raw", "data/mnist/checksums.json"]) == 1
@@ -119,7 +131,7 @@ def test_a_view_recording_other_code_is_refused(
     """A module edited after check wrote the views, then a targeted `dvc repro -s`: the stage
     would run code its dvc.lock entry does not record, so it refuses and writes nothing."""
     monkeypatch.chdir(tmp_path)
-    assert check.main(["--params", str(write_params(tmp_path, default_params())), "data/params"]) == 0
+    assert check.main([*SHIPPED_CONF, "--params", str(write_params(tmp_path, default_params())), "data/params"]) == 0
     view = Path("data/params/mnist.json")
     recorded = json.loads(view.read_text())
     recorded["code"]["verify"] = "0" * 64
@@ -141,7 +153,7 @@ def test_a_tracked_file_that_disagrees_with_the_view_is_refused(
     """DVC records the stage's tracked file and the stage reads its view: a hand edit of one of
     them (or a checkout of only one) would make dvc.lock record values the stage did not run with."""
     monkeypatch.chdir(tmp_path)
-    assert check.main(["--params", str(write_params(tmp_path, default_params())), "data/params"]) == 0
+    assert check.main([*SHIPPED_CONF, "--params", str(write_params(tmp_path, default_params())), "data/params"]) == 0
     tracked = views.tracked_file("mnist", "verify")
     if edit == "changed":
         tracked.write_text(json.dumps({**json.loads(tracked.read_text()), "verify.archive": "payload"}))
@@ -164,7 +176,7 @@ def test_a_non_finite_value_under_a_free_form_key_is_one_line(
     raw = default_params()
     raw["export"]["formats"]["npz"] = {"note": math.nan}
     views = tmp_path / "data" / "views"
-    assert check.main(["--params", str(write_params(tmp_path / "p", raw)), str(views)]) == 1
+    assert check.main([*SHIPPED_CONF, "--params", str(write_params(tmp_path / "p", raw)), str(views)]) == 1
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("check: error: ") and "expected finite numbers, found Out of range float values" in line
     assert not views.exists()

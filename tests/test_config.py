@@ -26,6 +26,9 @@ from mnist_pipeline.provenance import code_digest
 from tests.support.data import default_params, write_params
 from tests.support.repos import PROJECT_ROOT, indexed
 
+#: The check stage reads the conf/ params.yaml was composed from; these tests use the shipped one.
+SHIPPED_CONF = ["--conf", str(PROJECT_ROOT / "conf")]
+
 FAMILY = sorted(path.stem for path in (PROJECT_ROOT / "conf" / "dataset").glob("*.yaml"))
 
 
@@ -278,7 +281,7 @@ def test_check_stage_writes_one_view_per_dataset_and_keeps_them_on_refusal(
     longer selected leaves no view."""
     written_to = tmp_path / "data" / "views"
     raw = composed(tmp_path, "dataset=[mnist,fashion_mnist]", "formats=[npz,parquet]")
-    assert check.main(["--params", str(write_params(tmp_path / "two", raw)), str(written_to)]) == 0
+    assert check.main([*SHIPPED_CONF, "--params", str(write_params(tmp_path / "two", raw)), str(written_to)]) == 0
     written = {view.name: view.read_bytes() for view in written_to.iterdir() if view.is_file()}
     assert sorted(written) == ["fashion_mnist.json", "mnist.json"]
     assert sorted(folder.name for folder in written_to.iterdir() if folder.is_dir()) == ["fashion_mnist", "mnist"]
@@ -301,24 +304,29 @@ def test_check_stage_writes_one_view_per_dataset_and_keeps_them_on_refusal(
             assert tracked == views.tracked_params(view, name, module)
 
     bad = write_params(tmp_path / "bad", with_change("export.npz.validation_size", -5))
-    assert check.main(["--params", str(bad), str(written_to)]) == 1
+    assert check.main([*SHIPPED_CONF, "--params", str(bad), str(written_to)]) == 1
     (line,) = capsys.readouterr().err.strip().splitlines()[-1:]
     assert line.startswith("check: error: ") and "export.npz.validation_size: expected >= 0, found -5" in line
     assert {path: path.read_bytes() for path in written_to.rglob("*") if path.is_file()} == before
 
-    assert check.main(["--params", str(write_params(tmp_path / "one", default_params())), str(written_to)]) == 0
+    assert (
+        check.main([*SHIPPED_CONF, "--params", str(write_params(tmp_path / "one", default_params())), str(written_to)])
+        == 0
+    )
     assert sorted(view.name for view in written_to.iterdir()) == ["mnist", "mnist.json"]
 
 
 def test_payload_mode_needs_published_payload_digests(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     raw = composed(tmp_path, "dataset=emnist_letters", "verify.archive=payload")
-    code = check.main(["--params", str(write_params(tmp_path / "p", raw)), str(tmp_path / "data" / "marker")])
+    code = check.main(
+        [*SHIPPED_CONF, "--params", str(write_params(tmp_path / "p", raw)), str(tmp_path / "data" / "marker")]
+    )
     assert code == 1
     assert "verify.archive: 'payload' needs a published payload digest" in capsys.readouterr().err
 
 
 def test_missing_params_file_names_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert check.main(["--params", str(tmp_path / "nope.yaml"), str(tmp_path / "data" / "marker")]) == 1
+    assert check.main([*SHIPPED_CONF, "--params", str(tmp_path / "nope.yaml"), str(tmp_path / "data" / "marker")]) == 1
     err = capsys.readouterr().err
     assert "nope.yaml: not found; compose it from conf/ with `dvc exp run` or `mnist-pipeline params`" in err
     assert "Traceback" not in err
@@ -352,7 +360,7 @@ def test_alias_bomb_params_are_refused_at_once(tmp_path: Path, capsys: pytest.Ca
     path.write_text(BILLION_LAUGHS)
     assert len(BILLION_LAUGHS) < 400
     started = time.monotonic()
-    assert check.main(["--params", str(path), str(tmp_path / "data" / "marker")]) == 1
+    assert check.main([*SHIPPED_CONF, "--params", str(path), str(tmp_path / "data" / "marker")]) == 1
     assert time.monotonic() - started < 1
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert f"{path}: line 1: expected plain YAML values, found an anchor or alias" in line

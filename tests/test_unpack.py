@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 import stat
 import subprocess
@@ -441,6 +442,19 @@ def test_an_npz_is_refused_by_the_command_in_one_line(tmp_path: Path, capsys: py
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"mnist-pipeline: error: {npz}: expected a PNG export of mnist-pipeline")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["mnist.npz"]
+
+
+@pytest.mark.parametrize(("kind", "found"), [("folder", "a folder"), ("fifo", "a special file")])
+def test_a_folder_or_fifo_given_as_the_zip_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, found: str
+) -> None:
+    """Named, and never waited on: a FIFO no one writes to would block a plain open forever."""
+    source = tmp_path / "images.zip"
+    source.mkdir() if kind == "folder" else os.mkfifo(source)
+    assert cli.main(["unpack", str(source), str(tmp_path / "tree")]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == f"mnist-pipeline: error: {source}: expected a zip file, found {found}"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["images.zip"]
 
 
 def test_overlapping_entry_bomb_refused_before_anything_is_written(
