@@ -232,18 +232,39 @@ def _stages_dir(repo: Path, given: str | None, record: dict[str, Any] | None) ->
     upgrade refuses another folder than the record's: it would add a second copy of the stages."""
     recorded = record.get("dir") if record else None
     if given is None:
-        return str(recorded) if recorded else "."
+        if not recorded:
+            return "."
+        _check_stages_dir(repo, str(recorded), f"{repo / CODE_FILE}: dir: {recorded}")
+        return str(recorded)
     normalized = PurePosixPath(Path(given).as_posix()).as_posix()
-    if PurePosixPath(normalized).parts[:1] in ((CONF_DIR,), (DATA_DIR,)):
-        # check depends on conf/ (the stages' dvc.lock there would re-run it on every run) and
-        # every stage replaces its folder of data/.
-        raise AdoptError(f"--dir {given}: expected a folder outside {CONF_DIR}/ and {DATA_DIR}/, found one inside")
+    _check_stages_dir(repo, normalized, f"--dir {given}")
     if recorded is not None and normalized != recorded:
         raise AdoptError(
             f"--dir {given}: expected {recorded}, where {repo / CODE_FILE} records the pipeline's dvc.yaml; "
             "upgrade without --dir"
         )
     return normalized
+
+
+def _check_stages_dir(repo: Path, stages_dir: str, where: str) -> None:
+    """A folder the pipeline's dvc.yaml may go in: the repository's own (links and paths
+    leaving it are ``safe_target``'s to refuse), outside ``conf/`` and ``data/``."""
+    parts = PurePosixPath(stages_dir).parts
+    if parts[:1] in ((CONF_DIR,), (DATA_DIR,)):
+        # check depends on conf/ (the stages' dvc.lock there would re-run it on every run) and
+        # every stage replaces its folder of data/.
+        raise AdoptError(f"{where}: expected a folder outside {CONF_DIR}/ and {DATA_DIR}/, found one inside")
+    hidden = [part for part in parts if part.startswith(".") and part not in (".", "..")]
+    if hidden:
+        # .git/ and .dvc/ are git's and DVC's own; no pipeline belongs in a hidden folder.
+        raise AdoptError(f"{where}: expected a folder of the repository's own, found one inside {hidden[0]}/")
+    for depth in range(1, len(parts) + 1):
+        nested = repo.joinpath(*parts[:depth])
+        if (nested / ".git").exists():
+            raise AdoptError(
+                f"{where}: expected a folder of this repository, found {nested}, another repository "
+                "(a submodule or a nested clone): adopt the pipeline there instead"
+            )
 
 
 def _planned(

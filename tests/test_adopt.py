@@ -594,3 +594,40 @@ def test_stages_inside_conf_or_data_are_refused(tmp_path: Path, folder: str) -> 
     with pytest.raises(AdoptError, match=expected):
         plan(repo, folder, upgrade=False)
     assert sorted(path.name for path in repo.iterdir()) == [".dvc", ".git"]
+
+
+@pytest.mark.parametrize(
+    ("folder", "found"), [(".git", "inside .git/"), (".dvc", "inside .dvc/"), ("a/.hidden", "inside .hidden/")]
+)
+def test_stages_inside_git_dvc_or_a_hidden_folder_are_refused(tmp_path: Path, folder: str, found: str) -> None:
+    repo = fake_repo(tmp_path)
+    before = snapshot(repo)
+    with pytest.raises(
+        AdoptError,
+        match=rf"^--dir {re.escape(folder)}: expected a folder of the repository's own, found one {re.escape(found)}$",
+    ):
+        plan(repo, folder, upgrade=False)
+    assert snapshot(repo) == before
+
+
+@pytest.mark.parametrize("folder", ["vendor/other", "vendor/other/pipeline"])
+def test_stages_inside_a_nested_repository_are_refused(tmp_path: Path, folder: str) -> None:
+    """A submodule's working tree is another repository's: its dvc.yaml is not this one's."""
+    repo = fake_repo(tmp_path)
+    (repo / "vendor" / "other" / ".git").mkdir(parents=True)
+    before = snapshot(repo)
+    with pytest.raises(AdoptError, match=rf"found {re.escape(str(repo / 'vendor' / 'other'))}, another repository"):
+        plan(repo, folder, upgrade=False)
+    assert snapshot(repo) == before
+
+
+def test_an_upgrade_checks_the_recorded_folder_too(tmp_path: Path) -> None:
+    """The record is a tracked file anyone can edit: its ``dir`` gets the same rules as --dir."""
+    repo = fake_repo(tmp_path)
+    (repo / CODE_FILE).write_text(yaml.safe_dump({"version": version(), "dir": ".git"}))
+    before = snapshot(repo)
+    with pytest.raises(
+        AdoptError, match=rf"^{re.escape(str(repo / CODE_FILE))}: dir: \.git: expected a folder of the repository's own"
+    ):
+        plan(repo, None, upgrade=True)
+    assert snapshot(repo) == before
