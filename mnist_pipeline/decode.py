@@ -20,7 +20,7 @@ import numpy.typing as npt
 from mnist_pipeline.config import DatasetSpec, LabelSpec, Params, SplitSpec
 from mnist_pipeline.decoded import add_to_histogram, batch_ranges, moments, npy_writer
 from mnist_pipeline.errors import DatasetError
-from mnist_pipeline.fsio import atomic_dir
+from mnist_pipeline.fsio import atomic_outputs
 from mnist_pipeline.idx import open_idx
 from mnist_pipeline.names import images_path, labels_path, payload_name, table_path
 from mnist_pipeline.records import SplitStats, write_stats
@@ -127,12 +127,14 @@ def split_stats(count: int, class_counts: npt.NDArray[np.int64], histogram: npt.
 
 def decode(params: Params, name: str, idx_dir: Path, decoded_dir: Path, stats_path: Path) -> str:
     dataset = params.dataset(name)
-    with atomic_dir(decoded_dir) as staging:
+    # The arrays and their stats are replaced together: never one without the other.
+    with atomic_outputs(decoded_dir, stats_path) as (staging, staged_stats):
+        staging.mkdir()
         stats = {
             split_name: decode_split(split_name, split, dataset, idx_dir, staging)
             for split_name, split in dataset.splits.items()
         }
-    write_stats(stats_path, stats)
+        write_stats(staged_stats, stats)
     counts = ", ".join(f"{split} {values.count:,}" for split, values in stats.items())
     return f"decoded {counts} -> {decoded_dir}"
 

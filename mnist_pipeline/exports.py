@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from mnist_pipeline.config import FormatOptions, Params, export_options
 from mnist_pipeline.decoded import DecodedSplit, open_decoded
-from mnist_pipeline.fsio import atomic_dir, write_sha256sums
+from mnist_pipeline.fsio import atomic_outputs, sha256sum_lines
 from mnist_pipeline.stage import params_file, run_stage, stage_parser
 
 #: An export with its options and dataset facts bound: (decoded splits, staging folder) -> summary.
@@ -53,10 +53,13 @@ def run_export(
         options = export_options(params, args.dataset, fmt, str(params_file(args)))
         write = prepare(options, params, args.dataset)
         splits = open_decoded(args.decoded, params.dataset(args.dataset))
-        with atomic_dir(args.output) as staging:
-            summary = write(splits, staging)
-        if args.sums:
-            write_sha256sums(args.output, args.sums)
+        # The folder and its sha256 file are replaced together: never one without the other.
+        outputs = (args.output, args.sums) if args.sums else (args.output,)
+        with atomic_outputs(*outputs) as staged:
+            staged[0].mkdir()
+            summary = write(splits, staged[0])
+            if args.sums:
+                staged[1].write_bytes(sha256sum_lines(staged[0], args.output, args.sums))
         return summary + (after(args.output) if after else "")
 
     return run_stage(stage_name(fmt.name, args.dataset), work, params_file(args), writes=[args.output, args.sums])

@@ -110,22 +110,46 @@ def atomic_path(final: Path) -> Iterator[Path]:
 @contextmanager
 def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield an empty temporary directory that replaces ``final`` only on success."""
-    scratch = _scratch_beside(final, ".tmp", clean=True)
+    with atomic_outputs(final) as (staged,):
+        staged.mkdir()
+        yield staged
+
+
+@contextmanager
+def atomic_outputs(*finals: Path) -> Iterator[tuple[Path, ...]]:
+    """Yield where to write each of ``finals`` (a file or a folder, nothing there yet); replace
+    them all only on success. If one cannot be replaced, every one already replaced is put back:
+    outputs that describe each other (an export and its sha256 file, the decoded arrays and
+    their stats) are replaced together or not at all. (Only a kill between two renames can
+    leave some replaced; DVC then records nothing and runs the stage again.)"""
+    scratches = [_scratch_beside(final, ".tmp", clean=True) for final in finals]
+    retired_holders: list[Path] = []
+    replaced: list[tuple[Path, Path, Path | None]] = []
     try:
-        yield scratch
-        if final.exists():
-            retired = _scratch_beside(final, ".old")
-            final.replace(retired / final.name)
+        staged = tuple(scratch / final.name for scratch, final in zip(scratches, finals, strict=True))
+        yield staged
+        for final, new, scratch in zip(finals, staged, scratches, strict=True):
+            retired = None
+            if final.exists():
+                retired_holders.append(_scratch_beside(final, ".old"))
+                retired = retired_holders[-1] / final.name
+                final.replace(retired)
             try:
-                scratch.replace(final)
+                new.replace(final)
             except OSError:
-                (retired / final.name).replace(final)  # put the previous output back
+                if retired is not None:
+                    retired.replace(final)
                 raise
-            shutil.rmtree(retired)
-        else:
-            scratch.replace(final)
+            replaced.append((final, scratch, retired))
+    except BaseException:
+        for final, scratch, retired in reversed(replaced):  # the new output back into its scratch
+            final.replace(scratch / final.name)
+            if retired is not None:
+                retired.replace(final)
+        raise
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        for folder in (*scratches, *retired_holders):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def remove_dir(final: Path) -> None:
@@ -180,15 +204,17 @@ def sha256_of(path: Path) -> str:
         return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
-def write_sha256sums(output: Path, sums_path: Path) -> None:
-    """Write ``sha256sum -c``-compatible lines for ``output`` (a file, or every file below a
-    folder), with paths relative to the folder of ``sums_path``."""
+def sha256sum_lines(content: Path, output: Path, sums_path: Path) -> bytes:
+    """``sha256sum -c``-compatible lines for ``output`` (a file, or every file below a folder),
+    with paths relative to the folder of ``sums_path``, read from ``content`` (``output`` itself,
+    or where it is staged before it replaces ``output``)."""
     base = sums_path.parent
-    if not output.resolve().is_relative_to(base.resolve()):
+    if not output.absolute().is_relative_to(base.absolute()):
         raise PipelineError(f"{sums_path}: expected a file in a folder that holds {output}, found it elsewhere")
-    files = sorted(p for p in output.rglob("*") if p.is_file()) if output.is_dir() else [output]
-    lines = [f"{sha256_of(path)}  {path.relative_to(base).as_posix()}\n" for path in files]
-    write_bytes_atomic(sums_path, "".join(lines).encode())
+    named = output.absolute().relative_to(base.absolute())
+    files = sorted(p for p in content.rglob("*") if p.is_file()) if content.is_dir() else [content]
+    lines = [f"{sha256_of(path)}  {(named / path.relative_to(content)).as_posix()}\n" for path in files]
+    return "".join(lines).encode()
 
 
 def safe_target(path: Path, root: Path) -> Path:
@@ -217,11 +243,11 @@ def stage_output(path: Path) -> Path:
     repository with its output."""
     cwd = Path.cwd()
     enclosing = _enclosing_repository(cwd)
-    if enclosing is not None and not (cwd / PIPELINE_FILE).exists():
+    if enclosing is not None and not any((cwd / name).exists() for name in (PIPELINE_FILE, ".dvc", ".git")):
         # Run by hand from conf/ or another subfolder, data/ would be a new folder there.
         raise UnsafePathError(
-            f"{path}: expected to run beside the pipeline's {PIPELINE_FILE}, as DVC runs every stage, "
-            f"found the working directory {cwd} inside the repository {enclosing} without one; "
+            f"{path}: expected to run at a repository's root or beside its {PIPELINE_FILE}, as DVC runs "
+            f"every stage, found the working directory {cwd} inside the repository {enclosing}; "
             "refusing to write there"
         )
     data = cwd / DATA_DIR

@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw, ImageFont
 from mnist_pipeline.cardtext import md, source_lines
 from mnist_pipeline.config import DatasetSpec, Params
 from mnist_pipeline.decoded import DecodedSplit, ExportSplit, open_decoded
-from mnist_pipeline.fsio import write_bytes_atomic
+from mnist_pipeline.fsio import atomic_outputs
 from mnist_pipeline.names import CLASS_DISTRIBUTION_CSV, MANIFEST_NAME
 from mnist_pipeline.records import ArchiveRecord, SplitStats, read_checksums, read_stats
 from mnist_pipeline.stage import params_file, run_stage, stage_parser
@@ -228,8 +228,10 @@ def report(
             dataset, (list(params.export.formats), list(params.export.trees)), stats, checksums
         ).encode(),
     }
-    for file_name, data in outputs.items():
-        write_bytes_atomic(export_dir / file_name, data)
+    # Replaced together: a card never describes other charts than those beside it.
+    with atomic_outputs(*(export_dir / file_name for file_name in outputs)) as staged:
+        for path, data in zip(staged, outputs.values(), strict=True):
+            path.write_bytes(data)
     return f"{', '.join(outputs)} -> {export_dir}"
 
 

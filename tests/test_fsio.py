@@ -18,6 +18,7 @@ from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.fsio import (
     UnsafePathError,
     atomic_dir,
+    atomic_outputs,
     atomic_path,
     remove_dir,
     safe_target,
@@ -49,6 +50,46 @@ def test_an_exception_mid_write_keeps_the_old_folder(tmp_path: Path) -> None:
         (staging / "b").write_bytes(b"new")
         raise RuntimeError("crash")
     assert names(target) == ["a"] and names(tmp_path) == ["tree"]
+
+
+@pytest.mark.parametrize("had_sums", [True, False])
+def test_outputs_replaced_together_are_all_put_back_when_one_cannot_be_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, had_sums: bool
+) -> None:
+    """An export and its sha256 file: the folder is already in place when the sums file cannot
+    be (an immutable file, a full disk); the old folder comes back, and nothing new stays."""
+    export, sums = tmp_path / "npz", tmp_path / "npz.sha256"
+    export.mkdir()
+    (export / "old.npz").write_bytes(b"old")
+    if had_sums:
+        sums.write_bytes(b"old sums")
+    replace = Path.replace
+
+    def refusing(self: Path, target: Path) -> Path:
+        if Path(target) == sums and self.parent.name.endswith(".tmp"):  # the new sums, not the old put back
+            raise PermissionError(1, "Operation not permitted", str(target))
+        return replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", refusing)
+    with pytest.raises(PermissionError), atomic_outputs(export, sums) as (staged_export, staged_sums):
+        staged_export.mkdir()
+        (staged_export / "new.npz").write_bytes(b"new")
+        staged_sums.write_bytes(b"new sums")
+    assert names(export) == ["old.npz"]
+    assert names(tmp_path) == (["npz", "npz.sha256"] if had_sums else ["npz"])
+    assert not had_sums or sums.read_bytes() == b"old sums"
+
+
+def test_outputs_replaced_together_all_change_on_success(tmp_path: Path) -> None:
+    export, sums = tmp_path / "npz", tmp_path / "npz.sha256"
+    export.mkdir()
+    (export / "old.npz").write_bytes(b"old")
+    with atomic_outputs(export, sums) as (staged_export, staged_sums):
+        staged_export.mkdir()
+        (staged_export / "new.npz").write_bytes(b"new")
+        staged_sums.write_bytes(b"new sums")
+    assert names(export) == ["new.npz"] and sums.read_bytes() == b"new sums"
+    assert names(tmp_path) == ["npz", "npz.sha256"]
 
 
 def test_remove_dir_leaves_nothing_and_refuses_a_link(tmp_path: Path) -> None:
@@ -207,7 +248,7 @@ def test_every_stage_refuses_to_run_in_a_repositorys_subfolder(
     argv = [*per_dataset, *(argument.replace("{}", "data/m/out") for argument in arguments)]
     assert stage.main(argv) == 1
     (line,) = capsys.readouterr().err.splitlines()
-    assert f"found the working directory {tmp_path / 'conf'} inside the repository {tmp_path} without one" in line
+    assert f"found the working directory {tmp_path / 'conf'} inside the repository {tmp_path};" in line
     assert sorted(path.name for path in tmp_path.rglob("*")) == [".git", "conf", "dvc.yaml"]
 
 

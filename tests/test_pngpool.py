@@ -77,7 +77,7 @@ def wait_for_encoding(stage: subprocess.Popen[bytes], out: Path) -> None:
     returned a range, and the stage is well past its imports."""
     deadline = time.monotonic() + 60  # generous: a loaded CI machine starts Python slowly
     while stage.poll() is None and time.monotonic() < deadline:
-        if any(zip_path.stat().st_size > 0 for zip_path in out.parent.glob(f".{out.name}.*.tmp/images.zip")):
+        if any(zip_path.stat().st_size > 0 for zip_path in out.parent.glob(f".{out.name}.*.tmp/{out.name}/images.zip")):
             return
         time.sleep(0.01)
     raise AssertionError(f"the stage wrote no PNG in 60 s (exit code {stage.poll()})")
