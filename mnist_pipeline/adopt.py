@@ -41,7 +41,7 @@ from ruamel.yaml.error import YAMLError
 
 from mnist_pipeline.errors import PipelineError, one_line
 from mnist_pipeline.fsio import safe_target, write_bytes_under
-from mnist_pipeline.names import CONF_DIR, DATA_DIR
+from mnist_pipeline.names import CACHED_OUTPUTS, CONF_DIR, DATA_DIR, PARAMS_DIR
 from mnist_pipeline.provenance import (
     CODE_FILE,
     PACKAGE,
@@ -53,6 +53,9 @@ from mnist_pipeline.provenance import (
 
 RESOURCES = "resources"
 IGNORED = (
+    "# mnist-pipeline: what DVC caches (also where an applied experiment brought no ignore file)",
+    f"/{DATA_DIR}/{PARAMS_DIR}/",
+    *(f"/{DATA_DIR}/*/{output}" for output in CACHED_OUTPUTS),
     "# mnist-pipeline: scratch, shared downloads and trees rebuilt by `dvc repro`",
     "/data/*/.partial/",
     "/data/.downloads/",

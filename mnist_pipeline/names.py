@@ -34,6 +34,20 @@ STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
     "unpack": (f"export/{TREE_DIR}",),
     "report": ("export",),
 }
+#: Every output DVC caches below ``data/<dataset>/`` (dvc.yaml's outs and plots but those with
+#: ``cache: false``, which git keeps). ``mnist-pipeline init`` git-ignores them from the root
+#: too: DVC's own ignore file in a dataset folder an experiment created does not travel with
+#: ``dvc exp apply`` or ``dvc exp branch``, and a ``git add -A`` would then take the data.
+CACHED_OUTPUTS = (
+    "raw/",
+    "checksums.json",
+    "idx/",
+    f"{DECODED_DIR}/",
+    *(name for fmt in ("npz", "csv", "png", "parquet") for name in (f"export/{fmt}/", f"export/{fmt}.sha256")),
+    "export/README.md",
+    "export/samples.png",
+    "export/class_distribution.png",
+)
 #: The check stage's folder under data/: every dataset's params view and tracked params files.
 PARAMS_DIR = "params"
 #: The report stage's plot data under data/<dataset>/export/: ``class,split,count,bar`` rows in

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -160,7 +161,7 @@ def test_second_dataset_reruns_nothing_of_the_first(built: tuple[Path, FaultServ
     other = make_tiny_dataset({"train": 30, "test": 10}, seed=11)
     with serve(FaultServer(files=dict(other.archives))) as other_server:
         add_tiny_dataset_config(repo, other, name="other", mirrors=[other_server.url])
-        result = run(repo, "dvc", "exp", "run", "-S", "dataset=[tiny,other]")
+        result = run(repo, "dvc", "exp", "run", "-n", "with-other", "-S", "dataset=[tiny,other]")
     ran = stages_run(result.stdout)
     assert ran and all(stage == "check" or "@other" in stage for stage in ran), ran
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
@@ -174,6 +175,20 @@ def test_second_dataset_reruns_nothing_of_the_first(built: tuple[Path, FaultServ
     assert not (repo / "data/other/export/csv/train.csv").read_bytes().startswith(b"label")
     assert (repo / "data/tiny/export/csv/train.csv").read_bytes().startswith(b"label")
     restore(repo, "params.yaml", "dvc.lock")
+    # Applied from a workspace without the dataset (a colleague's clone), the experiment brings
+    # its outputs but not DVC's ignore files of the new folders: the root .gitignore keeps every
+    # cached output out of `git add -A`; only what git keeps (cache: false) is new to git.
+    shutil.rmtree(repo / "data/other")
+    run(repo, "dvc", "exp", "apply", "with-other")
+    assert (repo / "data/other/export/csv/train.csv").is_file()
+    status = run(repo, "git", "status", "--porcelain", "--untracked-files=all").stdout.splitlines()
+    new_to_git = {line[3:] for line in status if line[3:].startswith("data/other/")}
+    assert {name for name in new_to_git if not name.endswith(".gitignore")} == {
+        "data/other/stats.json",
+        "data/other/export/class_distribution.csv",
+    }
+    restore(repo, "params.yaml", "dvc.lock")
+    shutil.rmtree(repo / "data/other")
     run(repo, "git", "rm", "-q", "conf/dataset/other.yaml")
     run(repo, "git", "commit", "-q", "-m", "drop other")
 

@@ -15,9 +15,10 @@ import pytest
 import yaml
 
 from mnist_pipeline import check, views
+from mnist_pipeline.adopt import IGNORED
 from mnist_pipeline.config import KNOWN_FORMATS
 from mnist_pipeline.errors import ConfigError
-from mnist_pipeline.names import STAGE_OUTPUTS
+from mnist_pipeline.names import CACHED_OUTPUTS, PARAMS_DIR, STAGE_OUTPUTS
 from mnist_pipeline.params import compose_params
 from mnist_pipeline.provenance import PACKAGE, code_digest, import_closure, imported_modules, module_file
 from mnist_pipeline.stage import foreign_output
@@ -74,6 +75,22 @@ def test_the_outputs_stages_guard_are_dvc_yamls(tmp_path: Path, monkeypatch: pyt
     assert {name: outs for name, outs in declared.items() if name not in whole_folders} == {
         name: set(outs) for name, outs in STAGE_OUTPUTS.items() if name not in whole_folders
     }
+
+
+def test_every_cached_output_is_git_ignored_from_the_root() -> None:
+    """names.CACHED_OUTPUTS (what init and this repository's .gitignore ignore) is exactly what
+    dvc.yaml caches below data/<dataset>/: a new output forgotten there would reach `git add -A`
+    after `dvc exp apply` of an experiment that created its dataset's folder."""
+    cached = set()
+    for stage in stage_templates().values():
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind, []):  # type: ignore[attr-defined]
+                path, options = next(iter(entry.items())) if isinstance(entry, dict) else (str(entry), None)
+                if (options or {}).get("cache", True):
+                    cached.add(re.sub(r"^data/\$\{(key|item|item\.dataset)\}/", "", path))
+    assert cached == {output.rstrip("/") for output in CACHED_OUTPUTS} | {f"data/{PARAMS_DIR}"}
+    ignored = (PROJECT_ROOT / ".gitignore").read_text().splitlines()
+    assert [line for line in IGNORED if not line.startswith("#") and line not in ignored] == []
 
 
 def test_stages_never_import_each_other() -> None:
