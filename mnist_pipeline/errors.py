@@ -1,5 +1,9 @@
 """Named errors for expected failures. Stages print them as one line and exit non-zero."""
 
+from __future__ import annotations
+
+from mnist_pipeline.names import SCRATCH_PART
+
 
 class PipelineError(Exception):
     """An expected failure: bad input, bad configuration or an unreachable source."""
@@ -37,6 +41,7 @@ def one_line(exc: BaseException) -> str:
 
 
 def os_error_line(exc: OSError) -> str:
-    """An OSError as one line: the file it names, then the system's reason."""
-    where = f"{exc.filename}: " if exc.filename else ""
+    """An OSError as one line: the file it names (the output, for a file being written in its
+    scratch folder), then the system's reason."""
+    where = SCRATCH_PART.sub(r"\1\2", str(exc.filename)) + ": " if exc.filename else ""
     return f"{where}{exc.strerror or one_line(exc)}"

@@ -14,16 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.names import DATA_DIR
+from mnist_pipeline.names import DATA_DIR, SCRATCH_SUFFIXES, SCRATCH_TAG
 
 CHUNK_SIZE = 1 << 20
-
-
-#: Scratch folders are named ``.<final name>.mnist-pipeline-<random>.tmp`` (``.old`` for the
-#: previous output on its way out): the cleanup below removes only names of that shape, so a
-#: user's own ``.<name>.backup.old`` beside an unpack target is never taken for one.
-SCRATCH_TAG = "mnist-pipeline-"
-SCRATCH_SUFFIXES = (".tmp", ".old")
 
 
 class UnsafePathError(PipelineError):

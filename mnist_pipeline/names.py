@@ -48,6 +48,14 @@ CACHED_OUTPUTS = (
     "export/samples.png",
     "export/class_distribution.png",
 )
+#: Scratch folders of atomic writes are named ``.<final name>.mnist-pipeline-<random>.tmp``
+#: (``.old`` for the previous output on its way out): fsio's cleanup removes only names of that
+#: shape, so a user's own ``.<name>.backup.old`` beside an unpack target is never taken for one.
+SCRATCH_TAG = "mnist-pipeline-"
+SCRATCH_SUFFIXES = (".tmp", ".old")
+#: A scratch folder holding its output's new version, in a path: what an error line names as
+#: the output itself (the user wrote no scratch name and can do nothing with one).
+SCRATCH_PART = re.compile(rf"(^|/)\.([^/]+)\.{re.escape(SCRATCH_TAG)}[^/]*\.(?:tmp|old)/\2(?=/|$)")
 #: The check stage's folder under data/: every dataset's params view and tracked params files.
 PARAMS_DIR = "params"
 #: The report stage's plot data under data/<dataset>/export/: ``class,split,count,bar`` rows in

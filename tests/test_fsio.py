@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mnist_pipeline import download
-from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.errors import PipelineError, os_error_line
 from mnist_pipeline.fsio import (
     UnsafePathError,
     atomic_dir,
@@ -375,3 +375,18 @@ def test_write_bytes_under_refuses_a_linked_target(root: Path) -> None:
     with pytest.raises(UnsafePathError):
         write_bytes_under(root / "params.yaml", b"x", root)
     assert victim.read_bytes() == b"untouched" and (root / "params.yaml").is_symlink()
+
+
+@pytest.mark.parametrize(
+    ("filename", "named"),
+    [
+        ("data/mnist/.checksums.json.mnist-pipeline-2kgfjhks.tmp/checksums.json", "data/mnist/checksums.json"),
+        ("/r/data/mnist/export/.npz.mnist-pipeline-a_b.tmp/npz/mnist.npz", "/r/data/mnist/export/npz/mnist.npz"),
+        ("data/.x.mnist-pipeline-a.tmp/y", "data/.x.mnist-pipeline-a.tmp/y"),  # not that output's scratch
+        ("data/mnist/.notes.old/notes", "data/mnist/.notes.old/notes"),  # a user's own name
+    ],
+)
+def test_an_error_while_writing_in_scratch_names_the_output(filename: str, named: str) -> None:
+    """A write that fails in the scratch folder (a full disk) is reported under the output's own
+    path: the user never wrote the scratch name and can do nothing with it."""
+    assert os_error_line(OSError(28, "No space left on device", filename)) == f"{named}: No space left on device"
