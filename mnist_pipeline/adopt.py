@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import re
 import subprocess
 import sys
@@ -237,9 +238,10 @@ def _stages_dir(repo: Path, given: str | None, record: dict[str, Any] | None) ->
     if given is None:
         if not recorded:
             return "."
-        _check_stages_dir(repo, str(recorded), f"{repo / CODE_FILE}: dir: {recorded}")
+        _check_stages_dir(repo, posixpath.normpath(str(recorded)), f"{repo / CODE_FILE}: dir: {recorded}")
         return str(recorded)
-    normalized = PurePosixPath(Path(given).as_posix()).as_posix()
+    # Normalized first, so that sub/../conf is checked as the conf/ it is.
+    normalized = posixpath.normpath(Path(given).as_posix())
     _check_stages_dir(repo, normalized, f"--dir {given}")
     if recorded is not None and normalized != recorded:
         raise AdoptError(
@@ -263,10 +265,10 @@ def _check_stages_dir(repo: Path, stages_dir: str, where: str) -> None:
         raise AdoptError(f"{where}: expected a folder of the repository's own, found one inside {hidden[0]}/")
     for depth in range(1, len(parts) + 1):
         nested = repo.joinpath(*parts[:depth])
-        if (nested / ".git").exists():
+        if (nested / ".git").exists() or (nested / ".dvc").exists():
             raise AdoptError(
                 f"{where}: expected a folder of this repository, found {nested}, another repository "
-                "(a submodule or a nested clone): adopt the pipeline there instead"
+                "(a submodule, a nested clone or a DVC subdir project): adopt the pipeline there instead"
             )
 
 

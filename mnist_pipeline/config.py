@@ -2,20 +2,20 @@
 
 OmegaConf checks types, enum values and unknown or missing keys, naming the full key; the
 rules types cannot express follow in ``_problems``. Every value that becomes a path, a URL,
-a header or a resource bound is checked here, so that a stage (and the ``check`` stage that
-runs before all of them) refuses a bad override before DVC has removed any output. Each rule
-lives once: here, or, for a format's options, in that format's module; the stages trust a
-loaded ``Params``.
+a header or a resource bound is checked here (or, for a format's options, in that format's
+module), so that a stage (and the ``check`` stage that runs before all of them) refuses a bad
+override before DVC has removed any output. Each rule lives once; the stages trust a loaded
+``Params``.
 (The dataclasses are not ``frozen``: OmegaConf cannot merge into frozen ones. Treat a loaded
 Params as read-only.)
 
 ``conf/`` is plain YAML that DVC composes without importing this package; ``params.yaml`` is
 its composition: ``datasets`` maps each selected dataset's name to its facts
-(``conf/dataset/<name>.yaml``), the other sections are shared by every dataset. Each dataset's
-export options are merged once, here: ``export.<format>`` with ``datasets.<d>.export.<format>``
-over it, in ``datasets.<d>.export``, and typed by the format's own module (``export_options``
-with ``<format>_options.<FORMAT>``): every stage imports this module, and a format's options
-must re-run that format's exports only.
+(``conf/dataset/<name>.yaml``), the other sections are shared by every dataset. A dataset's
+options of a format, ``export.<format>`` with ``datasets.<d>.export.<format>`` over it, are
+merged and typed by ``export_options`` with the format's own schema and rules
+(``<format>_options.<FORMAT>``), not here: every stage imports this module, and a format's
+options must re-run that format's exports only.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from mnist_pipeline.errors import ConfigError
 from mnist_pipeline.names import (
+    KNOWN_FORMATS,
     NAME_PATTERN,
     PARAMS_DIR,
     is_member_name,
@@ -182,9 +183,8 @@ class DatasetSpec:
     #: The files store every image transposed (EMNIST): decode turns them upright.
     transposed: bool = False
     labels: LabelSpec = field(default_factory=LabelSpec)
-    #: This dataset's options of every format, untyped: the shared ``export.<format>`` with the
-    #: dataset's own ``datasets.<d>.export.<format>`` values over it (``with_dataset_exports``).
-    #: Each format's own module types and checks them (``export_options``).
+    #: The options this dataset sets itself, per format, untyped: ``export_options`` puts them
+    #: over the shared ``export.<format>`` and types the result with the format's own module.
     export: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def files(self) -> list[FileSpec]:
@@ -212,11 +212,7 @@ class VerifyConfig:
     archive: ArchiveCheck
 
 
-#: The export formats: the ``export.<format>`` sections, the ``datasets.<d>.export`` keys, and
-#: the ``export_<format>`` stages. Each format's options are typed and checked by its own module
-#: (``mnist_pipeline.<format>_options``; every one: ``mnist_pipeline.formats``), not here: every
-#: stage imports this module, and a CSV option must re-run CSV exports only.
-KNOWN_FORMATS = ("csv", "npz", "parquet", "png")
+#: The archive formats ``export.trees`` can unpack into a browsable tree.
 KNOWN_TREES = ("png",)
 
 
@@ -228,7 +224,10 @@ class ExportConfig:
     formats: dict[str, Any]
     #: Archives unpacked into a browsable tree (filled by trees/png.yaml).
     trees: dict[str, Any]
-    #: Each format's options shared by every dataset, untyped here (see KNOWN_FORMATS).
+    #: Each format's options shared by every dataset (``names.KNOWN_FORMATS``), untyped here: the
+    #: format's own module types and checks them (``<format>_options``; every one:
+    #: ``mnist_pipeline.formats``), since every stage imports this module and a CSV option must
+    #: re-run CSV exports only.
     npz: dict[str, Any]
     csv: dict[str, Any]
     png: dict[str, Any]
@@ -292,12 +291,6 @@ _DESCRIBING_KEYS = {
 } - {"mirrors"}
 
 
-def load_params(path: Path) -> Params:
-    """Read and validate params.yaml (or a dataset's view of it); raise ConfigError naming the
-    first bad key."""
-    return params_from_dict(read_params(path), source=str(path))
-
-
 def read_params(path: Path) -> dict[str, Any]:
     """params.yaml (or a ``.json`` view) as plain data, bounded before anything is built: at most
     ``MAX_PARAMS_BYTES``, no anchors or aliases."""
@@ -339,8 +332,7 @@ def _parse_yaml(path: Path, data: bytes) -> Any:
 def params_from_dict(raw: dict[str, Any], source: str = "params") -> Params:
     """Validate a composed config against the schema, then the rules types cannot express: all
     but the formats' options, which each format's module checks (``export_options``; every
-    format's at once: ``mnist_pipeline.formats.validate_params``). Each dataset's export options
-    are resolved here, once (``with_dataset_exports``)."""
+    format's at once: ``mnist_pipeline.formats.validate_params``)."""
     datasets = raw.get("datasets")
     if isinstance(datasets, dict):
         for name, entry in datasets.items():
@@ -359,36 +351,12 @@ def params_from_dict(raw: dict[str, Any], source: str = "params") -> Params:
                     f"{source}: datasets.{name}.export.{unknown[0]}: expected a format "
                     f"({', '.join(KNOWN_FORMATS)}), found {unknown[0]!r}"
                 )
-    params = cast(Params, _structured(Params, with_dataset_exports(raw), source))
+    params = cast(Params, _structured(Params, raw, source))
     problems = _problems(params)
     if problems:
         key, problem = problems[0]
         raise ConfigError(f"{source}: {key}: {problem}")
     return params
-
-
-def with_dataset_exports(raw: dict[str, Any]) -> dict[str, Any]:
-    """``raw`` with every ``datasets.<d>.export`` made whole: for each format, the shared
-    ``export.<format>`` with the dataset's own values over it. ``export`` comes first, so that
-    a bad shared value is reported under ``export``, not under the first dataset."""
-    shared, datasets = raw.get("export"), raw.get("datasets")
-    if not isinstance(shared, dict) or not isinstance(datasets, dict):
-        return raw
-    resolved = {}
-    for name, entry in datasets.items():
-        own = entry.get("export") if isinstance(entry, dict) else None
-        resolved[name] = entry
-        if isinstance(entry, dict) and (own is None or isinstance(own, dict)):
-            own = own or {}
-            sections = {fmt: _over(shared.get(fmt), own.get(fmt)) for fmt in KNOWN_FORMATS}
-            resolved[name] = {**entry, "export": sections}
-    return {"export": shared, **raw, "datasets": resolved}
-
-
-def _over(shared: Any, own: Any) -> Any:
-    if isinstance(shared, dict) and isinstance(own, dict):
-        return {**shared, **own}
-    return shared if own is None else own
 
 
 def _structured(schema: type[Any], raw: Any, source: str) -> Any:
@@ -399,8 +367,12 @@ def _structured(schema: type[Any], raw: Any, source: str) -> Any:
 
 
 def _reason(exc: OmegaConfBaseException) -> str:
-    key = getattr(exc, "full_key", None) or "?"
-    return f"{key}: " + str(getattr(exc, "msg", exc)).splitlines()[0]
+    return ": ".join(_key_and_reason(exc))
+
+
+def _key_and_reason(exc: OmegaConfBaseException) -> tuple[str, str]:
+    """The full key OmegaConf names, and the first line of its message."""
+    return str(getattr(exc, "full_key", None) or "?"), str(getattr(exc, "msg", exc)).splitlines()[0]
 
 
 Problems = list[tuple[str, str]]
@@ -627,25 +599,24 @@ class FormatOptions(Generic[Options]):
 
 
 def export_options(params: Params, dataset_name: str, fmt: FormatOptions[Options], source: str = "params") -> Options:
-    """``dataset_name``'s options of ``fmt``, typed and checked: the stage of that format calls
-    this once, and ``check`` for every format and dataset (``mnist_pipeline.formats``). A problem
-    is named under ``datasets.<d>.export`` when the dataset sets that value itself, else under
-    ``export``, where the shared value is."""
-    dataset = params.dataset(dataset_name)
-    options = dataset.export.get(fmt.name, {})
-    shared = params.export.shared(fmt.name)
+    """``dataset_name``'s options of ``fmt``, typed and checked: the shared ``export.<format>``
+    with the dataset's own ``datasets.<d>.export.<format>`` over it. The stage of that format
+    calls this once, and ``check`` for every format and dataset (``mnist_pipeline.formats``). A
+    problem is named under ``datasets.<d>.export`` when the dataset sets that option itself,
+    else under ``export``, where the shared value is."""
+    own = params.dataset(dataset_name).export.get(fmt.name, {})
 
     def where(option: str) -> str:
-        own = option in options and (option not in shared or options[option] != shared[option])
-        return f"datasets.{dataset_name}.export.{fmt.name}" if own else f"export.{fmt.name}"
+        return f"datasets.{dataset_name}.export.{fmt.name}" if option in own else f"export.{fmt.name}"
 
     try:
-        typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(fmt.schema), options))
+        merged = OmegaConf.merge(OmegaConf.structured(fmt.schema), params.export.shared(fmt.name), own)
+        typed = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
-        option = str(getattr(exc, "full_key", None) or "?").split(".")[0]
-        message = str(getattr(exc, "msg", exc)).splitlines()[0]
+        option, message = _key_and_reason(exc)
+        option = option.split(".")[0]
         raise ConfigError(f"{source}: {where(option)}.{option}: {message}") from exc
-    problems = fmt.rules(cast(Options, typed), dataset)
+    problems = fmt.rules(cast(Options, typed), params.dataset(dataset_name))
     if problems:
         option, problem = problems[0]
         raise ConfigError(f"{source}: {where(option)}.{option}: {problem}")

@@ -23,7 +23,7 @@ from mnist_pipeline.errors import DatasetError
 from mnist_pipeline.fsio import atomic_outputs
 from mnist_pipeline.idx import open_idx
 from mnist_pipeline.names import images_path, labels_path, payload_name, table_path
-from mnist_pipeline.records import SplitStats, write_stats
+from mnist_pipeline.records import SplitStats, stats_document
 from mnist_pipeline.rows import RowFile
 from mnist_pipeline.stage import params_file, run_stage, stage_parser
 
@@ -134,7 +134,7 @@ def decode(params: Params, name: str, idx_dir: Path, decoded_dir: Path, stats_pa
             split_name: decode_split(split_name, split, dataset, idx_dir, staging)
             for split_name, split in dataset.splits.items()
         }
-        write_stats(staged_stats, stats)
+        staged_stats.write_bytes(stats_document(stats))
     counts = ", ".join(f"{split} {values.count:,}" for split, values in stats.items())
     return f"decoded {counts} -> {decoded_dir}"
 

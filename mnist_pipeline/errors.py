@@ -43,5 +43,10 @@ def one_line(exc: BaseException) -> str:
 def os_error_line(exc: OSError) -> str:
     """An OSError as one line: the file it names (the output, for a file being written in its
     scratch folder), then the system's reason."""
-    where = SCRATCH_PART.sub(r"\1\2", str(exc.filename)) + ": " if exc.filename else ""
-    return f"{where}{exc.strerror or one_line(exc)}"
+    reason = exc.strerror or one_line(exc)
+    if not exc.filename:
+        return reason
+    where = str(exc.filename)
+    while SCRATCH_PART.search(where):  # nested: an atomic write inside another's scratch
+        where = SCRATCH_PART.sub(r"\1\2", where)
+    return f"{where}: {reason}"

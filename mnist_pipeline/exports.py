@@ -13,16 +13,14 @@ import argparse
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
-from mnist_pipeline.config import FormatOptions, Params, export_options
+from mnist_pipeline.config import FormatOptions, Options, Params, export_options
 from mnist_pipeline.decoded import DecodedSplit, open_decoded
 from mnist_pipeline.fsio import atomic_outputs, sha256sum_lines
 from mnist_pipeline.stage import params_file, run_stage, stage_parser
 
 #: An export with its options and dataset facts bound: (decoded splits, staging folder) -> summary.
 Write = Callable[[list[DecodedSplit], Path], str]
-Options = TypeVar("Options")
 
 
 def stage_name(format_name: str, dataset_name: str) -> str:

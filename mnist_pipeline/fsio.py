@@ -3,6 +3,7 @@ streaming digests. (Downloads stream into their partial file: mnist_pipeline.tra
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import os
@@ -108,41 +109,89 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         yield staged
 
 
+@dataclass
+class _Swap:
+    """One output of ``atomic_outputs`` on its way in: where its new version is staged, where
+    its previous one is kept until all are in place, and whether the new one is in place."""
+
+    final: Path
+    scratch: Path
+    retired: Path | None = None
+    placed: bool = False
+
+
 @contextmanager
 def atomic_outputs(*finals: Path) -> Iterator[tuple[Path, ...]]:
     """Yield where to write each of ``finals`` (a file or a folder, nothing there yet); replace
-    them all only on success. If one cannot be replaced, every one already replaced is put back:
-    outputs that describe each other (an export and its sha256 file, the decoded arrays and
-    their stats) are replaced together or not at all. (Only a kill between two renames can
-    leave some replaced; DVC then records nothing and runs the stage again.)"""
-    scratches = [_scratch_beside(final, ".tmp", clean=True) for final in finals]
-    retired_holders: list[Path] = []
-    replaced: list[tuple[Path, Path, Path | None]] = []
+    them all only on success. If one cannot be replaced (or the run is interrupted meanwhile),
+    every one already replaced is put back: outputs that describe each other (an export and its
+    sha256 file, the decoded arrays and their stats) change together or not at all. A previous
+    version that could not be put back stays in its ``.old`` scratch folder. (Only a kill
+    between two renames can leave some replaced; DVC then records nothing and runs the stage
+    again.)"""
+    _refuse_overlapping(finals)
+    swaps: list[_Swap] = []
     try:
-        staged = tuple(scratch / final.name for scratch, final in zip(scratches, finals, strict=True))
+        for final in finals:
+            swaps.append(_Swap(final, _scratch_beside(final, ".tmp", clean=True)))
+        staged = tuple(swap.scratch / swap.final.name for swap in swaps)
         yield staged
-        for final, new, scratch in zip(finals, staged, scratches, strict=True):
-            retired = None
-            if final.exists():
-                retired_holders.append(_scratch_beside(final, ".old"))
-                retired = retired_holders[-1] / final.name
-                final.replace(retired)
-            try:
-                new.replace(final)
-            except OSError:
-                if retired is not None:
-                    retired.replace(final)
-                raise
-            replaced.append((final, scratch, retired))
+        for swap, new in zip(swaps, staged, strict=True):
+            _swap_in(swap, new)
     except BaseException:
-        for final, scratch, retired in reversed(replaced):  # the new output back into its scratch
-            final.replace(scratch / final.name)
-            if retired is not None:
-                retired.replace(final)
+        for swap in reversed(swaps):
+            _put_back(swap)
         raise
     finally:
-        for folder in (*scratches, *retired_holders):
-            shutil.rmtree(folder, ignore_errors=True)
+        for swap in swaps:
+            shutil.rmtree(swap.scratch, ignore_errors=True)
+            if swap.retired is not None and not (swap.retired.exists() or swap.retired.is_symlink()):
+                shutil.rmtree(swap.retired.parent, ignore_errors=True)
+    for swap in swaps:  # all in place: the previous versions go
+        if swap.retired is not None:
+            shutil.rmtree(swap.retired.parent, ignore_errors=True)
+
+
+def _refuse_overlapping(finals: tuple[Path, ...]) -> None:
+    absolute = [final.absolute() for final in finals]
+    for index, final in enumerate(absolute):
+        for other in absolute[:index]:
+            if final == other or final.is_relative_to(other) or other.is_relative_to(final):
+                raise UnsafePathError(
+                    f"{finals[index]}: expected an output apart from {other}, found the same path or one inside it"
+                )
+
+
+def _swap_in(swap: _Swap, new: Path) -> None:
+    """``new`` onto ``swap.final``, its previous version kept aside first. A file's stays in
+    place too (a hard link), so the swap is one atomic rename; a folder cannot be renamed over."""
+    final = swap.final
+    if final.exists():
+        swap.retired = _scratch_beside(final, ".old") / final.name
+        if final.is_dir():
+            final.replace(swap.retired)
+        else:
+            try:
+                os.link(final, swap.retired)
+            except OSError:  # a file system without hard links
+                final.replace(swap.retired)
+    new.replace(final)
+    swap.placed = True
+
+
+def _put_back(swap: _Swap) -> None:
+    """Undo what ``_swap_in`` did of ``swap``, each step on its own: one that fails (or is
+    interrupted) does not keep the others from putting their previous versions back."""
+    final, retired = swap.final, swap.retired
+    with contextlib.suppress(BaseException):
+        if swap.placed and (retired is None or retired.is_dir()):
+            final.replace(swap.scratch / final.name)  # the new version back where it was staged
+    with contextlib.suppress(BaseException):
+        if retired is not None and (retired.exists() or retired.is_symlink()):
+            if final.exists() and retired.samefile(final):
+                retired.unlink()  # the hard link of a file never replaced (rename would keep both)
+            else:
+                retired.replace(final)  # over a new file atomically; into a folder's emptied place
 
 
 def remove_dir(final: Path) -> None:

@@ -25,12 +25,15 @@ TREE_DIR = "images"
 #: them belongs to the longest; check writes data/params/). A stage run by hand with other paths
 #: may write neither what another stage writes nor its own output of another dataset
 #: (tests/test_stage_deps.py compares this with dvc.yaml).
+#: The export formats: each an ``export_<format>`` stage writing ``export/<format>/`` and its
+#: sha256 file, an ``export.<format>`` section of params, and a ``<format>_options`` module.
+KNOWN_FORMATS = ("csv", "npz", "parquet", "png")
 STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
     "download": ("raw",),
     "verify": ("checksums.json",),
     "extract": ("idx",),
     "decode": (DECODED_DIR, "stats.json"),
-    **{f"export_{fmt}": (f"export/{fmt}", f"export/{fmt}.sha256") for fmt in ("npz", "csv", "png", "parquet")},
+    **{f"export_{fmt}": (f"export/{fmt}", f"export/{fmt}.sha256") for fmt in KNOWN_FORMATS},
     "unpack": (f"export/{TREE_DIR}",),
     "report": ("export",),
 }
@@ -43,7 +46,7 @@ CACHED_OUTPUTS = (
     "checksums.json",
     "idx/",
     f"{DECODED_DIR}/",
-    *(name for fmt in ("npz", "csv", "png", "parquet") for name in (f"export/{fmt}/", f"export/{fmt}.sha256")),
+    *(name for fmt in KNOWN_FORMATS for name in (f"export/{fmt}/", f"export/{fmt}.sha256")),
     "export/README.md",
     "export/samples.png",
     "export/class_distribution.png",
@@ -53,9 +56,10 @@ CACHED_OUTPUTS = (
 #: shape, so a user's own ``.<name>.backup.old`` beside an unpack target is never taken for one.
 SCRATCH_TAG = "mnist-pipeline-"
 SCRATCH_SUFFIXES = (".tmp", ".old")
-#: A scratch folder holding its output's new version, in a path: what an error line names as
-#: the output itself (the user wrote no scratch name and can do nothing with one).
-SCRATCH_PART = re.compile(rf"(^|/)\.([^/]+)\.{re.escape(SCRATCH_TAG)}[^/]*\.(?:tmp|old)/\2(?=/|$)")
+#: A scratch folder holding its output's new version (or the folder itself, at the end of a
+#: path), in a path: what an error line names as the output itself (the user wrote no scratch
+#: name and can do nothing with one).
+SCRATCH_PART = re.compile(rf"(^|/)\.([^/]+)\.{re.escape(SCRATCH_TAG)}[^/]*\.(?:tmp|old)(?:/\2(?=/|$)|$)")
 #: The check stage's folder under data/: every dataset's params view and tracked params files.
 PARAMS_DIR = "params"
 #: The report stage's plot data under data/<dataset>/export/: ``class,split,count,bar`` rows in

@@ -129,12 +129,13 @@ def _digests(raw: Any) -> RecordedDigests:
     )
 
 
-def write_stats(path: Path, stats: dict[str, SplitStats]) -> None:
+def stats_document(stats: dict[str, SplitStats]) -> bytes:
+    """stats.json's bytes (decode writes them with its arrays, replaced together)."""
     document = {
         split: {**asdict(values), "class_counts": {str(label): n for label, n in enumerate(values.class_counts)}}
         for split, values in stats.items()
     }
-    write_bytes_atomic(path, (json.dumps(document, indent=2) + "\n").encode())
+    return (json.dumps(document, indent=2) + "\n").encode()
 
 
 def read_stats(path: Path, dataset: DatasetSpec) -> dict[str, SplitStats]:

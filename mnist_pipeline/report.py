@@ -7,7 +7,7 @@
 - ``README.md``: where the data came from (source, license, citation, the verified source files),
   how it differs from the published files and from other loaders, the classes with their counts,
   the exports with their checksum files, and the PNG tree when the trees group selects it. Every
-  value from config or checksums.json is escaped for Markdown (mnist_pipeline.card). The Hugging
+  value from config or checksums.json is escaped for Markdown (mnist_pipeline.cardtext). The Hugging
   Face card, with the features of the written Parquet files, is the parquet export's own
   ``parquet/README.md``.
 

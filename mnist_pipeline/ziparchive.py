@@ -45,6 +45,7 @@ from mnist_pipeline.zipformat import (
     UNIX,
     ZIP64_EOCD,
     ZIP64_EOCD_SIGNATURE,
+    ZIP64_EXTRA_ID,
     ZIP64_LOCATOR,
     ZIP64_LOCATOR_SIGNATURE,
 )
@@ -63,7 +64,6 @@ _CENTRAL_HEAD = struct.Struct("<IH2xHH4xIII")
 _CENTRAL_TAIL = struct.Struct("<HHHH2xII")
 _CENTRAL_SIZE = _CENTRAL_HEAD.size + _CENTRAL_TAIL.size
 _EXTRA_HEADER = struct.Struct("<HH")
-_ZIP64_EXTRA_ID = 0x0001
 #: The end record is the last 22 bytes plus a comment of at most 65,535 bytes.
 MAX_EOCD_SEARCH = EOCD.size + 0xFFFF
 
@@ -452,7 +452,7 @@ def _find_zip64_extra(extra: bytes, where: str, name: str) -> bytes | None:
                 f"{where}: member {name!r}: extra field block 0x{block_id:04x} declares {length} bytes, "
                 f"found {len(extra) - position}"
             )
-        if block_id == _ZIP64_EXTRA_ID:
+        if block_id == ZIP64_EXTRA_ID:
             if found is not None:
                 raise ArchiveError(f"{where}: member {name!r}: expected one zip64 extra field, found two")
             found = extra[position : position + length]

@@ -22,6 +22,8 @@ ZIP64_EOCD_SIGNATURE = 0x06064B50
 CENTRAL_SIGNATURE = 0x02014B50
 LOCAL = struct.Struct("<IHHHHHIIIHH")
 LOCAL_SIGNATURE = 0x04034B50
+#: The zip64 extended information extra field's header id.
+ZIP64_EXTRA_ID = 0x0001
 #: General-purpose flag: the name is UTF-8.
 FLAG_UTF8 = 0x0800
 #: Version made by: Unix, whose mode sits in the external attributes' high 16 bits.

@@ -25,6 +25,7 @@ from mnist_pipeline.zipformat import (
     UNIX,
     ZIP64_EOCD,
     ZIP64_EOCD_SIGNATURE,
+    ZIP64_EXTRA_ID,
     ZIP64_LOCATOR,
     ZIP64_LOCATOR_SIGNATURE,
 )
@@ -84,7 +85,7 @@ class StoredZipWriter:
             self._out.write(chunk)
         extra, version, offset = b"", _VERSION, self._offset
         if offset > ZIP64_LIMIT:
-            extra, version, offset = _ZIP64_OFFSET_EXTRA.pack(1, 8, offset), _ZIP64_VERSION, 0xFFFFFFFF
+            extra, version, offset = _ZIP64_OFFSET_EXTRA.pack(ZIP64_EXTRA_ID, 8, offset), _ZIP64_VERSION, 0xFFFFFFFF
         self._directory.write(
             _CENTRAL_RECORD.pack(
                 CENTRAL_SIGNATURE, version, UNIX, version, 0, flags, STORED, _DOS_TIME_MIDNIGHT, _DOS_DATE_1980_01_01,

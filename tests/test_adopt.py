@@ -586,7 +586,7 @@ def test_a_repository_recorded_by_a_newer_version_says_to_install_it(
     assert "init --upgrade" not in message
 
 
-@pytest.mark.parametrize("folder", ["conf", "./conf/mnist", "data", "data/pipeline"])
+@pytest.mark.parametrize("folder", ["conf", "./conf/mnist", "data", "data/pipeline", "sub/../conf"])
 def test_stages_inside_conf_or_data_are_refused(tmp_path: Path, folder: str) -> None:
     """check depends on conf/ (a dvc.lock there would re-run it on every run); the stages replace data/."""
     repo = fake_repo(tmp_path)
@@ -612,9 +612,10 @@ def test_stages_inside_git_dvc_or_a_hidden_folder_are_refused(tmp_path: Path, fo
 
 @pytest.mark.parametrize("folder", ["vendor/other", "vendor/other/pipeline"])
 def test_stages_inside_a_nested_repository_are_refused(tmp_path: Path, folder: str) -> None:
-    """A submodule's working tree is another repository's: its dvc.yaml is not this one's."""
+    """A submodule's working tree (or a DVC subdir project) is another repository's: its dvc.yaml
+    is not this one's."""
     repo = fake_repo(tmp_path)
-    (repo / "vendor" / "other" / ".git").mkdir(parents=True)
+    (repo / "vendor" / "other" / (".dvc" if folder.endswith("pipeline") else ".git")).mkdir(parents=True)
     before = snapshot(repo)
     with pytest.raises(AdoptError, match=rf"found {re.escape(str(repo / 'vendor' / 'other'))}, another repository"):
         plan(repo, folder, upgrade=False)

@@ -16,10 +16,11 @@ import yaml
 from hydra.errors import MissingConfigException
 
 from mnist_pipeline import check, views
-from mnist_pipeline.config import KNOWN_FORMATS, MAX_PARAMS_BYTES, MAX_WORKERS, export_options, load_params
+from mnist_pipeline.config import MAX_PARAMS_BYTES, MAX_WORKERS, export_options
 from mnist_pipeline.csv_options import CSV, LabelPosition
 from mnist_pipeline.errors import ConfigError
-from mnist_pipeline.formats import FORMATS, validate_params
+from mnist_pipeline.formats import FORMATS, load_params, validate_params
+from mnist_pipeline.names import KNOWN_FORMATS
 from mnist_pipeline.npz_options import NPZ
 from mnist_pipeline.params import compose_params
 from mnist_pipeline.provenance import code_digest
@@ -373,13 +374,13 @@ def test_oversized_params_are_refused_before_parsing(tmp_path: Path) -> None:
         load_params(path)
 
 
-def test_dataset_options_are_resolved_once_and_typed_by_their_format() -> None:
+def test_dataset_options_are_merged_and_typed_by_their_format() -> None:
     params = with_change(f"{MNIST}.export", {"csv": {"gzip": True}, "npz": {"validation_size": 10}})
     loaded = validate_params(params)
     csv = export_options(loaded, "mnist", CSV)
     assert csv.gzip is True and csv.header is True and csv.label_position is LabelPosition.first
     assert export_options(loaded, "mnist", NPZ).validation_size == 10
-    assert loaded.export.csv["gzip"] is False and loaded.dataset("mnist").export["png"] == loaded.export.png
+    assert loaded.export.csv["gzip"] is False and "png" not in loaded.dataset("mnist").export
 
 
 def test_the_formats_are_the_known_formats() -> None:
@@ -389,6 +390,11 @@ def test_the_formats_are_the_known_formats() -> None:
 def test_a_dataset_value_is_reported_under_its_own_key() -> None:
     with pytest.raises(ConfigError, match=r"datasets\.mnist\.export\.npz\.validation_size: expected fewer than"):
         validate_params(with_change(f"{MNIST}.export", {"npz": {"validation_size": 60000}}))
+    # The same bad value in both places: the dataset's own is the one this dataset reads.
+    both = with_change(f"{MNIST}.export", {"csv": {"decimals": 11}})
+    both["export"]["csv"]["decimals"] = 11
+    with pytest.raises(ConfigError, match=r"^params: datasets\.mnist\.export\.csv\.decimals: expected 0 to 10"):
+        validate_params(both)
     expected = "datasets.mnist.export.workers: expected a format (csv, npz, parquet, png), found 'workers'"
     with pytest.raises(ConfigError, match=f"^params: {re.escape(expected)}$"):
         validate_params(with_change(f"{MNIST}.export", {"workers": 3}))

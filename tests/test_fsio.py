@@ -52,32 +52,52 @@ def test_an_exception_mid_write_keeps_the_old_folder(tmp_path: Path) -> None:
     assert names(target) == ["a"] and names(tmp_path) == ["tree"]
 
 
-@pytest.mark.parametrize("had_sums", [True, False])
+@pytest.mark.parametrize(
+    ("failing", "error", "had_sums"),
+    [
+        ("sums", PermissionError(1, "Operation not permitted"), True),  # an immutable file
+        ("sums", PermissionError(1, "Operation not permitted"), False),
+        ("sums", KeyboardInterrupt(), True),  # Ctrl-C between a file's two moves
+        ("folder", KeyboardInterrupt(), True),  # ... and a folder's
+    ],
+    ids=["refused", "refused-first-run", "interrupted-file", "interrupted-folder"],
+)
 def test_outputs_replaced_together_are_all_put_back_when_one_cannot_be_replaced(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, had_sums: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str, error: BaseException, had_sums: bool
 ) -> None:
-    """An export and its sha256 file: the folder is already in place when the sums file cannot
-    be (an immutable file, a full disk); the old folder comes back, and nothing new stays."""
+    """An export and its sha256 file: moving one new version in fails (an immutable file, a full
+    disk, Ctrl-C); the previous versions of both come back, and no scratch stays."""
     export, sums = tmp_path / "npz", tmp_path / "npz.sha256"
     export.mkdir()
     (export / "old.npz").write_bytes(b"old")
     if had_sums:
         sums.write_bytes(b"old sums")
+    target = sums if failing == "sums" else export
     replace = Path.replace
 
-    def refusing(self: Path, target: Path) -> Path:
-        if Path(target) == sums and self.parent.name.endswith(".tmp"):  # the new sums, not the old put back
-            raise PermissionError(1, "Operation not permitted", str(target))
-        return replace(self, target)
+    def failing_replace(self: Path, destination: Path) -> Path:
+        if Path(destination) == target and self.parent.name.endswith(".tmp"):  # the new version only
+            raise error
+        return replace(self, destination)
 
-    monkeypatch.setattr(Path, "replace", refusing)
-    with pytest.raises(PermissionError), atomic_outputs(export, sums) as (staged_export, staged_sums):
+    monkeypatch.setattr(Path, "replace", failing_replace)
+    with pytest.raises(type(error)), atomic_outputs(export, sums) as (staged_export, staged_sums):
         staged_export.mkdir()
         (staged_export / "new.npz").write_bytes(b"new")
         staged_sums.write_bytes(b"new sums")
     assert names(export) == ["old.npz"]
     assert names(tmp_path) == (["npz", "npz.sha256"] if had_sums else ["npz"])
     assert not had_sums or sums.read_bytes() == b"old sums"
+
+
+@pytest.mark.parametrize("second", ["npz", "npz/SUMS"])
+def test_overlapping_outputs_are_refused(tmp_path: Path, second: str) -> None:
+    with (
+        pytest.raises(UnsafePathError, match="found the same path or one inside it"),
+        atomic_outputs(tmp_path / "npz", tmp_path / second),
+    ):
+        pass
+    assert names(tmp_path) == []
 
 
 def test_outputs_replaced_together_all_change_on_success(tmp_path: Path) -> None:
@@ -384,6 +404,11 @@ def test_write_bytes_under_refuses_a_linked_target(root: Path) -> None:
         ("/r/data/mnist/export/.npz.mnist-pipeline-a_b.tmp/npz/mnist.npz", "/r/data/mnist/export/npz/mnist.npz"),
         ("data/.x.mnist-pipeline-a.tmp/y", "data/.x.mnist-pipeline-a.tmp/y"),  # not that output's scratch
         ("data/mnist/.notes.old/notes", "data/mnist/.notes.old/notes"),  # a user's own name
+        ("data/d/.stats.json.mnist-pipeline-ab.tmp", "data/d/stats.json"),  # the scratch folder itself
+        (  # an atomic write inside another's scratch
+            "data/d/.decoded.mnist-pipeline-a.tmp/decoded/.x.npy.mnist-pipeline-b.tmp/x.npy",
+            "data/d/decoded/x.npy",
+        ),
     ],
 )
 def test_an_error_while_writing_in_scratch_names_the_output(filename: str, named: str) -> None:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from mnist_pipeline import decode, extract
-from mnist_pipeline.config import load_params
+from mnist_pipeline.formats import load_params
 from mnist_pipeline.idx import encode_idx, read_idx
 from mnist_pipeline.params import compose_params
 from tests.support.data import write_params

@@ -13,8 +13,8 @@ from mnist_pipeline.records import (
     SplitStats,
     read_checksums,
     read_stats,
+    stats_document,
     write_checksums,
-    write_stats,
 )
 from tests.support.data import TinyDataset, params_for
 
@@ -26,7 +26,7 @@ def test_stats_round_trip_in_the_published_layout(tmp_path: Path, tiny: TinyData
         "test": SplitStats(20, [2] * 10, 33.7912, 79.1725, 0.132515, 0.310480),
     }
     path = tmp_path / "stats.json"
-    write_stats(path, stats)
+    path.write_bytes(stats_document(stats))
     document = json.loads(path.read_text())
     assert list(document["train"]) == [
         "count", "class_counts", "pixel_mean", "pixel_std", "pixel_mean_unit", "pixel_std_unit"

@@ -16,9 +16,8 @@ import yaml
 
 from mnist_pipeline import check, views
 from mnist_pipeline.adopt import IGNORED
-from mnist_pipeline.config import KNOWN_FORMATS
 from mnist_pipeline.errors import ConfigError
-from mnist_pipeline.names import CACHED_OUTPUTS, PARAMS_DIR, STAGE_OUTPUTS
+from mnist_pipeline.names import CACHED_OUTPUTS, KNOWN_FORMATS, PARAMS_DIR, STAGE_OUTPUTS
 from mnist_pipeline.params import compose_params
 from mnist_pipeline.provenance import PACKAGE, code_digest, import_closure, imported_modules, module_file
 from mnist_pipeline.stage import foreign_output
