@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from mnist_pipeline.config import DatasetSpec, LabelSpec, Params, SplitSpec
+from mnist_pipeline.config import DatasetSpec, LabelSpec, SplitSpec
 from mnist_pipeline.decoded import add_to_histogram, batch_ranges, moments, npy_writer
 from mnist_pipeline.errors import DatasetError
 from mnist_pipeline.fsio import atomic_outputs
@@ -125,8 +125,7 @@ def split_stats(count: int, class_counts: npt.NDArray[np.int64], histogram: npt.
     )
 
 
-def decode(params: Params, name: str, idx_dir: Path, decoded_dir: Path, stats_path: Path) -> str:
-    dataset = params.dataset(name)
+def decode(dataset: DatasetSpec, idx_dir: Path, decoded_dir: Path, stats_path: Path) -> str:
     # The arrays and their stats are replaced together: never one without the other.
     with atomic_outputs(decoded_dir, stats_path) as (staging, staged_stats):
         staging.mkdir()
@@ -147,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     args: argparse.Namespace = parser.parse_args(argv)
     return run_stage(
         f"decode@{args.dataset}",
-        lambda params: decode(params, args.dataset, args.idx_dir, args.decoded, args.stats),
+        lambda params: decode(params.dataset(args.dataset), args.idx_dir, args.decoded, args.stats),
         params_file(args),
         writes=[args.decoded, args.stats],
     )

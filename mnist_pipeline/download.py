@@ -36,7 +36,7 @@ from urllib.parse import quote, urlsplit
 from urllib.request import url2pathname
 
 from mnist_pipeline.archive import ArchiveVerdict, archive_differences, check_archive, magic_of, max_archive_size
-from mnist_pipeline.config import ArchiveCheck, Compression, ContainerSpec, DatasetSpec, FileSpec, Params
+from mnist_pipeline.config import ArchiveCheck, Compression, ContainerSpec, DatasetSpec, FileSpec
 from mnist_pipeline.errors import ArchiveError, ChecksumError, DownloadError
 from mnist_pipeline.fsio import CHUNK_SIZE
 from mnist_pipeline.machine import Sources, sources_for
@@ -160,17 +160,17 @@ def scratch_folders(raw_dir: Path) -> tuple[Path, Path]:
     return raw_dir.parent / PARTIAL_DIR_NAME, raw_dir.parent.parent / DOWNLOADS_DIR_NAME
 
 
-def download(params: Params, dataset_name: str, raw_dir: Path, sources: Sources) -> str:
+def download(dataset: DatasetSpec, dataset_name: str, mode: ArchiveCheck, raw_dir: Path, sources: Sources) -> str:
     """Fetch every file of ``dataset_name`` from ``sources`` (this machine's mirrors, then the
-    published ones) into ``raw_dir``. The stage shell has proven ``raw_dir`` and the
-    ``scratch_folders`` inside data/ with no link on their way (``main``'s ``writes``)."""
-    dataset = params.dataset(dataset_name)
+    published ones) into ``raw_dir``, each accepted as ``verify.archive`` (``mode``) says. The
+    stage shell has proven ``raw_dir`` and the ``scratch_folders`` inside data/ with no link on
+    their way (``main``'s ``writes``)."""
     partial_dir, downloads_dir = scratch_folders(raw_dir)
     run = Run(
         dataset=dataset,
         dataset_name=dataset_name,
         client=Client.for_mirrors(sources.download, sources.mirrors),
-        mode=params.verify.archive,
+        mode=mode,
         progress=sys.stderr.isatty(),
         raw_dir=raw_dir,
         partial_dir=partial_dir,
@@ -499,8 +499,9 @@ def main(argv: list[str] | None = None) -> int:
     return run_stage(
         f"download@{args.dataset}",
         lambda params: download(
-            params,
+            params.dataset(args.dataset),
             args.dataset,
+            params.verify.archive,
             args.raw_dir,
             sources_for(params, args.dataset, args.params.parent if args.params else Path()),
         ),

@@ -12,14 +12,13 @@ import argparse
 from pathlib import Path
 
 from mnist_pipeline.archive import extract_payload
-from mnist_pipeline.config import Params
+from mnist_pipeline.config import DatasetSpec
 from mnist_pipeline.fsio import atomic_dir
 from mnist_pipeline.names import payload_name
 from mnist_pipeline.stage import params_file, run_stage, stage_parser
 
 
-def extract(params: Params, name: str, raw_dir: Path, idx_dir: Path) -> str:
-    dataset = params.dataset(name)
+def extract(dataset: DatasetSpec, raw_dir: Path, idx_dir: Path) -> str:
     files = dataset.files()
     with atomic_dir(idx_dir) as staging:
         for spec in files:
@@ -40,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args: argparse.Namespace = parser.parse_args(argv)
     return run_stage(
         f"extract@{args.dataset}",
-        lambda params: extract(params, args.dataset, args.raw_dir, args.idx_dir),
+        lambda params: extract(params.dataset(args.dataset), args.raw_dir, args.idx_dir),
         params_file(args),
         writes=[args.idx_dir],
     )

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from mnist_pipeline.cardtext import md, source_lines
-from mnist_pipeline.config import DatasetSpec, Params
+from mnist_pipeline.config import DatasetSpec
 from mnist_pipeline.decoded import DecodedSplit, ExportSplit, open_decoded
 from mnist_pipeline.fsio import atomic_outputs
 from mnist_pipeline.names import CLASS_DISTRIBUTION_CSV, MANIFEST_NAME
@@ -212,21 +212,24 @@ def _png(image: Image.Image) -> bytes:
 
 
 def report(
-    params: Params, name: str, decoded_dir: Path, stats_path: Path, checksums_path: Path, export_dir: Path
+    dataset: DatasetSpec,
+    exported: tuple[list[str], list[str]],
+    per_class: int,
+    decoded_dir: Path,
+    stats_path: Path,
+    checksums_path: Path,
+    export_dir: Path,
 ) -> str:
-    """Write the report files into ``export_dir``."""
-    dataset = params.dataset(name)
+    """Write the report files into ``export_dir``: ``exported``, the selected formats and trees
+    the card names; ``per_class``, the samples per class in the grid."""
     splits = open_decoded(decoded_dir, dataset)
     stats = read_stats(stats_path, dataset)
     checksums = read_checksums(checksums_path, dataset)
-    per_class = params.report.samples_per_class
     outputs = {
         "samples.png": _png(sample_grid(splits[0], dataset.classes, per_class, dataset.title)),
         "class_distribution.png": _png(distribution_chart(stats, dataset.classes, dataset.title)),
         CLASS_DISTRIBUTION_CSV: class_distribution_csv(stats, dataset.classes).encode(),
-        "README.md": export_readme(
-            dataset, (list(params.export.formats), list(params.export.trees)), stats, checksums
-        ).encode(),
+        "README.md": export_readme(dataset, exported, stats, checksums).encode(),
     }
     # Replaced together: a card never describes other charts than those beside it.
     with atomic_outputs(*(export_dir / file_name for file_name in outputs)) as staged:
@@ -244,7 +247,15 @@ def main(argv: list[str] | None = None) -> int:
     args: argparse.Namespace = parser.parse_args(argv)
     return run_stage(
         f"report@{args.dataset}",
-        lambda params: report(params, args.dataset, args.decoded, args.stats, args.checksums, args.export_dir),
+        lambda params: report(
+            params.dataset(args.dataset),
+            (list(params.export.formats), list(params.export.trees)),
+            params.report.samples_per_class,
+            args.decoded,
+            args.stats,
+            args.checksums,
+            args.export_dir,
+        ),
         params_file(args),
         writes=[args.export_dir],
     )

@@ -12,13 +12,13 @@ import argparse
 from pathlib import Path
 
 from mnist_pipeline.archive import check_archive
-from mnist_pipeline.config import Compression, FileSpec, Params
+from mnist_pipeline.config import ArchiveCheck, Compression, DatasetSpec, FileSpec
 from mnist_pipeline.records import ArchiveRecord, RecordedDigests, write_checksums
 from mnist_pipeline.stage import params_file, run_stage, stage_parser
 
 
-def archive_record(path: Path, spec: FileSpec, params: Params, compression: Compression) -> ArchiveRecord:
-    verdict = check_archive(path, spec, params.verify.archive, compression, full=True)
+def archive_record(path: Path, spec: FileSpec, mode: ArchiveCheck, compression: Compression) -> ArchiveRecord:
+    verdict = check_archive(path, spec, mode, compression, full=True)
     payload = verdict.payload
     return ArchiveRecord(
         file=spec.file,
@@ -38,10 +38,9 @@ def archive_record(path: Path, spec: FileSpec, params: Params, compression: Comp
     )
 
 
-def verify(params: Params, name: str, raw_dir: Path, record_path: Path) -> str:
-    dataset = params.dataset(name)
-    records = [archive_record(raw_dir / spec.file, spec, params, dataset.compression) for spec in dataset.files()]
-    write_checksums(record_path, name, params.verify.archive.value, records)
+def verify(dataset: DatasetSpec, name: str, mode: ArchiveCheck, raw_dir: Path, record_path: Path) -> str:
+    records = [archive_record(raw_dir / spec.file, spec, mode, dataset.compression) for spec in dataset.files()]
+    write_checksums(record_path, name, mode.value, records)
     passed = ", ".join(f"{record.file} ({record.passed})" for record in records)
     return f"verified {passed} -> {record_path}"
 
@@ -53,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     args: argparse.Namespace = parser.parse_args(argv)
     return run_stage(
         f"verify@{args.dataset}",
-        lambda params: verify(params, args.dataset, args.raw_dir, args.record),
+        lambda params: verify(
+            params.dataset(args.dataset), args.dataset, params.verify.archive, args.raw_dir, args.record
+        ),
         params_file(args),
         writes=[args.record],
     )
