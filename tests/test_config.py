@@ -51,8 +51,13 @@ def test_committed_params_equal_the_composition_of_conf(tmp_path: Path) -> None:
 
 
 def test_committed_params_are_valid() -> None:
+    """Whatever choice is committed (an applied experiment too): it passes every rule."""
     committed = indexed("params.yaml") or (PROJECT_ROOT / "params.yaml").read_bytes()
-    params = validate_params(yaml.safe_load(committed), source="params.yaml (committed)")
+    validate_params(yaml.safe_load(committed), source="params.yaml (committed)")
+
+
+def test_conf_ships_mnist_with_npz_csv_and_png() -> None:
+    params = validate_params(default_params(), source="conf/ composed")
     assert list(params.datasets) == ["mnist"]
     assert list(params.export.formats) == ["npz", "csv", "png"]
     assert params.dataset("mnist").mirrors[0].startswith("https://ossci-datasets.s3.amazonaws.com/")
