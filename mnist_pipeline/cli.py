@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +211,30 @@ def describe_formats(conf: Path) -> str:
     )
 
 
+def write_params(overrides: list[str]) -> str:
+    if not Path(CONF_DIR).is_dir():
+        raise PipelineError("conf/: not found here; adopt the pipeline first with `mnist-pipeline init`")
+    compose_params(Path("params.yaml"), overrides)
+    composition = f"conf/ with {' '.join(overrides)}" if overrides else "conf/"
+    flag = pipelines_flag(recorded_stages_dir(Path(CODE_FILE)))
+    return f"wrote params.yaml ({composition}); `dvc repro{flag}` runs what changed"
+
+
+def unpack(archive: Path, tree: Path) -> str:
+    # unpack_zip refuses a foreign tree folder itself (tree.refuse_foreign_target)
+    return f"{unpack_zip(archive, tree):,} files -> {tree}"
+
+
+#: Each command: the parsed arguments -> the line it prints.
+COMMANDS: dict[str, Callable[[argparse.Namespace], str]] = {
+    "datasets": lambda _args: describe_datasets(conf_dir()),
+    "formats": lambda _args: describe_formats(conf_dir()),
+    "init": lambda args: init(Path.cwd(), args.dir, args.upgrade),
+    "params": lambda args: write_params(args.overrides),
+    "unpack": lambda args: unpack(args.archive, args.tree),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="mnist-pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -236,22 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        if args.command == "datasets":
-            print(describe_datasets(conf_dir()))
-        elif args.command == "formats":
-            print(describe_formats(conf_dir()))
-        elif args.command == "init":
-            print(init(Path.cwd(), args.dir, args.upgrade))
-        elif args.command == "params":
-            if not Path(CONF_DIR).is_dir():
-                raise PipelineError("conf/: not found here; adopt the pipeline first with `mnist-pipeline init`")
-            compose_params(Path("params.yaml"), args.overrides)
-            composition = f"conf/ with {' '.join(args.overrides)}" if args.overrides else "conf/"
-            flag = pipelines_flag(recorded_stages_dir(Path(CODE_FILE)))
-            print(f"wrote params.yaml ({composition}); `dvc repro{flag}` runs what changed")
-        else:
-            # unpack_zip refuses a foreign tree folder itself (tree.refuse_foreign_target)
-            print(f"{unpack_zip(args.archive, args.tree):,} files -> {args.tree}")
+        print(COMMANDS[args.command](args))
     except (PipelineError, HydraException, OmegaConfBaseException, yaml.YAMLError) as exc:
         # yaml.YAMLError: Hydra reading a conf/ file that is not YAML names it in the message.
         print(f"mnist-pipeline: error: {one_line(exc)}", file=sys.stderr)
