@@ -180,9 +180,25 @@ def plan(repo: Path, stages_dir: str | None, upgrade: bool) -> list[Planned]:
     for target in targets:
         safe_target(target, repo)
     _refuse_shared_dvc_config(repo / ".dvc" / "config")
+    _refuse_wrong_kind_of_run(repo, previous, upgrade)
     relative_root = os.path.relpath(repo, repo / stages_dir) if stages_dir not in ("", ".") else None
     source = source_stages()
-    stages = team_stages(source, relative_root)
+    written_before = _record_map(repo, previous, "files")
+    pending_before = _record_map(repo, previous, "pending")
+    planned = [
+        _planned(repo, repo / CONF_DIR / relative, content, written_before.get(key), pending_before.get(key), upgrade)
+        for relative, content in conf
+        for key in [f"{CONF_DIR}/{relative}"]
+    ]
+    planned.append(_planned_stages(repo, stages_path, team_stages(source, relative_root), upgrade, relative_root))
+    planned.append(_planned_record(repo, source, stages_dir, conf, planned, upgrade))
+    planned.append(_planned_ignore(repo, repo / ".gitignore"))
+    return planned
+
+
+def _refuse_wrong_kind_of_run(repo: Path, previous: dict[str, Any] | None, upgrade: bool) -> None:
+    """An upgrade needs a record this version can read; an adoption needs a repository that has
+    neither adopted the pipeline nor a params.yaml of its own."""
     if upgrade and previous is None:
         raise AdoptError(f"{repo / CODE_FILE}: not found; adopt first with `mnist-pipeline init`")
     newer = newer_recorded_version(previous)
@@ -197,14 +213,18 @@ def plan(repo: Path, stages_dir: str | None, upgrade: bool) -> list[Planned]:
             f"{repo / 'params.yaml'}: exists; the pipeline's stages read a params.yaml that `dvc exp run` "
             "composes from conf/, which would replace yours; refusing (adopt in a repository without one)"
         )
-    written_before = _record_map(repo, previous, "files")
-    pending_before = _record_map(repo, previous, "pending")
-    planned = [
-        _planned(repo, repo / CONF_DIR / relative, content, written_before.get(key), pending_before.get(key), upgrade)
-        for relative, content in conf
-        for key in [f"{CONF_DIR}/{relative}"]
-    ]
-    planned.append(_planned_stages(repo, stages_path, stages, upgrade, relative_root))
+
+
+def _planned_record(
+    repo: Path,
+    source: dict[str, Any],
+    stages_dir: str,
+    conf: list[tuple[PurePosixPath, bytes]],
+    planned: list[Planned],
+    upgrade: bool,
+) -> Planned:
+    """``CODE_FILE``: the code's digests, the pipeline's folder, the conf files as written, and
+    those the team edited that this version changed too (``pending``, until they are merged)."""
     record = {**code_record(source), "dir": stages_dir}
     record["files"] = {f"{CONF_DIR}/{relative}": _sha256(content) for relative, content in conf}
     pending = {
@@ -214,9 +234,7 @@ def plan(repo: Path, stages_dir: str | None, upgrade: bool) -> list[Planned]:
         record["pending"] = pending
     code_yaml = _code_yaml(record)
     unchanged = (repo / CODE_FILE).exists() and (repo / CODE_FILE).read_bytes() == code_yaml
-    planned.append(Planned(repo / CODE_FILE, code_yaml, "same" if unchanged else "update" if upgrade else "new", repo))
-    planned.append(_planned_ignore(repo, repo / ".gitignore"))
-    return planned
+    return Planned(repo / CODE_FILE, code_yaml, "same" if unchanged else "update" if upgrade else "new", repo)
 
 
 def _record_map(repo: Path, record: dict[str, Any] | None, key: str) -> dict[str, Any]:
