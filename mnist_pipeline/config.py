@@ -202,8 +202,8 @@ class DownloadConfig:
     retries: int
     backoff: float
     user_agent: str
-    #: Bytes per second below which a transfer is abandoned: a file may take at most
-    #: timeout + size / min_rate seconds, so a slow drip cannot hang the stage.
+    #: Bytes per second below which a transfer is abandoned, measured over the last ``timeout``
+    #: seconds (curl's --speed-limit/--speed-time), so a slow drip cannot hang the stage.
     min_rate: int
 
 

@@ -68,7 +68,8 @@ CLASS_DISTRIBUTION_CSV = "class_distribution.csv"
 #: Dataset and split names become folder names, file names and DVC stage names
 #: (``export_<format>@<dataset>``): lower-case, no dot, no dash.
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
-#: The last member of the PNG export's zip and the file that marks an unpacked tree.
+#: The last member of the PNG export's zip, listing every PNG (an unpacked tree keeps it; what
+#: marks a tree as unpack's is ``treemark.MARKER``).
 MANIFEST_NAME = "manifest.csv"
 #: Its columns; ``path`` (first) lists every PNG of the zip, in member order.
 MANIFEST_COLUMNS = ("path", "split", "index", "label", "class")

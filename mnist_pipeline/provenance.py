@@ -42,7 +42,7 @@ def imported_modules(path: Path) -> frozenset[str]:
 @functools.lru_cache(maxsize=256)
 def _imports_in(source: str, filename: str) -> frozenset[str]:
     # Cached on the source itself, so an edited file is parsed again: ``check`` walks the import
-    # closures of ten stage modules, which share most of their modules (113 parses, 38 files).
+    # closures of ten stage modules, which share most of their modules (130 look-ups, 41 files).
     found: set[str] = set()
     for node in ast.walk(ast.parse(source, filename=filename)):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == PACKAGE:

@@ -450,8 +450,8 @@ def _read_netrc(path: Path, *, named_by_env: bool) -> netrc.netrc | None:
                 path,
             )
             return None
-        text = path.read_bytes()
-        text.decode("utf-8")
+        # netrc decodes with the locale's encoding; a file that is not UTF-8 gets our line instead.
+        path.read_bytes().decode("utf-8")
         # An explicit path: the module's own permission check is the one done above.
         return netrc.netrc(str(path))
     except UnicodeDecodeError as exc:
