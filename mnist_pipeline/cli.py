@@ -25,7 +25,7 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from mnist_pipeline.adopt import WRITTEN, apply, enable_hydra, plan, resource
-from mnist_pipeline.errors import PipelineError, one_line, os_error_line
+from mnist_pipeline.errors import PipelineError, exit_code
 from mnist_pipeline.formats import validate_params
 from mnist_pipeline.names import CONF_DIR
 from mnist_pipeline.params import compose_params, composed
@@ -260,20 +260,13 @@ def main(argv: list[str] | None = None) -> int:
         "tree", type=Path, help="the folder to create (absent, empty, or a tree this command wrote before)"
     )
     args = parser.parse_args(argv)
-    try:
-        print(COMMANDS[args.command](args))
-    except (PipelineError, HydraException, OmegaConfBaseException, yaml.YAMLError) as exc:
-        # yaml.YAMLError: Hydra reading a conf/ file that is not YAML names it in the message.
-        print(f"mnist-pipeline: error: {one_line(exc)}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"mnist-pipeline: error: {os_error_line(exc)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        # Each file is replaced whole or not at all: every write goes to a scratch file first.
-        print("mnist-pipeline: interrupted", file=sys.stderr)
-        return 130
-    return 0
+    # yaml.YAMLError: Hydra reading a conf/ file that is not YAML names it in the message. On
+    # Ctrl-C, each file is replaced whole or not at all: every write goes to a scratch file first.
+    return exit_code(
+        lambda: print(COMMANDS[args.command](args)),
+        lambda line: print(f"mnist-pipeline: {line}", file=sys.stderr),
+        (HydraException, OmegaConfBaseException, yaml.YAMLError),
+    )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from mnist_pipeline.names import SCRATCH_PART
 
 
@@ -50,3 +52,28 @@ def os_error_line(exc: OSError) -> str:
     while SCRATCH_PART.search(where):  # nested: an atomic write inside another's scratch
         where = SCRATCH_PART.sub(r"\1\2", where)
     return f"{where}: {reason}"
+
+
+#: The exit code of a run stopped by Ctrl-C, as a shell reports SIGINT.
+INTERRUPTED = 130
+
+
+def exit_code(
+    work: Callable[[], None], report: Callable[[str], None], also_expected: tuple[type[Exception], ...] = ()
+) -> int:
+    """Run ``work``; an expected failure (a ``PipelineError``, an ``OSError``, Ctrl-C, or one of
+    ``also_expected``) becomes one line given to ``report`` and a non-zero exit code. Anything
+    else is a bug and keeps its traceback. The one place stages and the CLI map failures."""
+    expected: tuple[type[Exception], ...] = (PipelineError, *also_expected)
+    try:
+        work()
+    except expected as exc:
+        report(f"error: {one_line(exc)}")
+        return 1
+    except OSError as exc:
+        report(f"error: {os_error_line(exc)}")
+        return 1
+    except KeyboardInterrupt:
+        report("interrupted")
+        return INTERRUPTED
+    return 0

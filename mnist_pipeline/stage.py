@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from mnist_pipeline.config import Params, params_from_dict, read_params
-from mnist_pipeline.errors import ConfigError, PipelineError, one_line, os_error_line
+from mnist_pipeline.errors import ConfigError, PipelineError, exit_code
 from mnist_pipeline.fsio import UnsafePathError, stage_output
 from mnist_pipeline.names import CONF_DIR, DATA_DIR, PARAMS_DIR, STAGE_OUTPUTS
 from mnist_pipeline.provenance import CODE_FILE, PACKAGE, code_digest, stale_code
@@ -55,7 +55,8 @@ def run_stage(name: str, work: Callable[[Params], str], params_path: Path, *, wr
     write (``fsio.stage_output``), validate params, run ``work``, log its summary; expected
     failures become one line, exit 1."""
     _configure_logging(name)
-    try:
+
+    def checked_run() -> None:
         for path in writes:
             if path is not None:
                 stage_output(path)
@@ -74,18 +75,9 @@ def run_stage(name: str, work: Callable[[Params], str], params_path: Path, *, wr
         stale = stale_view(module, params, params_path) or tracked_file_mismatch(module, raw, params_path)
         if stale:
             raise PipelineError(stale)
-        summary = work(params)
-    except PipelineError as exc:
-        log.error("error: %s", one_line(exc))
-        return 1
-    except OSError as exc:
-        log.error("error: %s", os_error_line(exc))
-        return 1
-    except KeyboardInterrupt:
-        log.error("interrupted")
-        return 130
-    log.info("%s", summary)
-    return 0
+        log.info("%s", work(params))
+
+    return exit_code(checked_run, log.error)
 
 
 def missing_view(params_path: Path) -> str:
