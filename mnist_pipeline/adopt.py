@@ -41,7 +41,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from mnist_pipeline.errors import PipelineError, one_line
-from mnist_pipeline.fsio import safe_target, write_bytes_under
+from mnist_pipeline.fsio import is_repository_root, safe_target, write_bytes_under
 from mnist_pipeline.names import CACHED_OUTPUTS, CONF_DIR, DATA_DIR, PARAMS_DIR
 from mnist_pipeline.provenance import (
     CODE_FILE,
@@ -283,7 +283,7 @@ def _check_stages_dir(repo: Path, stages_dir: str, where: str) -> None:
         raise AdoptError(f"{where}: expected a folder of the repository's own, found one inside {hidden[0]}/")
     for depth in range(1, len(parts) + 1):
         nested = repo.joinpath(*parts[:depth])
-        if (nested / ".git").exists() or (nested / ".dvc").exists():
+        if is_repository_root(nested):
             raise AdoptError(
                 f"{where}: expected a folder of this repository, found {nested}, another repository "
                 "(a submodule, a nested clone or a DVC subdir project): adopt the pipeline there instead"

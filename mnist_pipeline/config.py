@@ -604,7 +604,8 @@ def export_options(params: Params, dataset_name: str, fmt: FormatOptions[Options
     calls this once, and ``check`` for every format and dataset (``mnist_pipeline.formats``). A
     problem is named under ``datasets.<d>.export`` when the dataset sets that option itself,
     else under ``export``, where the shared value is."""
-    own = params.dataset(dataset_name).export.get(fmt.name, {})
+    dataset = params.dataset(dataset_name)
+    own = dataset.export.get(fmt.name, {})
 
     def where(option: str) -> str:
         return f"datasets.{dataset_name}.export.{fmt.name}" if option in own else f"export.{fmt.name}"
@@ -616,7 +617,7 @@ def export_options(params: Params, dataset_name: str, fmt: FormatOptions[Options
         option, message = _key_and_reason(exc)
         option = option.split(".")[0]
         raise ConfigError(f"{source}: {where(option)}.{option}: {message}") from exc
-    problems = fmt.rules(cast(Options, typed), params.dataset(dataset_name))
+    problems = fmt.rules(cast(Options, typed), dataset)
     if problems:
         option, problem = problems[0]
         raise ConfigError(f"{source}: {where(option)}.{option}: {problem}")

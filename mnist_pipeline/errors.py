@@ -48,9 +48,9 @@ def os_error_line(exc: OSError) -> str:
     reason = exc.strerror or one_line(exc)
     if not exc.filename:
         return reason
-    where = str(exc.filename)
-    while SCRATCH_PART.search(where):  # nested: an atomic write inside another's scratch
-        where = SCRATCH_PART.sub(r"\1\2", where)
+    where, unwrapped = str(exc.filename), 1
+    while unwrapped:  # nested: an atomic write inside another's scratch
+        where, unwrapped = SCRATCH_PART.subn(r"\1\2", where)
     return f"{where}: {reason}"
 
 

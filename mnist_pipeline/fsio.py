@@ -285,7 +285,7 @@ def stage_output(path: Path) -> Path:
     repository with its output."""
     cwd = Path.cwd()
     enclosing = _enclosing_repository(cwd)
-    if enclosing is not None and not any((cwd / name).exists() for name in (PIPELINE_FILE, ".dvc", ".git")):
+    if enclosing is not None and not (is_repository_root(cwd) or (cwd / PIPELINE_FILE).exists()):
         # Run by hand from conf/ or another subfolder, data/ would be a new folder there.
         raise UnsafePathError(
             f"{path}: expected to run at a repository's root or beside its {PIPELINE_FILE}, as DVC runs "
@@ -309,10 +309,12 @@ PIPELINE_FILE = "dvc.yaml"
 
 def _enclosing_repository(folder: Path) -> Path | None:
     """The nearest folder above ``folder`` (not itself) holding ``.git`` or ``.dvc``, or None."""
-    for parent in folder.parents:
-        if (parent / ".git").exists() or (parent / ".dvc").exists():
-            return parent
-    return None
+    return next((parent for parent in folder.parents if is_repository_root(parent)), None)
+
+
+def is_repository_root(folder: Path) -> bool:
+    """``folder`` holds a git or DVC repository (a clone, a submodule, ``dvc init --subdir``)."""
+    return (folder / ".git").exists() or (folder / ".dvc").exists()
 
 
 def write_bytes_under(path: Path, data: bytes, root: Path) -> None:

@@ -59,7 +59,9 @@ SCRATCH_SUFFIXES = (".tmp", ".old")
 #: A scratch folder holding its output's new version (or the folder itself, at the end of a
 #: path), in a path: what an error line names as the output itself (the user wrote no scratch
 #: name and can do nothing with one).
-SCRATCH_PART = re.compile(rf"(^|/)\.([^/]+)\.{re.escape(SCRATCH_TAG)}[^/]*\.(?:tmp|old)(?:/\2(?=/|$)|$)")
+SCRATCH_PART = re.compile(
+    rf"(^|/)\.([^/]+)\.{re.escape(SCRATCH_TAG)}[^/]*(?:{'|'.join(map(re.escape, SCRATCH_SUFFIXES))})(?:/\2(?=/|$)|$)"
+)
 #: The check stage's folder under data/: every dataset's params view and tracked params files.
 PARAMS_DIR = "params"
 #: The report stage's plot data under data/<dataset>/export/: ``class,split,count,bar`` rows in
