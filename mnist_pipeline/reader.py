@@ -64,6 +64,10 @@ class DataSet:
         return self.images[chosen], self.labels[chosen]
 
 
+#: A split's images and labels.
+Split = tuple[npt.NDArray[Any], npt.NDArray[Any]]
+
+
 class Datasets(NamedTuple):
     train: DataSet
     validation: DataSet
@@ -90,6 +94,21 @@ def read_data_sets(
     (``export.npz.one_hot``); ``num_classes`` defaults to the file's: the width of its one-hot
     rows, else one more than its largest label (26 for EMNIST letters, 62 for byclass).
     """
+    arrays = _classic_arrays(npz_path, dtype)
+    classes = _num_classes(arrays) if num_classes is None else num_classes
+    train, validation = _train_and_validation(arrays, validation_size)
+    test = (arrays["x_test"], arrays["y_test"])
+
+    def prepare(split: Split, offset: int) -> DataSet:
+        images = _as_images(split[0], dtype, reshape)
+        labels = _as_labels(split[1], one_hot, classes)
+        return DataSet(images, labels, seed=None if seed is None else seed + offset)
+
+    return Datasets(prepare(train, 0), prepare(validation, 1), prepare(test, 2))
+
+
+def _classic_arrays(npz_path: str | Path, dtype: type[np.generic]) -> dict[str, npt.NDArray[Any]]:
+    """Every array of the npz, once it is known to hold a train + test pair ``dtype`` can give."""
     with np.load(npz_path, allow_pickle=False) as npz:
         arrays = {key: npz[key] for key in npz.files}
     missing = [key for key in CLASSIC_KEYS if key not in arrays]
@@ -106,33 +125,42 @@ def read_data_sets(
             f"{npz_path}: dtype uint8: expected uint8 images in the npz (export.npz.dtype=uint8), found "
             f"{images_dtype}; read it with a float dtype"
         )
-    if num_classes is None:
-        labels_in_file = [arrays[key] for key in ("y_train", "y_val", "y_test") if key in arrays]
-        one_hot_rows = [y for y in labels_in_file if y.ndim == 2]
-        num_classes = (
-            one_hot_rows[0].shape[1] if one_hot_rows else 1 + max(int(y.max(initial=0)) for y in labels_in_file)
-        )
+    return arrays
+
+
+def _num_classes(arrays: dict[str, npt.NDArray[Any]]) -> int:
+    """The width of the file's one-hot rows, else one more than its largest label."""
+    labels_in_file = [arrays[key] for key in ("y_train", "y_val", "y_test") if key in arrays]
+    one_hot_rows = [y for y in labels_in_file if y.ndim == 2]
+    if one_hot_rows:
+        return int(one_hot_rows[0].shape[1])
+    return 1 + max(int(y.max(initial=0)) for y in labels_in_file)
+
+
+def _train_and_validation(arrays: dict[str, npt.NDArray[Any]], validation_size: int) -> tuple[Split, Split]:
+    """The file's own validation split, else the first ``validation_size`` training images."""
     if "x_val" in arrays:
-        train = (arrays["x_train"], arrays["y_train"])
-        validation = (arrays["x_val"], arrays["y_val"])
-    else:
-        if not 0 <= validation_size <= len(arrays["x_train"]):
-            raise ValueError(f"validation_size must be 0..{len(arrays['x_train'])}, got {validation_size}")
-        train = (arrays["x_train"][validation_size:], arrays["y_train"][validation_size:])
-        validation = (arrays["x_train"][:validation_size], arrays["y_train"][:validation_size])
-    test = (arrays["x_test"], arrays["y_test"])
+        return (arrays["x_train"], arrays["y_train"]), (arrays["x_val"], arrays["y_val"])
+    if not 0 <= validation_size <= len(arrays["x_train"]):
+        raise ValueError(f"validation_size must be 0..{len(arrays['x_train'])}, got {validation_size}")
+    images, labels = arrays["x_train"], arrays["y_train"]
+    return (images[validation_size:], labels[validation_size:]), (images[:validation_size], labels[:validation_size])
 
-    def prepare(images: npt.NDArray[Any], labels: npt.NDArray[Any], offset: int) -> DataSet:
-        if images.dtype == np.uint8 and dtype != np.uint8:
-            images = images.astype(dtype) / dtype(255)
-        elif images.dtype != dtype:
-            images = images.astype(dtype)  # float32 in the file, float64 asked for: the values as they are
-        if reshape:
-            images = images.reshape(len(images), int(np.prod(images.shape[1:])))
-        if one_hot and labels.ndim == 1:
-            labels = np.eye(num_classes, dtype=np.float32)[labels]
-        elif not one_hot and labels.ndim == 2:
-            labels = labels.argmax(axis=1).astype(np.uint8 if num_classes <= 256 else np.int64)
-        return DataSet(images, labels, seed=None if seed is None else seed + offset)
 
-    return Datasets(prepare(*train, 0), prepare(*validation, 1), prepare(*test, 2))
+def _as_images(images: npt.NDArray[Any], dtype: type[np.generic], reshape: bool) -> npt.NDArray[Any]:
+    if images.dtype == np.uint8 and dtype != np.uint8:
+        images = images.astype(dtype) / dtype(255)
+    elif images.dtype != dtype:
+        images = images.astype(dtype)  # float32 in the file, float64 asked for: the values as they are
+    if reshape:
+        images = images.reshape(len(images), int(np.prod(images.shape[1:])))
+    return images
+
+
+def _as_labels(labels: npt.NDArray[Any], one_hot: bool, num_classes: int) -> npt.NDArray[Any]:
+    converted: npt.NDArray[Any] = labels
+    if one_hot and labels.ndim == 1:
+        converted = np.eye(num_classes, dtype=np.float32)[labels]
+    elif not one_hot and labels.ndim == 2:
+        converted = labels.argmax(axis=1).astype(np.uint8 if num_classes <= 256 else np.int64)
+    return converted
