@@ -180,40 +180,10 @@ def _not_an_export(where: str, found: str) -> ArchiveError:
 def _write_members(source: ReadAt, directory: CentralDirectory, survey: Survey, staging: Path, where: str) -> int:
     root = str(staging)
     made_dirs = {""}
-    listed = _manifest_paths(source, survey.manifest, where)
-    count = rows = 0
-    # The export's shape as Hugging Face's loader reads labels: from the class folders, or from
-    # a flat split's own metadata right after its PNGs. A metadata file anywhere else (one in a
-    # class-folder tree drops every folder's labels) is refused, listed or not. This keeps the
-    # shape only: a hostile zip can still put a PNG in another class's folder.
-    flat_split: str | None = None  # the split the member before sits directly in
-    nested: set[str] = set()  # splits with a member below a folder of theirs (class folders)
-    closed: set[str] = set()  # splits whose metadata came: nothing of theirs may follow
+    shape = _ExportShape(_manifest_paths(source, survey.manifest, where), where)
+    count = 0
     for member in iter_members(source, directory, where, max_members=MAX_MEMBERS):
-        split, _, rest = member.name.partition("/")
-        if count == survey.count - 1:
-            if (extra := next(listed, None)) is not None:
-                raise _not_an_export(
-                    where, f"{MANIFEST_NAME} row {rows + 1} listing {extra!r}, which the zip does not hold"
-                )
-        elif rest == SPLIT_METADATA_NAME and split == flat_split and split not in nested:
-            closed.add(split)
-            flat_split = None
-        else:
-            row = next(listed, None)
-            rows += 1
-            if row != member.name:
-                expected = "the end of the list" if row is None else repr(row)
-                raise _not_an_export(where, f"member {member.name!r} where {MANIFEST_NAME} row {rows} lists {expected}")
-            if split in closed:
-                raise _not_an_export(where, f"member {member.name!r} after {split}/{SPLIT_METADATA_NAME}")
-            if member.name.rpartition("/")[2] in _LABEL_METADATA_NAMES:
-                raise _not_an_export(
-                    where, f"member {member.name!r}, a name Hugging Face reads labels from, not a flat split's own"
-                )
-            if "/" in rest:
-                nested.add(split)
-            flat_split = split if rest and "/" not in rest else None
+        shape.admit(member.name, last=count == survey.count - 1)
         parent = member.name.rpartition("/")[0]
         try:
             if parent not in made_dirs:
@@ -227,6 +197,54 @@ def _write_members(source: ReadAt, directory: CentralDirectory, survey: Survey, 
             ) from exc
         count += 1
     return count
+
+
+class _ExportShape:
+    """The members, in order, held to the manifest's rows and to the export's shape as Hugging
+    Face's loader reads labels: from the class folders, or from a flat split's own metadata right
+    after its PNGs. A metadata file anywhere else (one in a class-folder tree drops every
+    folder's labels) is refused, listed or not. This keeps the shape only: a hostile zip can
+    still put a PNG in another class's folder."""
+
+    def __init__(self, listed: Iterator[str], where: str) -> None:
+        self._listed = listed
+        self._where = where
+        self._rows = 0
+        self._flat_split: str | None = None  # the split the member before sits directly in
+        self._nested: set[str] = set()  # splits with a member below a folder of theirs (class folders)
+        self._closed: set[str] = set()  # splits whose metadata came: nothing of theirs may follow
+
+    def admit(self, name: str, *, last: bool) -> None:
+        """Accept the next member's ``name`` or raise the ``ArchiveError`` saying why not;
+        ``last``: the manifest itself, after which no row may be left."""
+        split, _, rest = name.partition("/")
+        if last:
+            if (extra := next(self._listed, None)) is not None:
+                raise self._refused(
+                    f"{MANIFEST_NAME} row {self._rows + 1} listing {extra!r}, which the zip does not hold"
+                )
+        elif rest == SPLIT_METADATA_NAME and split == self._flat_split and split not in self._nested:
+            self._closed.add(split)
+            self._flat_split = None
+        else:
+            self._admit_listed(name, split, rest)
+
+    def _admit_listed(self, name: str, split: str, rest: str) -> None:
+        row = next(self._listed, None)
+        self._rows += 1
+        if row != name:
+            expected = "the end of the list" if row is None else repr(row)
+            raise self._refused(f"member {name!r} where {MANIFEST_NAME} row {self._rows} lists {expected}")
+        if split in self._closed:
+            raise self._refused(f"member {name!r} after {split}/{SPLIT_METADATA_NAME}")
+        if name.rpartition("/")[2] in _LABEL_METADATA_NAMES:
+            raise self._refused(f"member {name!r}, a name Hugging Face reads labels from, not a flat split's own")
+        if "/" in rest:
+            self._nested.add(split)
+        self._flat_split = split if rest and "/" not in rest else None
+
+    def _refused(self, found: str) -> ArchiveError:
+        return _not_an_export(self._where, found)
 
 
 def _manifest_paths(source: ReadAt, manifest: ZipMember, where: str) -> Iterator[str]:
