@@ -85,7 +85,7 @@ MAX_KEPT_DIRECTORY = 16 << 20
 MAX_CONTAINER_MEMBERS = 100_000
 OFFLINE_HINT = (
     "(offline? point at a local copy: MNIST_PIPELINE_MIRRORS={name}=/path/to/folder, or mirrors.{name} in "
-    "mnist-pipeline.local.yaml; in the project's own checkout, make repro MIRROR=/path/to/folder)"
+    "mnist-pipeline.local.yaml; in the project's own checkout, make repro DATASET={name} MIRROR=/path/to/folder)"
 )
 _URL_PATH_SAFE = "/%:@!$&'()*+,;=~"
 #: What makes a mirror fail a file: the transfer, the archive check, the zip reader.

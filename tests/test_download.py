@@ -435,7 +435,8 @@ def test_every_mirror_failing_names_each_and_leaves_nothing(
     assert "[3] http://127.0.0.1:9/" in line and "refused" in line.lower()
     assert line.endswith(
         f"(offline? point at a local copy: MNIST_PIPELINE_MIRRORS={DATASET}=/path/to/folder, or mirrors.{DATASET} "
-        "in mnist-pipeline.local.yaml; in the project's own checkout, make repro MIRROR=/path/to/folder)"
+        f"in mnist-pipeline.local.yaml; in the project's own checkout, "
+        f"make repro DATASET={DATASET} MIRROR=/path/to/folder)"
     )
     assert not (raw / TRAIN_IMAGES).exists()
     assert not (tmp_path / "data" / DATASET / ".partial").exists()
