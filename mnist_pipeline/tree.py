@@ -85,7 +85,7 @@ def unpack_zip(zip_path: Path, tree_dir: Path) -> int:
     """Write every member of ``zip_path`` under ``tree_dir`` (atomically as a whole), with the
     marker and the ignore file; the member count. Refuses, before writing anything, a
     destination ``refuse_foreign_target`` refuses and a zip that is not a PNG export."""
-    refuse_foreign_target(zip_path, tree_dir)
+    tree_dir = refuse_foreign_target(zip_path, tree_dir)
     where = str(zip_path)
     with FileReadAt(zip_path) as source:
         directory = find_central_directory(source, where)
@@ -101,8 +101,10 @@ def unpack_zip(zip_path: Path, tree_dir: Path) -> int:
     return count
 
 
-def refuse_foreign_target(zip_path: Path, tree_dir: Path) -> None:
-    """The one rule for where a tree may be written; ``TreeError`` naming ``tree_dir`` otherwise."""
+def refuse_foreign_target(zip_path: Path, tree_dir: Path) -> Path:
+    """The one rule for where a tree may be written: ``tree_dir`` without ``..`` parts but
+    leading ones, or ``TreeError`` naming it."""
+    tree_dir = _without_dot_dots(tree_dir)
     cwd = Path.cwd()
     absolute = Path(os.path.abspath(tree_dir))  # noqa: PTH100 - lexical: resolve() would follow the links checked
     if cwd.is_relative_to(absolute):
@@ -110,13 +112,14 @@ def refuse_foreign_target(zip_path: Path, tree_dir: Path) -> None:
             f"{tree_dir}: expected a folder of its own for the tree, found the working directory or a folder "
             "holding it; refusing to replace it"
         )
-    inside = ".." not in tree_dir.parts and absolute.is_relative_to(cwd)
-    # Below the working directory no part may be a link (as git); elsewhere the path is the
-    # user's own choice, and only the folder itself is checked.
-    safe_target(tree_dir if inside else absolute, cwd if inside else absolute.parent)
+    inside = absolute.is_relative_to(cwd)
+    # Below the working directory no part may be a link (as git), however the path reaches it
+    # (`../<this folder>/tree` too); elsewhere the path is the user's own choice, and only the
+    # folder itself is checked.
+    safe_target(absolute.relative_to(cwd) if inside else absolute, cwd if inside else absolute.parent)
     if not absolute.exists():
-        # The path as given, not its lexical form: `notes.txt/../tree` goes through a file too.
-        # A dangling link counts as there; "." or "/" at the latest.
+        # The nearest part that exists must be a folder. A dangling link counts as there; "." or
+        # "/" at the latest.
         holder = next(parent for parent in tree_dir.parents if parent.exists() or parent.is_symlink())
         if not holder.is_dir():
             found = "the file" if holder.exists() else "the dangling link"
@@ -124,7 +127,7 @@ def refuse_foreign_target(zip_path: Path, tree_dir: Path) -> None:
                 f"{tree_dir}: expected folders to unpack into, found {found} {holder} on the way; "
                 "refusing to unpack there"
             )
-        return
+        return tree_dir
     if not absolute.is_dir():
         raise TreeError(
             f"{tree_dir}: expected a folder (or nothing) to unpack into, found a file; refusing to replace it"
@@ -136,6 +139,29 @@ def refuse_foreign_target(zip_path: Path, tree_dir: Path) -> None:
             f"{tree_dir}: expected an empty folder or a tree mnist-pipeline unpacked (it holds {MARKER}), "
             f"found other files; refusing to replace it"
         )
+    return tree_dir
+
+
+def _without_dot_dots(tree_dir: Path) -> Path:
+    """``tree_dir`` read lexically (``a/../b`` is ``b``), once every ``..`` is proven to step out
+    of an existing folder that is no link, where the system reads it the same way: it reads
+    ``link/..`` as the parent of wherever the link points, and ``missing/..`` would make
+    ``missing`` when the folders on the way are made."""
+    for index, part in enumerate(tree_dir.parts):
+        if part != ".." or index == 0:
+            continue
+        before = Path(*tree_dir.parts[:index])
+        if before.is_symlink():
+            raise TreeError(
+                f"{tree_dir}: expected no symbolic link before '..', found {before} -> {before.readlink()}; "
+                "refusing to unpack there"
+            )
+        if not before.is_dir():
+            found = f"the file {before}" if before.exists() else f"nothing at {before}"
+            raise TreeError(
+                f"{tree_dir}: expected folders to unpack into, found {found} on the way; refusing to unpack there"
+            )
+    return Path(os.path.normpath(tree_dir))
 
 
 def survey_export(source: ReadAt, directory: CentralDirectory, where: str, budget: int) -> Survey:

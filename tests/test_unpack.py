@@ -501,12 +501,15 @@ def export_zip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return zip_path
 
 
-def refused_target(zip_path: Path, tree: Path, match: str, capsys: pytest.CaptureFixture[str]) -> None:
-    """Refused in one line by the command and by the library; nothing created or left beside."""
+def refused_target(
+    zip_path: Path, tree: Path, match: str, capsys: pytest.CaptureFixture[str], *, named: Path | None = None
+) -> None:
+    """Refused in one line, naming ``tree`` (or the path it ``named`` once read), by the command
+    and by the library; nothing created or left beside."""
     before = snapshot(zip_path.parent)
     assert cli.main(["unpack", str(zip_path), str(tree)]) == 1
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith(f"mnist-pipeline: error: {tree}: ") and re.search(match, line), line
+    assert line.startswith(f"mnist-pipeline: error: {named or tree}: ") and re.search(match, line), line
     with pytest.raises(PipelineError, match=match):
         unpack_zip(zip_path, tree)
     assert snapshot(zip_path.parent) == before
@@ -577,6 +580,41 @@ def test_links_on_the_way_are_refused(
     link.symlink_to(outside / "tree" if where == "tree" else outside, target_is_directory=True)
     refused_target(export_zip, Path(where), "expected no symbolic link on the way", capsys)
     assert sorted(p.name for p in outside.rglob("*")) == ["precious.txt", "tree"]
+
+
+@pytest.mark.parametrize(
+    ("tree", "match"),
+    [
+        # The system reads `missing/..` only once `missing` is made, and then goes through the link.
+        ("nosub/../linkdir/tree", "found nothing at nosub on the way"),
+        ("linkdir/../tree", "expected no symbolic link before '..', found linkdir -> "),
+        ("notes.txt/../linkdir/tree", "found the file notes.txt on the way"),
+        # Back into the working directory from above: held to the rule for paths below it.
+        ("../{cwd}/linkdir/tree", "expected no symbolic link on the way, found .*/linkdir -> "),
+    ],
+)
+def test_dot_dots_do_not_hide_a_link(
+    export_zip: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    tree: str,
+    match: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    outside = tmp_path_factory.mktemp("outside")
+    (export_zip.parent / "linkdir").symlink_to(outside, target_is_directory=True)
+    (export_zip.parent / "notes.txt").write_text("mine")
+    given = Path(tree.format(cwd=export_zip.parent.name))
+    named = Path("linkdir/tree") if given.parts[0] == ".." else None  # the path it reaches, once read
+    refused_target(export_zip, given, match, capsys, named=named)
+    assert list(outside.iterdir()) == []
+
+
+def test_dot_dots_through_real_folders_are_read_as_written(export_zip: Path) -> None:
+    (export_zip.parent / "sub").mkdir()
+    assert unpack_zip(export_zip, Path("sub/../tree")) == 2
+    assert (export_zip.parent / "tree" / "a.png").read_bytes() == b"a"
+    assert unpack_zip(export_zip, Path("..") / export_zip.parent.name / "sub" / "tree") == 2
+    assert (export_zip.parent / "sub" / "tree" / "a.png").read_bytes() == b"a"
 
 
 def test_a_missing_destination_and_an_earlier_tree_are_fine(export_zip: Path) -> None:
