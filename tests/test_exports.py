@@ -8,10 +8,12 @@ from __future__ import annotations
 import copy
 import csv
 import gzip
+import importlib.util
 import io
 import json
 import shutil
 import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -667,6 +669,26 @@ def test_parquet_pixels_extended_labels_and_row_groups(
         # What SQL users do: the pixels column read without any image decoding.
         frame = pd.read_parquet(out / f"{split}.parquet", columns=["label", "pixels"])
         np.testing.assert_array_equal(np.stack(frame["pixels"].to_list()), images.reshape(len(images), -1))
+
+
+def test_parquet_export_never_imports_pandas(tmp_path: Path, tiny: TinyDataset, table_decoded: Path) -> None:
+    """pa.array() imports pandas wherever it is installed (a sixth of the export's time), so the
+    export builds every column from its buffers. In a process of its own: pyarrow asks once."""
+    assert importlib.util.find_spec("pandas") is not None  # installed here, or this proves nothing
+    dataset = {**TABLE_DATASET, "classes": [str(c) for c in range(10)]}
+    params = stage_params(tiny, 2, dataset, parquet={"pixels": True, "extended_labels": True})
+    out = tmp_path / "data" / "parquet"
+    argv = ["--params", str(write_params(tmp_path / "params.json", params)), "--dataset", "mnist"]
+    argv += [str(table_decoded), str(out), "--sums", str(out.parent / "parquet.sha256")]
+    code = (
+        f"import sys\nfrom mnist_pipeline import export_parquet\n"
+        f"print(export_parquet.main({argv!r}), 'pandas' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.split() == ["0", "False"], result.stderr
+    assert pq.read_table(out / "train.parquet").column("label").to_pylist() == tiny.arrays["train"][1].tolist()
 
 
 # every format ---------------------------------------------------------------------------------
