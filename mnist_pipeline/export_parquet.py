@@ -88,10 +88,10 @@ def split_tables(
         images = pa.StructArray.from_arrays(
             [arrow_bytes(pngs, pa.binary()), arrow_bytes(paths, pa.string())], fields=list(IMAGE_TYPE)
         )
-        columns: list[pa.Array] = [images, arrow_numbers(labels.astype(np.int64), pa.int64())]
+        columns: list[pa.Array] = [images, arrow_numbers(labels, pa.int64())]
         if extra and split.table is not None:
             table = split.table.read(start, stop)
-            columns += [arrow_numbers(table[:, index].astype(np.int32), pa.int32()) for index, _ in extra]
+            columns += [arrow_numbers(table[:, index], pa.int32()) for index, _ in extra]
         if "pixels" in schema.names:
             flat = arrow_numbers(split.images.read(start, stop).reshape(-1), pa.uint8())
             columns.append(pa.FixedSizeListArray.from_arrays(flat, schema.field("pixels").type.list_size))
@@ -103,9 +103,15 @@ def split_tables(
 # a pandas object.
 
 
+#: The Arrow types of the number columns, and the numpy types their buffers hold.
+NUMPY_TYPES = {pa.int64(): np.int64, pa.int32(): np.int32, pa.uint8(): np.uint8}
+
+
 def arrow_numbers(values: npt.NDArray[Any], kind: pa.DataType) -> pa.Array:
-    """``values``, a numpy array of ``kind``'s type, as an Arrow array over the same bytes."""
-    return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(np.ascontiguousarray(values))])
+    """``values`` as an Arrow array of ``kind``, over their bytes once in ``kind``'s numpy type
+    (labels widen to int64; the label tables are int32 and the pixels uint8 already)."""
+    numbers = np.ascontiguousarray(values, dtype=NUMPY_TYPES[kind])
+    return pa.Array.from_buffers(kind, len(numbers), [None, pa.py_buffer(numbers)])
 
 
 def arrow_bytes(values: list[bytes], kind: pa.DataType) -> pa.Array:
