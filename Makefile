@@ -9,10 +9,8 @@ DEV_STAMP := $(VENV)/.installed-dev
 # uv installs the locked wheels in seconds where pip takes minutes (measured here: 8 s against
 # 140 s for requirements.lock); pip only bootstraps it, at a pinned version. --compile-bytecode
 # writes every installed module's .pyc once, as pip does by default and uv does not: where
-# PYTHONDONTWRITEBYTECODE is set (as on this machine, and in many container images) Python
-# would otherwise compile DVC, numpy and pyarrow from source in every process, every `dvc`
-# command and every stage (measured here: a no-op `dvc status` 0.95 s without, 0.42 s with;
-# importing a stage's libraries 0.41 s against 0.20 s), for 3.4 s more at install.
+# PYTHONDONTWRITEBYTECODE is set, every `dvc` command and every stage would otherwise compile
+# DVC, numpy and pyarrow from source (README, Quickstart, has the figures).
 UV_VERSION := 0.13.9
 INSTALL := $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python
 # Stages are run by DVC as `python -m mnist_pipeline.<stage>`: the venv's python must come first.

@@ -54,8 +54,8 @@ def _version(distribution: str) -> str:
 
 
 def _bytecode() -> str:
-    """Whether the libraries' .pyc files exist: without them every `dvc` command and every stage
-    compiles DVC, numpy and pyarrow from source (about 0.5 s per `dvc status` here)."""
+    """Whether the libraries' .pyc files exist (DVC's stands for all): without them every `dvc`
+    command and every stage compiles its libraries from source (README, Quickstart)."""
     import dvc  # noqa: PLC0415 - only to find its files
 
     compiled = Path(importlib.util.cache_from_source(dvc.__file__)).is_file()

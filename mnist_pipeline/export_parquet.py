@@ -110,7 +110,8 @@ NUMPY_TYPES = {pa.int64(): np.int64, pa.int32(): np.int32, pa.uint8(): np.uint8}
 def arrow_numbers(values: npt.NDArray[Any], kind: pa.DataType) -> pa.Array:
     """``values`` as an Arrow array of ``kind``, over their bytes once in ``kind``'s numpy type
     (labels widen to int64; the label tables are int32 and the pixels uint8 already)."""
-    numbers = np.ascontiguousarray(values, dtype=NUMPY_TYPES[kind])
+    # A safe cast only (pa.array() refused overflow; the decoded files' dtypes are checked on opening).
+    numbers = np.ascontiguousarray(values.astype(NUMPY_TYPES[kind], casting="safe", copy=False))
     return pa.Array.from_buffers(kind, len(numbers), [None, pa.py_buffer(numbers)])
 
 

@@ -102,32 +102,32 @@ def unpack_zip(zip_path: Path, tree_dir: Path) -> int:
 
 
 def refuse_foreign_target(zip_path: Path, tree_dir: Path) -> Path:
-    """The one rule for where a tree may be written: ``tree_dir`` without ``..`` parts but
-    leading ones, or ``TreeError`` naming it."""
-    tree_dir = _without_dot_dots(tree_dir)
+    """The one rule for where a tree may be written. Returns the destination to write:
+    ``tree_dir`` read lexically (``_without_dot_dots``); raises ``TreeError`` or
+    ``UnsafePathError`` naming ``tree_dir`` otherwise (or, for a path that comes back below the
+    working directory through ``..``, the path it reaches)."""
+    target = _without_dot_dots(tree_dir)
     cwd = Path.cwd()
-    absolute = Path(os.path.abspath(tree_dir))  # noqa: PTH100 - lexical: resolve() would follow the links checked
+    absolute = Path(os.path.abspath(target))  # noqa: PTH100 - lexical: resolve() would follow the links checked
     if cwd.is_relative_to(absolute):
         raise TreeError(
             f"{tree_dir}: expected a folder of its own for the tree, found the working directory or a folder "
             "holding it; refusing to replace it"
         )
-    inside = absolute.is_relative_to(cwd)
     # Below the working directory no part may be a link (as git), however the path reaches it
     # (`../<this folder>/tree` too); elsewhere the path is the user's own choice, and only the
     # folder itself is checked.
-    safe_target(absolute.relative_to(cwd) if inside else absolute, cwd if inside else absolute.parent)
+    if absolute.is_relative_to(cwd):
+        safe_target(target if ".." not in tree_dir.parts else absolute.relative_to(cwd), cwd)
+    else:
+        safe_target(absolute, absolute.parent)
     if not absolute.exists():
         # The nearest part that exists must be a folder. A dangling link counts as there; "." or
         # "/" at the latest.
-        holder = next(parent for parent in tree_dir.parents if parent.exists() or parent.is_symlink())
+        holder = _nearest_existing(target)
         if not holder.is_dir():
-            found = "the file" if holder.exists() else "the dangling link"
-            raise TreeError(
-                f"{tree_dir}: expected folders to unpack into, found {found} {holder} on the way; "
-                "refusing to unpack there"
-            )
-        return tree_dir
+            raise _in_the_way(tree_dir, _no_folder(holder))
+        return target
     if not absolute.is_dir():
         raise TreeError(
             f"{tree_dir}: expected a folder (or nothing) to unpack into, found a file; refusing to replace it"
@@ -139,29 +139,43 @@ def refuse_foreign_target(zip_path: Path, tree_dir: Path) -> Path:
             f"{tree_dir}: expected an empty folder or a tree mnist-pipeline unpacked (it holds {MARKER}), "
             f"found other files; refusing to replace it"
         )
-    return tree_dir
+    return target
 
 
 def _without_dot_dots(tree_dir: Path) -> Path:
     """``tree_dir`` read lexically (``a/../b`` is ``b``), once every ``..`` is proven to step out
     of an existing folder that is no link, where the system reads it the same way: it reads
-    ``link/..`` as the parent of wherever the link points, and ``missing/..`` would make
-    ``missing`` when the folders on the way are made."""
+    ``link/..`` (and ``link/sub/../..``) as the parent of wherever the link points, and
+    ``missing/..`` would make ``missing`` when the folders on the way are made."""
     for index, part in enumerate(tree_dir.parts):
         if part != ".." or index == 0:
             continue
-        before = Path(*tree_dir.parts[:index])
+        # Read lexically: the `..` parts before this one are proven, so this is the folder the
+        # system steps out of (`linkdir/sub/..` is `linkdir`).
+        before = Path(os.path.normpath(Path(*tree_dir.parts[:index])))
         if before.is_symlink():
             raise TreeError(
                 f"{tree_dir}: expected no symbolic link before '..', found {before} -> {before.readlink()}; "
                 "refusing to unpack there"
             )
         if not before.is_dir():
-            found = f"the file {before}" if before.exists() else f"nothing at {before}"
-            raise TreeError(
-                f"{tree_dir}: expected folders to unpack into, found {found} on the way; refusing to unpack there"
-            )
+            holder = _nearest_existing(before)
+            raise _in_the_way(tree_dir, f"nothing at {before}" if holder.is_dir() else _no_folder(holder))
     return Path(os.path.normpath(tree_dir))
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or the nearest path above it that exists (a dangling link counts); "." or "/"
+    at the latest."""
+    return next(part for part in (path, *path.parents) if part.exists() or part.is_symlink())
+
+
+def _no_folder(holder: Path) -> str:
+    return f"the file {holder}" if holder.exists() else f"the dangling link {holder}"
+
+
+def _in_the_way(tree_dir: Path, found: str) -> TreeError:
+    return TreeError(f"{tree_dir}: expected folders to unpack into, found {found} on the way; refusing to unpack there")
 
 
 def survey_export(source: ReadAt, directory: CentralDirectory, where: str, budget: int) -> Survey:

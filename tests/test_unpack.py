@@ -588,7 +588,10 @@ def test_links_on_the_way_are_refused(
         # The system reads `missing/..` only once `missing` is made, and then goes through the link.
         ("nosub/../linkdir/tree", "found nothing at nosub on the way"),
         ("linkdir/../tree", "expected no symbolic link before '..', found linkdir -> "),
+        # A link further back: `linkdir/sub/..` is the link itself, and the next `..` its target's parent.
+        ("linkdir/sub/../../tree", "expected no symbolic link before '..', found linkdir -> "),
         ("notes.txt/../linkdir/tree", "found the file notes.txt on the way"),
+        ("notes.txt/a/../tree", "found the file notes.txt on the way"),
         # Back into the working directory from above: held to the rule for paths below it.
         ("../{cwd}/linkdir/tree", "expected no symbolic link on the way, found .*/linkdir -> "),
     ],
@@ -600,13 +603,15 @@ def test_dot_dots_do_not_hide_a_link(
     match: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    # The link points one folder down, so that a write beside its target shows too.
     outside = tmp_path_factory.mktemp("outside")
-    (export_zip.parent / "linkdir").symlink_to(outside, target_is_directory=True)
+    (outside / "inner" / "sub").mkdir(parents=True)
+    (export_zip.parent / "linkdir").symlink_to(outside / "inner", target_is_directory=True)
     (export_zip.parent / "notes.txt").write_text("mine")
     given = Path(tree.format(cwd=export_zip.parent.name))
     named = Path("linkdir/tree") if given.parts[0] == ".." else None  # the path it reaches, once read
     refused_target(export_zip, given, match, capsys, named=named)
-    assert list(outside.iterdir()) == []
+    assert sorted(str(path.relative_to(outside)) for path in outside.rglob("*")) == ["inner", "inner/sub"]
 
 
 def test_dot_dots_through_real_folders_are_read_as_written(export_zip: Path) -> None:
