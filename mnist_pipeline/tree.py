@@ -5,7 +5,8 @@ Where a tree may go (one rule for the stage and the command, ``refuse_foreign_ta
 that does not exist yet, an empty folder, or a folder this module wrote before, which it proves
 by the marker file ``MARKER`` it puts in every tree (never by a ``manifest.csv``, which anyone's
 folder may hold). Never onto a file (the zip itself included), a symbolic link, the working
-directory, a folder holding the zip, or through a link below the working directory.
+directory, a folder holding the zip, or through a link below the working directory; a ``..``
+only right after an existing folder that is no link, so that the path goes where it reads.
 
 What it unpacks: only a PNG export of this pipeline, a zip whose last member is ``manifest.csv``
 listing every other member, in order, in its ``path`` column, but for the
