@@ -115,6 +115,22 @@ def test_errors_are_one_line(
     assert "conf/: not found here; adopt the pipeline first" in capsys.readouterr().err
 
 
+def test_params_replaces_a_hard_linked_params_yaml_by_a_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README "Failure modes": `mnist-pipeline params` never writes through a second name of
+    params.yaml (`dvc exp run`, which writes it in place, does: tests/test_loop.py)."""
+    shutil.copytree(PROJECT_ROOT / "conf", tmp_path / "conf")
+    elsewhere = tmp_path / "elsewhere.yaml"
+    elsewhere.write_text("not params\n")
+    (tmp_path / "params.yaml").hardlink_to(elsewhere)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["params"]) == 0, capsys.readouterr().err
+    assert elsewhere.read_text() == "not params\n"
+    assert (tmp_path / "params.yaml").stat().st_nlink == 1
+    assert (tmp_path / "params.yaml").read_bytes() == (PROJECT_ROOT / "params.yaml").read_bytes()
+
+
 @pytest.mark.parametrize(
     ("edit", "found"),
     [

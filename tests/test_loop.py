@@ -174,3 +174,34 @@ def test_a_tree_left_from_another_zip_shows_in_status(team: tuple[Path, FaultSer
         for member in archive.namelist():
             assert (repo / EXPORT / "images" / member).read_bytes() == archive.read(member), member
     assert "up to date" in run(repo, "dvc", "status").stdout
+
+
+def test_dvc_s_own_writes_follow_links_as_the_readme_warns(team: tuple[Path, FaultServer], tmp_path: Path) -> None:
+    """README "Failure modes": what DVC writes itself is outside what the stages guard. `dvc exp
+    apply` restores a cached output through a linked folder before any stage could refuse, and
+    `dvc exp run` rewrites a hard-linked params.yaml in place. Should DVC stop doing either,
+    this fails, and the README's warning can go."""
+    repo, _ = team
+    run(repo, "git", "checkout", "-q", "--", ".")
+    run(repo, "dvc", "checkout", "-q", "--force")
+    decoded = repo / "data/tiny/decoded"
+    outside = tmp_path / "outside"
+    decoded.rename(outside)
+    for path in outside.iterdir():
+        path.write_bytes(b"mine")
+    decoded.symlink_to(outside, target_is_directory=True)
+    run(repo, "dvc", "exp", "apply", "with-parquet")
+    assert [path.name for path in outside.iterdir() if path.read_bytes() == b"mine"] == []
+    decoded.unlink()
+    run(repo, "dvc", "checkout", "-q", "--force")
+
+    elsewhere = tmp_path / "elsewhere.yaml"
+    elsewhere.hardlink_to(repo / "params.yaml")
+    before = elsewhere.read_bytes()
+    run(repo, "dvc", "exp", "run", "-S", "export.csv.header=false")
+    assert elsewhere.read_bytes() != before
+    assert elsewhere.read_bytes() == (repo / "params.yaml").read_bytes()
+    (repo / "params.yaml").unlink()
+    restore_committed(repo, "params.yaml", "dvc.lock")
+    run(repo, "dvc", "checkout", "-q", "--force")
+    assert run(repo, "dvc", "status").stdout.strip() == "Data and pipelines are up to date."
