@@ -44,17 +44,23 @@ def main() -> int:
     sections.append(machine_section(Path(tempfile.gettempdir())))
     goals: list[list[str]] = []
     data: dict[str, object] = {"quick": args.quick}
-    if args.only in (None, "scale"):
-        rounds = bench_scale.export_rounds(args)
-        scale = bench_scale.run_scale(mirror, args.scale, args.emnist, args.quick, args.wait, args.keep, rounds)
-        sections.append(scale.markdown)
-        goals += scale.goals
-        data["scale"] = scale.data
-    if args.only in (None, "dvc"):
-        dvc = bench_pipeline.run_pipeline(bench_pipeline.options_from(args))
-        sections.append(dvc.markdown)
-        goals += dvc.goals
-        data["dvc"] = dvc.data
+    # The scale half's trees are removed only at the end: deleting them would slow every file the
+    # DVC half creates for minutes after (fsprobe.py).
+    scale_root = Path(tempfile.mkdtemp(prefix="mnist-bench-scale-"))
+    try:
+        if args.only in (None, "scale"):
+            rounds = bench_scale.export_rounds(args)
+            scale = bench_scale.run_scale(mirror, args.scale, args.emnist, args.quick, args.wait, rounds, scale_root)
+            sections.append(scale.markdown)
+            goals += scale.goals
+            data["scale"] = scale.data
+        if args.only in (None, "dvc"):
+            dvc = bench_pipeline.run_pipeline(bench_pipeline.options_from(args))
+            sections.append(dvc.markdown)
+            goals += dvc.goals
+            data["dvc"] = dvc.data
+    finally:
+        bench_scale.remove_scratch(scale_root, args.keep)
     sections.append(goals_section(goals))
     minutes = (time.monotonic() - started) / 60
     sections.append(f"Whole benchmark: {minutes:.1f} minutes; load average at the end: {load_average():.2f}.")

@@ -45,7 +45,7 @@ from typing import Any
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
-from benchmarks import floors, synthetic  # noqa: E402  (run as a script, too)
+from benchmarks import floors, fsprobe, synthetic  # noqa: E402  (run as a script, too)
 from benchmarks.copies import StageCommand, compose, fresh_copy, stage_commands, stage_label  # noqa: E402
 from benchmarks.machine import machine_section  # noqa: E402
 from benchmarks.measure import Measurement, measure  # noqa: E402
@@ -124,6 +124,8 @@ class ExportComparisons:
     comparisons: list[Comparison] = field(default_factory=list)
     floor_kind: str = ""
     pil: Measurement | None = None
+    #: CPU µs per empty file created just before each PNG round (fsprobe.py)
+    creation_probes: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -212,8 +214,8 @@ def compare_exports(
     result: SizeResult, work: Workdir, entry: dict[str, Any], scratch: Path, rounds: int
 ) -> ExportComparisons:
     """On the data of ``result`` (the 1x run), ``rounds`` interleaved rounds of each comparison.
-    No tree is deleted meanwhile: on this disk (ext4 mounted with ``discard``), deleting 70,000
-    files slows the file creation after it."""
+    No tree is deleted meanwhile: on ext4 without a journal, deleting 70,000 files makes creating
+    files 20 times as costly for minutes (fsprobe.py), so each PNG round is probed first."""
     found = ExportComparisons()
     programs = floors.floor_programs(RESULTS_DIR / "bin")
     found.floor_kind = programs.kind
@@ -260,6 +262,7 @@ def compare_exports(
     start = load_average()
     for index in range(rounds):
         log(f"PNG tree, floor and pypng: round {index + 1} of {rounds}")
+        found.creation_probes.append(fsprobe.creation_cost(scratch / "probes"))
         steps: list[tuple[str, Callable[[int], Sample]]] = [("floor", floor), ("ours", ours), ("pypng", pypng)]
         measured = {name: step(index) for name, step in (steps if index % 2 == 0 else steps[::-1])}
         png_floor.pairs.append((measured["ours"], measured["floor"]))
@@ -435,28 +438,33 @@ class ScaleReport:
 
 
 def run_scale(
-    mirror: Path, scale: float, emnist: bool, quick: bool, wait_minutes: float, keep: bool, rounds: int
+    mirror: Path, scale: float, emnist: bool, quick: bool, wait_minutes: float, rounds: int, root: Path
 ) -> ScaleReport:
-    root = Path(tempfile.mkdtemp(prefix="mnist-bench-scale-"))
+    """Everything measured in ``root``, which the caller removes once nothing else is measured:
+    deleting the trees slows the file creation after it (fsprobe.py)."""
     exports: ExportComparisons | None = None
     results: list[SizeResult] = []
-    try:
-        snapshot, smoke_failure = ready_snapshot(root, mirror, wait_minutes)
-        for index, size in enumerate(sizes_for(scale, emnist, quick)):
-            result, work, entry = run_size(size, snapshot, root, mirror)
-            results.append(result)
-            if index == 0:
-                exports = compare_exports(result, work, entry, root / "floors", rounds)
-    finally:
-        # Only now: deleting a tree of files slows the file creation after it (compare_exports).
-        if not keep:
-            log(f"removing {root}")
-            shutil.rmtree(root, ignore_errors=True)
+    snapshot, smoke_failure = ready_snapshot(root, mirror, wait_minutes)
+    settling = fsprobe.settle(root / "probes", 0.0 if quick else fsprobe.MAX_WAIT_SECONDS, log)
+    for index, size in enumerate(sizes_for(scale, emnist, quick)):
+        result, work, entry = run_size(size, snapshot, root, mirror)
+        results.append(result)
+        if index == 0:
+            exports = compare_exports(result, work, entry, root / "floors", rounds)
     assert exports is not None
-    return build_report(results, exports, smoke_failure)
+    return build_report(results, exports, smoke_failure, settling)
 
 
-def build_report(results: list[SizeResult], exports: ExportComparisons, smoke_failure: str | None) -> ScaleReport:
+def remove_scratch(root: Path, keep: bool) -> None:
+    """The benchmark's folder, removed last (or kept with ``--keep``)."""
+    if not keep:
+        log(f"removing {root}")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def build_report(
+    results: list[SizeResult], exports: ExportComparisons, smoke_failure: str | None, settling: fsprobe.Settling
+) -> ScaleReport:
     base = results[0]
     goals = goals_rows(results, exports)
     generated = [
@@ -469,6 +477,11 @@ def build_report(results: list[SizeResult], exports: ExportComparisons, smoke_fa
         f"floors: {exports.floor_kind}; each round runs the floor, ours and pypng back to back, in reverse "
         "order every other round; no tree is deleted until every measurement is done",
         f"naive Pillow save loop writing the tree, one process, once: {seconds(pil)} s",
+        settling.text(),
+        "creating an empty file just before each PNG round: "
+        + ", ".join(f"{value:.0f}" for value in exports.creation_probes)
+        + f" µs of CPU (usual ≤ {fsprobe.USUAL_MICROSECONDS:.0f}; "
+        f"each side of a round creates {base.size.images:,} files)",
         *exports.notes,
     ]
     sections = [
@@ -509,6 +522,8 @@ def build_report(results: list[SizeResult], exports: ExportComparisons, smoke_fa
             for r in results
         ],
         "comparisons": [c.data() for c in exports.comparisons],
+        "creation_probes_us": [round(value, 1) for value in exports.creation_probes],
+        "settling_probes_us": [round(value, 1) for value in settling.probes],
         "pil_seconds": pil,
         "notes": notes,
         "goals": goals,
@@ -563,7 +578,11 @@ def main() -> int:
     started = time.monotonic()
     machine_md = machine_section(Path(tempfile.gettempdir()))
     mirror = args.mirror.resolve()
-    report = run_scale(mirror, args.scale, args.emnist, args.quick, args.wait, args.keep, export_rounds(args))
+    root = Path(tempfile.mkdtemp(prefix="mnist-bench-scale-"))
+    try:
+        report = run_scale(mirror, args.scale, args.emnist, args.quick, args.wait, export_rounds(args), root)
+    finally:
+        remove_scratch(root, args.keep)
     duration = f"Duration: {(time.monotonic() - started) / 60:.1f} minutes."
     text = "\n\n".join(["# Scale benchmark", machine_md, report.markdown, goals_section(report.goals), duration])
     print(text)

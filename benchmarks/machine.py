@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.fsprobe import mount_of
 from benchmarks.tables import markdown_table
 
 GIB = 1 << 30
@@ -87,20 +88,16 @@ def _memory() -> str:
 
 
 def _file_system(path: Path) -> str:
-    """Type, device and free space of the mount holding ``path`` (longest mount-point prefix)."""
-    resolved = str(path.resolve())
-    best = ("", "unknown", "unknown", "")
-    try:
-        for line in Path("/proc/mounts").read_text().splitlines():
-            device, mount_point, fs_type, options, *_ = line.split()
-            inside = resolved == mount_point or resolved.startswith(mount_point.rstrip("/") + "/")
-            if inside and len(mount_point) >= len(best[0]):
-                best = (mount_point, fs_type, device, options)
-    except OSError:
-        pass
-    free = shutil.disk_usage(resolved).free / GIB
-    mount_point, fs_type, device, options = best
-    return f"{fs_type} on {device} at {mount_point} ({options}); {resolved}: {free:.0f} GiB free"
+    """Type, device, options, journal and free space of the mount holding ``path``."""
+    free = shutil.disk_usage(path.resolve()).free / GIB
+    mount = mount_of(path)
+    if mount is None:
+        return f"unknown; {path.resolve()}: {free:.0f} GiB free"
+    journal = {True: ", journaled", False: ", no journal (see benchmarks/fsprobe.py)", None: ""}[mount.has_journal()]
+    return (
+        f"{mount.fs_type}{journal} on {mount.device} at {mount.point} ({mount.options}); "
+        f"{path.resolve()}: {free:.0f} GiB free"
+    )
 
 
 def _io_pressure() -> str:
