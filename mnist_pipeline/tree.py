@@ -20,7 +20,8 @@ and the bounds before anything is written: at most ``MAX_MEMBERS`` files and a t
 size of at most ``MAX_TOTAL_BYTES`` and ``MAX_EXPANSION`` times the zip's own size. The second
 pass writes the tree beside its final place, compares each name with the manifest's next row,
 and the tree replaces the old one as a whole. Files are written directly (one open/write/close
-each, no per-file metadata syscalls), which is what makes 70,000 of them cheap.
+each, no per-file metadata syscalls), which is what makes 70,000 of them cheap; with a second
+core, a forked helper process creates every other folder's files meanwhile (``_FileMaker``).
 
 Every tree also gets a ``.gitignore`` of ``*``: a consumer's ``git add -A`` never adds the
 unpacked PNGs (the zip they came from is what is versioned), while DVC, which reads
@@ -30,11 +31,17 @@ unpacked PNGs (the zip they came from is what is versioned), while DVC, which re
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
+import errno
+import fcntl
 import os
+import signal
+import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from mnist_pipeline.errors import ArchiveError, PipelineError
 from mnist_pipeline.fsio import atomic_dir, safe_target
@@ -223,21 +230,32 @@ def _write_members(source: ReadAt, directory: CentralDirectory, survey: Survey, 
     made_dirs = {""}
     shape = _ExportShape(_manifest_paths(source, survey.manifest, where), where)
     count = 0
-    for member in iter_members(source, directory, where, max_members=MAX_MEMBERS):
-        shape.admit(member.name, last=count == survey.count - 1)
-        parent = member.name.rpartition("/")[0]
+    with _FileMaker(root, where, helper=_spare_core()) as maker:
         try:
-            if parent not in made_dirs:
-                Path(root, parent).mkdir(parents=True, exist_ok=True)
-                made_dirs.add(parent)
-            _write_member(source, member, f"{root}/{member.name}", where)
-        except (FileExistsError, NotADirectoryError) as exc:
-            raise ArchiveError(
-                f"{where}: refusing member {member.name!r}: expected a new path, found one an earlier member "
-                "already made (a duplicate name, or a file and a folder of the same name)"
-            ) from exc
-        count += 1
+            for member in iter_members(source, directory, where, max_members=MAX_MEMBERS):
+                shape.admit(member.name, last=count == survey.count - 1)
+                parent = member.name.rpartition("/")[0]
+                try:
+                    if parent not in made_dirs:
+                        Path(root, parent).mkdir(parents=True, exist_ok=True)
+                        made_dirs.add(parent)
+                    maker.write(source, member, parent)
+                except (FileExistsError, NotADirectoryError) as exc:
+                    raise _clash(where, member.name) from exc
+                count += 1
+            maker.finish()
+        except _HelperError as failed:
+            if isinstance(failed.error, FileExistsError | NotADirectoryError):
+                raise _clash(where, os.path.relpath(failed.error.filename, root)) from failed.error
+            raise failed.error from None
     return count
+
+
+def _clash(where: str, name: str) -> ArchiveError:
+    return ArchiveError(
+        f"{where}: refusing member {name!r}: expected a new path, found one an earlier member "
+        "already made (a duplicate name, or a file and a folder of the same name)"
+    )
 
 
 class _ExportShape:
@@ -317,14 +335,190 @@ def _text_lines(chunks: Iterable[bytes], where: str) -> Iterator[str]:
         yield pending
 
 
-def _write_member(source: ReadAt, member: ZipMember, path: str, where: str) -> None:
-    small = member.size <= WHOLE_MEMBER_SIZE and member.compressed_size <= WHOLE_MEMBER_SIZE
-    # A small member is read (and checked) before its file exists; a large one streams into it.
-    chunks: Iterable[bytes] = (
-        [read_member(source, member, where, max_size=WHOLE_MEMBER_SIZE)]
-        if small
-        else iter_member_chunks(source, member, where)
-    )
+def _spare_core() -> bool:
+    """Whether this process may use a second core (``unpack`` runs one helper process on it)."""
+    return len(os.sched_getaffinity(0)) > 1
+
+
+class _HelperError(Exception):
+    """The helper process could not create a file: ``error`` says which and why."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _FileMaker:
+    """Creates the tree's files: every other folder's in a helper, a forked child process that
+    this process feeds over a pipe (path and bytes of each file), while this one reads and
+    checks the next members and creates the other folders' files itself.
+
+    Creating a file is system time in the kernel, as much as the rest of unpack, and two
+    processes creating files in different folders do not wait for each other. Measured on
+    MNIST's 70,000 files on this project's 2-core VM, five interleaved pairs: 2.8-3.2 s instead
+    of 4.3-4.7 s wall, the same CPU within 0.2 s. Threads were measured in an earlier round and
+    were no faster (the checks hold the GIL between the system calls). The flat layout has one
+    folder per split, so there the helper gets every other split. Large members (more than ``WHOLE_MEMBER_SIZE``) are
+    streamed here, never sent. The helper only creates files, each with ``O_EXCL`` as this
+    process does; it is killed and waited for before this process returns or raises, so the
+    staging folder is never removed under it.
+    """
+
+    def __init__(self, root: str, where: str, *, helper: bool) -> None:
+        self._root = root
+        self._where = where
+        self._pid = 0
+        self._records = -1
+        self._status = -1
+        self._batch = bytearray()
+        self._folders: dict[str, bool] = {}  # folder -> the helper creates its files
+        self._helper = helper
+
+    def __enter__(self) -> _FileMaker:
+        if self._helper:
+            self._start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._pid:  # finish() not reached: stop the helper before the staging folder goes
+            os.kill(self._pid, signal.SIGKILL)
+            os.waitpid(self._pid, 0)
+            self._pid = 0
+        for descriptor in (self._records, self._status):
+            if descriptor >= 0:
+                os.close(descriptor)
+        self._records = self._status = -1
+
+    def write(self, source: ReadAt, member: ZipMember, folder: str) -> None:
+        """Create ``member``'s file (its folder exists), here or in the helper."""
+        path = f"{self._root}/{member.name}"
+        small = member.size <= WHOLE_MEMBER_SIZE and member.compressed_size <= WHOLE_MEMBER_SIZE
+        if not small:  # streamed into its file, never held
+            _create_file(path, iter_member_chunks(source, member, self._where))
+            return
+        # Read (and checked) before its file exists.
+        data = read_member(source, member, self._where, max_size=WHOLE_MEMBER_SIZE)
+        if not (self._pid and self._folders.setdefault(folder, len(self._folders) % 2 == 1)):
+            _create_file(path, [data])
+            return
+        encoded = os.fsencode(path)
+        self._batch += _RECORD.pack(len(encoded), len(data))
+        self._batch += encoded
+        self._batch += data
+        if len(self._batch) >= _BATCH_BYTES:
+            self._send()
+
+    def finish(self) -> None:
+        """Wait until the helper has created every file sent; raise ``_HelperError`` if it could not."""
+        if not self._pid:
+            return
+        self._send()
+        os.close(self._records)
+        self._records = -1
+        self._wait()
+
+    def _start(self) -> None:
+        records_out, records_in = os.pipe()
+        status_out, status_in = os.pipe()
+        with contextlib.suppress(OSError):  # a larger pipe means fewer switches; the default works too
+            fcntl.fcntl(records_in, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+        # Ctrl-C is held back across the fork: the helper must never run this process's code
+        # (its error handling, the staging folder's clean-up); it is delivered here once the
+        # helper is recorded, so that __exit__ stops it.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            pid = os.fork()
+            if pid == 0:
+                _serve(records_out, status_in, unused=(records_in, status_out))
+            self._pid, self._records, self._status = pid, records_in, status_out
+            os.close(records_out)
+            os.close(status_in)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+    def _send(self) -> None:
+        try:
+            _write_all(self._records, self._batch)
+        except BrokenPipeError:  # the helper stopped: say why
+            self._wait()
+            raise PipelineError(
+                f"{self._where}: expected the process creating the tree's files to take them all, found it gone"
+            ) from None
+        self._batch.clear()
+
+    def _wait(self) -> None:
+        _, status = os.waitpid(self._pid, 0)
+        self._pid = 0
+        report = b""
+        while chunk := os.read(self._status, 1 << 16):
+            report += chunk
+        if status == 0 and not report:
+            return
+        if os.WIFSIGNALED(status):
+            if os.WTERMSIG(status) == signal.SIGINT:  # Ctrl-C reached the helper first
+                raise KeyboardInterrupt
+            raise PipelineError(
+                f"{self._where}: expected the process creating the tree's files to finish, found it killed by "
+                f"{signal.Signals(os.WTERMSIG(status)).name}"
+            )
+        number, _, rest = report.decode(errors="replace").partition("\t")
+        message, _, path = rest.partition("\t")
+        if not number.isdigit():
+            raise PipelineError(
+                f"{self._where}: expected the process creating the tree's files to finish, found it stopped "
+                f"(exit status {os.waitstatus_to_exitcode(status)})"
+            )
+        raise _HelperError(OSError(int(number), message, path))
+
+
+#: A record the helper reads: the path's length, the data's length, then both.
+_RECORD = struct.Struct("<II")
+#: Records are sent this many bytes at a time, into a pipe of ``_PIPE_BYTES`` (Linux's default
+#: ceiling for an unprivileged process): a few hundred files per write, memory bounded.
+_BATCH_BYTES = 1 << 18
+_PIPE_BYTES = 1 << 20
+
+
+def _serve(records: int, status: int, *, unused: tuple[int, ...]) -> NoReturn:
+    """The helper's whole life, in the forked child: create the files it reads from
+    ``records`` until the pipe closes; on an error, write ``errno<TAB>message<TAB>path`` to
+    ``status`` and stop. It always ends in ``os._exit``, never returning into the code it was
+    forked from."""
+    code = 1
+    try:
+        # Ctrl-C (held back by the parent until now) ends it at once, without a traceback.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        for descriptor in unused:  # the pipe's write end among them: its end of input
+            os.close(descriptor)
+        _create_sent_files(records)
+        code = 0
+    except OSError as exc:
+        path = exc.filename if isinstance(exc.filename, str) else os.fsdecode(exc.filename or b"")
+        with contextlib.suppress(OSError):
+            os.write(status, f"{exc.errno}\t{exc.strerror}\t{path}".encode(errors="surrogateescape"))
+    finally:
+        os._exit(code)
+
+
+def _create_sent_files(records: int) -> None:
+    pending = b""
+    while chunk := os.read(records, _PIPE_BYTES):
+        data = pending + chunk if pending else chunk
+        at, end = 0, len(data)
+        while at + _RECORD.size <= end:
+            path_length, data_length = _RECORD.unpack_from(data, at)
+            path_end = at + _RECORD.size + path_length
+            if path_end + data_length > end:
+                break
+            _create_file(os.fsdecode(data[at + _RECORD.size : path_end]), [data[path_end : path_end + data_length]])
+            at = path_end + data_length
+        pending = data[at:]
+    if pending:
+        raise OSError(errno.EPIPE, "the last file's bytes were cut short", "")
+
+
+def _create_file(path: str, chunks: Iterable[bytes]) -> None:
     # O_EXCL: a duplicate member name fails instead of silently overwriting an earlier file.
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
@@ -348,7 +542,7 @@ def _write_marks(staging: Path, zip_sha256: str) -> None:
             os.close(descriptor)
 
 
-def _write_all(descriptor: int, data: bytes) -> None:
+def _write_all(descriptor: int, data: bytes | bytearray) -> None:
     written = os.write(descriptor, data)
     # A regular file takes everything in one write unless the disk fills; finish the rest.
     while written < len(data):

@@ -4,16 +4,19 @@ with one line, the previous tree stays as it was, and nothing is left beside it.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
 import re
+import signal
 import stat
 import subprocess
 import tracemalloc
 import warnings
 import zipfile
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -81,6 +84,108 @@ def test_unpacks_stored_deflated_and_large_members(workspace: Path) -> None:
     assert unpack_zip(zip_path, workspace / "tree") == len(files) + 1
     assert read_tree(workspace / "tree") == with_marks({**files, "manifest.csv": manifest_for(list(files))}, zip_path)
     assert sorted(path.name for path in workspace.iterdir()) == ["in.zip", "tree"]
+
+
+def many_folders(folders: int = 6, per_folder: int = 60, size: int = 3000) -> dict[str, bytes]:
+    """Files in several class folders, so that the helper gets every other folder, several
+    batches (about 1 MB in all) and records split across the pipe's reads."""
+    return {
+        f"train/{folder}/{index:05d}.png": bytes([folder, index % 256]) * (size // 2 + index)
+        for folder in range(folders)
+        for index in range(per_folder)
+    }
+
+
+def assert_no_child_left() -> None:
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+
+@pytest.mark.parametrize("helper", [True, False], ids=["helper", "one-process"])
+def test_the_helper_process_makes_the_same_tree(workspace: Path, monkeypatch: pytest.MonkeyPatch, helper: bool) -> None:
+    """With a second core, a forked helper creates every other folder's files; without one,
+    this process creates them all. The same tree either way, and no process left behind."""
+    monkeypatch.setattr(tree_module, "_spare_core", lambda: helper)
+    files = many_folders()
+    zip_path = workspace / "in.zip"
+    zip_path.write_bytes(export_of(files))
+    assert unpack_zip(zip_path, workspace / "tree") == len(files) + 1
+    assert read_tree(workspace / "tree") == with_marks({**files, "manifest.csv": manifest_for(list(files))}, zip_path)
+    assert_no_child_left()
+
+
+def test_an_os_error_in_the_helper_is_raised_here_and_nothing_is_left(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills while the helper creates a file of the second folder (the helper's): the
+    error comes back with its path, the previous tree stays, the staging folder goes."""
+    monkeypatch.setattr(tree_module, "_spare_core", lambda: True)
+    create_file = tree_module._create_file
+
+    def full_disk(path: str, chunks: Iterable[bytes]) -> None:
+        if path.endswith("train/1/00030.png"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+        create_file(path, chunks)
+
+    monkeypatch.setattr(tree_module, "_create_file", full_disk)
+    zip_path = workspace / "in.zip"
+    zip_path.write_bytes(export_of(many_folders()))
+    with pytest.raises(OSError, match="No space left on device") as caught:
+        unpack_zip(zip_path, workspace / "tree")
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename.endswith("train/1/00030.png")
+    assert read_tree(workspace / "tree") == PREVIOUS
+    assert sorted(path.name for path in workspace.iterdir()) == ["in.zip", "tree"]
+    assert_no_child_left()
+
+
+@pytest.mark.parametrize(
+    ("sent", "raised", "match"),
+    [
+        (
+            signal.SIGKILL,
+            PipelineError,
+            "expected the process creating the tree's files to finish, found it killed by SIGKILL",
+        ),
+        (signal.SIGINT, KeyboardInterrupt, None),
+    ],
+    ids=["killed", "ctrl-c"],
+)
+def test_a_helper_stopped_by_a_signal_is_reported_and_nothing_is_left(
+    workspace: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    sent: signal.Signals,
+    raised: type[BaseException],
+    match: str | None,
+) -> None:
+    """Killed (the out-of-memory killer), or reached by Ctrl-C before this process: one
+    error or the interruption the stage reports as such, never a half tree."""
+    monkeypatch.setattr(tree_module, "_spare_core", lambda: True)
+    create_file = tree_module._create_file
+
+    def stopped(path: str, chunks: Iterable[bytes]) -> None:
+        if path.endswith("train/1/00030.png"):
+            os.kill(os.getpid(), sent)
+        create_file(path, chunks)
+
+    monkeypatch.setattr(tree_module, "_create_file", stopped)
+    zip_path = workspace / "in.zip"
+    zip_path.write_bytes(export_of(many_folders()))
+    with pytest.raises(raised, match=match):
+        unpack_zip(zip_path, workspace / "tree")
+    assert read_tree(workspace / "tree") == PREVIOUS
+    assert sorted(path.name for path in workspace.iterdir()) == ["in.zip", "tree"]
+    assert_no_child_left()
+
+
+def test_a_refusal_after_files_were_sent_stops_the_helper(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last member breaks the manifest's order after the helper has created most of its
+    files: it is stopped before the staging folder is removed, and nothing is left."""
+    monkeypatch.setattr(tree_module, "_spare_core", lambda: True)
+    files = many_folders()
+    names = list(files)
+    archive = zip_of({**files, "manifest.csv": manifest_for([*names[:-1], "train/5/other.png"])})
+    assert_refused(workspace, archive, "member 'train/5/00059.png' where manifest.csv row 360 lists")
+    assert_no_child_left()
 
 
 def test_a_tree_an_earlier_version_unpacked_is_replaced(workspace: Path) -> None:
@@ -462,7 +567,7 @@ def test_overlapping_entry_bomb_refused_before_anything_is_written(
 ) -> None:
     archive = overlapping_bomb(50, bytes(20_000))
     written: list[str] = []
-    monkeypatch.setattr(tree_module, "_write_member", lambda *args: written.append(args[2]))
+    monkeypatch.setattr(tree_module, "_write_members", lambda *args: written.append(args[3]))
     assert_refused(workspace, archive, "refusing member '0001.png': .*overlapping .*zip bomb")
     assert written == []
 
