@@ -35,6 +35,7 @@ import contextlib
 import csv
 import errno
 import fcntl
+import gc
 import os
 import signal
 import struct
@@ -230,7 +231,7 @@ def _write_members(source: ReadAt, directory: CentralDirectory, survey: Survey, 
     made_dirs = {""}
     shape = _ExportShape(_manifest_paths(source, survey.manifest, where), where)
     count = 0
-    with _FileMaker(root, where, helper=_spare_core()) as maker:
+    with _FileMaker(root, where, helper=_helper_possible()) as maker:
         try:
             for member in iter_members(source, directory, where, max_members=MAX_MEMBERS):
                 shape.admit(member.name, last=count == survey.count - 1)
@@ -335,9 +336,11 @@ def _text_lines(chunks: Iterable[bytes], where: str) -> Iterator[str]:
         yield pending
 
 
-def _spare_core() -> bool:
-    """Whether this process may use a second core (``unpack`` runs one helper process on it)."""
-    return len(os.sched_getaffinity(0)) > 1
+def _helper_possible() -> bool:
+    """Whether unpack may fork its helper: a second core to run it on, and children this process
+    can wait for (an ancestor may have set SIGCHLD to be ignored, which reaps them unseen)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return cores > 1 and signal.getsignal(signal.SIGCHLD) is not signal.SIG_IGN
 
 
 class _HelperError(Exception):
@@ -358,10 +361,12 @@ class _FileMaker:
     MNIST's 70,000 files on this project's 2-core VM, five interleaved pairs: 2.8-3.2 s instead
     of 4.3-4.7 s wall, the same CPU within 0.2 s. Threads were measured in an earlier round and
     were no faster (the checks hold the GIL between the system calls). The flat layout has one
-    folder per split, so there the helper gets every other split. Large members (more than ``WHOLE_MEMBER_SIZE``) are
-    streamed here, never sent. The helper only creates files, each with ``O_EXCL`` as this
-    process does; it is killed and waited for before this process returns or raises, so the
-    staging folder is never removed under it.
+    folder per split, so there the helper gets every other split. Large members (more than
+    ``WHOLE_MEMBER_SIZE``) are streamed here, never sent. The helper only creates files, each
+    with ``O_EXCL`` as this process does, and says how many it created; it is killed and
+    waited for before this process returns or raises, so the staging folder is never removed
+    under it. Which member an error names can differ with the helper (two clashing members
+    reach the disk in another order); what is refused does not.
     """
 
     def __init__(self, root: str, where: str, *, helper: bool) -> None:
@@ -371,19 +376,25 @@ class _FileMaker:
         self._records = -1
         self._status = -1
         self._batch = bytearray()
+        self._sent = 0
         self._folders: dict[str, bool] = {}  # folder -> the helper creates its files
         self._helper = helper
 
     def __enter__(self) -> _FileMaker:
         if self._helper:
-            self._start()
+            try:
+                self._start()
+            except BaseException:  # Ctrl-C held back across the fork lands here: stop the helper
+                self.__exit__()
+                raise
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        if self._pid:  # finish() not reached: stop the helper before the staging folder goes
-            os.kill(self._pid, signal.SIGKILL)
-            os.waitpid(self._pid, 0)
-            self._pid = 0
+        pid, self._pid = self._pid, 0
+        if pid:  # finish() not reached: stop the helper before the staging folder goes
+            with contextlib.suppress(ProcessLookupError, ChildProcessError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
         for descriptor in (self._records, self._status):
             if descriptor >= 0:
                 os.close(descriptor)
@@ -405,6 +416,7 @@ class _FileMaker:
         self._batch += _RECORD.pack(len(encoded), len(data))
         self._batch += encoded
         self._batch += data
+        self._sent += 1
         if len(self._batch) >= _BATCH_BYTES:
             self._send()
 
@@ -418,23 +430,28 @@ class _FileMaker:
         self._wait()
 
     def _start(self) -> None:
-        records_out, records_in = os.pipe()
-        status_out, status_in = os.pipe()
-        with contextlib.suppress(OSError):  # a larger pipe means fewer switches; the default works too
-            fcntl.fcntl(records_in, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
-        # Ctrl-C is held back across the fork: the helper must never run this process's code
-        # (its error handling, the staging folder's clean-up); it is delivered here once the
-        # helper is recorded, so that __exit__ stops it.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        records_out, self._records = os.pipe()
+        self._status, status_in = os.pipe()
         try:
-            pid = os.fork()
-            if pid == 0:
-                _serve(records_out, status_in, unused=(records_in, status_out))
-            self._pid, self._records, self._status = pid, records_in, status_out
+            if hasattr(fcntl, "F_SETPIPE_SZ"):  # Linux: a larger pipe means fewer switches
+                with contextlib.suppress(OSError):
+                    fcntl.fcntl(self._records, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+            # Ctrl-C is held back across the fork: the helper must never run this process's
+            # code (its error handling, the staging folder's clean-up). It is delivered once
+            # the helper is recorded, and __enter__ stops it.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                pid = os.fork()
+                if pid == 0:
+                    _serve(records_out, status_in)
+                self._pid = pid
+            except OSError:  # no process to be had (EAGAIN, ENOMEM): this one creates every file
+                self._pid = 0
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        finally:
             os.close(records_out)
             os.close(status_in)
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
     def _send(self) -> None:
         try:
@@ -447,13 +464,11 @@ class _FileMaker:
         self._batch.clear()
 
     def _wait(self) -> None:
-        _, status = os.waitpid(self._pid, 0)
-        self._pid = 0
+        pid, self._pid = self._pid, 0
+        _, status = os.waitpid(pid, 0)
         report = b""
         while chunk := os.read(self._status, 1 << 16):
             report += chunk
-        if status == 0 and not report:
-            return
         if os.WIFSIGNALED(status):
             if os.WTERMSIG(status) == signal.SIGINT:  # Ctrl-C reached the helper first
                 raise KeyboardInterrupt
@@ -461,14 +476,16 @@ class _FileMaker:
                 f"{self._where}: expected the process creating the tree's files to finish, found it killed by "
                 f"{signal.Signals(os.WTERMSIG(status)).name}"
             )
-        number, _, rest = report.decode(errors="replace").partition("\t")
-        message, _, path = rest.partition("\t")
-        if not number.isdigit():
-            raise PipelineError(
-                f"{self._where}: expected the process creating the tree's files to finish, found it stopped "
-                f"(exit status {os.waitstatus_to_exitcode(status)})"
-            )
-        raise _HelperError(OSError(int(number), message, path))
+        # The helper's report: the count of files it created, or errno<TAB>message<TAB>path.
+        fields = os.fsdecode(report).split("\t")
+        if status == 0 and fields == [str(self._sent)]:
+            return
+        if len(fields) == _ERROR_FIELDS and fields[0].isdigit():
+            raise _HelperError(OSError(int(fields[0]), fields[1], fields[2]))
+        raise PipelineError(
+            f"{self._where}: expected the process creating the tree's files to create {self._sent:,}, found it "
+            f"stopped (exit status {os.waitstatus_to_exitcode(status)}, report {report[:80]!r})"
+        )
 
 
 #: A record the helper reads: the path's length, the data's length, then both.
@@ -477,31 +494,42 @@ _RECORD = struct.Struct("<II")
 #: ceiling for an unprivileged process): a few hundred files per write, memory bounded.
 _BATCH_BYTES = 1 << 18
 _PIPE_BYTES = 1 << 20
+_ERROR_FIELDS = 3
 
 
-def _serve(records: int, status: int, *, unused: tuple[int, ...]) -> NoReturn:
+def _serve(records: int, status: int) -> NoReturn:
     """The helper's whole life, in the forked child: create the files it reads from
-    ``records`` until the pipe closes; on an error, write ``errno<TAB>message<TAB>path`` to
-    ``status`` and stop. It always ends in ``os._exit``, never returning into the code it was
-    forked from."""
+    ``records`` until the pipe closes, then write their count to ``status``; on an error,
+    write ``errno<TAB>message<TAB>path`` instead. It always ends in ``os._exit``, never
+    returning into the code it was forked from."""
     code = 1
     try:
-        # Ctrl-C (held back by the parent until now) ends it at once, without a traceback.
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        gc.disable()  # the parent's garbage is the parent's: no finalizer of its runs here
+        # Ctrl-C (held back by the parent until now) ends it at once, without a traceback,
+        # unless the parent ignores it (a background job), as the helper then does.
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-        for descriptor in unused:  # the pipe's write end among them: its end of input
-            os.close(descriptor)
-        _create_sent_files(records)
+        # Only its two pipes: the pipe's write end among the others (its end of input), and
+        # whatever else the parent had open.
+        low, high = sorted((records, status))
+        os.closerange(3, low)
+        os.closerange(low + 1, high)
+        os.closerange(high + 1, os.sysconf("SC_OPEN_MAX"))
+        created = _create_sent_files(records)
+        os.write(status, str(created).encode())
         code = 0
     except OSError as exc:
         path = exc.filename if isinstance(exc.filename, str) else os.fsdecode(exc.filename or b"")
         with contextlib.suppress(OSError):
-            os.write(status, f"{exc.errno}\t{exc.strerror}\t{path}".encode(errors="surrogateescape"))
+            os.write(status, os.fsencode(f"{exc.errno}\t{exc.strerror}\t{path}"))
     finally:
         os._exit(code)
 
 
-def _create_sent_files(records: int) -> None:
+def _create_sent_files(records: int) -> int:
+    """Create each file the pipe ``records`` brings; their count."""
+    created = 0
     pending = b""
     while chunk := os.read(records, _PIPE_BYTES):
         data = pending + chunk if pending else chunk
@@ -512,10 +540,12 @@ def _create_sent_files(records: int) -> None:
             if path_end + data_length > end:
                 break
             _create_file(os.fsdecode(data[at + _RECORD.size : path_end]), [data[path_end : path_end + data_length]])
+            created += 1
             at = path_end + data_length
         pending = data[at:]
     if pending:
         raise OSError(errno.EPIPE, "the last file's bytes were cut short", "")
+    return created
 
 
 def _create_file(path: str, chunks: Iterable[bytes]) -> None:

@@ -12,6 +12,7 @@ import re
 import signal
 import stat
 import subprocess
+import time
 import tracemalloc
 import warnings
 import zipfile
@@ -87,8 +88,8 @@ def test_unpacks_stored_deflated_and_large_members(workspace: Path) -> None:
 
 
 def many_folders(folders: int = 6, per_folder: int = 60, size: int = 3000) -> dict[str, bytes]:
-    """Files in several class folders, so that the helper gets every other folder, several
-    batches (about 1 MB in all) and records split across the pipe's reads."""
+    """Files in several class folders, so that the helper gets every other folder and several
+    batches (about 1 MB in all by default)."""
     return {
         f"train/{folder}/{index:05d}.png": bytes([folder, index % 256]) * (size // 2 + index)
         for folder in range(folders)
@@ -105,7 +106,7 @@ def assert_no_child_left() -> None:
 def test_the_helper_process_makes_the_same_tree(workspace: Path, monkeypatch: pytest.MonkeyPatch, helper: bool) -> None:
     """With a second core, a forked helper creates every other folder's files; without one,
     this process creates them all. The same tree either way, and no process left behind."""
-    monkeypatch.setattr(tree_module, "_spare_core", lambda: helper)
+    monkeypatch.setattr(tree_module, "_helper_possible", lambda: helper)
     files = many_folders()
     zip_path = workspace / "in.zip"
     zip_path.write_bytes(export_of(files))
@@ -119,7 +120,7 @@ def test_an_os_error_in_the_helper_is_raised_here_and_nothing_is_left(
 ) -> None:
     """The disk fills while the helper creates a file of the second folder (the helper's): the
     error comes back with its path, the previous tree stays, the staging folder goes."""
-    monkeypatch.setattr(tree_module, "_spare_core", lambda: True)
+    monkeypatch.setattr(tree_module, "_helper_possible", lambda: True)
     create_file = tree_module._create_file
 
     def full_disk(path: str, chunks: Iterable[bytes]) -> None:
@@ -159,7 +160,7 @@ def test_a_helper_stopped_by_a_signal_is_reported_and_nothing_is_left(
 ) -> None:
     """Killed (the out-of-memory killer), or reached by Ctrl-C before this process: one
     error or the interruption the stage reports as such, never a half tree."""
-    monkeypatch.setattr(tree_module, "_spare_core", lambda: True)
+    monkeypatch.setattr(tree_module, "_helper_possible", lambda: True)
     create_file = tree_module._create_file
 
     def stopped(path: str, chunks: Iterable[bytes]) -> None:
@@ -177,10 +178,54 @@ def test_a_helper_stopped_by_a_signal_is_reported_and_nothing_is_left(
     assert_no_child_left()
 
 
+def test_records_split_across_the_pipe_s_reads_make_the_same_tree(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The helper stalls on its first file while this process fills the pipe (1 MB) with about
+    4 MB of records: its reads then end mid-record, and every file still comes out whole."""
+    monkeypatch.setattr(tree_module, "_helper_possible", lambda: True)
+    create_file = tree_module._create_file
+
+    def stalling(path: str, chunks: Iterable[bytes]) -> None:
+        if path.endswith("train/1/00000.png"):
+            time.sleep(0.5)
+        create_file(path, chunks)
+
+    monkeypatch.setattr(tree_module, "_create_file", stalling)
+    files = many_folders(folders=4, per_folder=500, size=4000)
+    zip_path = workspace / "in.zip"
+    zip_path.write_bytes(export_of(files))
+    assert unpack_zip(zip_path, workspace / "tree") == len(files) + 1
+    assert read_tree(workspace / "tree") == with_marks({**files, "manifest.csv": manifest_for(list(files))}, zip_path)
+    assert_no_child_left()
+
+
+def test_ctrl_c_held_back_across_the_fork_stops_the_helper(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C arriving while the helper is forked is delivered once the helper is recorded:
+    the helper is stopped and reaped, and nothing is left."""
+    monkeypatch.setattr(tree_module, "_helper_possible", lambda: True)
+    fork = os.fork
+
+    def interrupted_fork() -> int:
+        pid = fork()
+        if pid:
+            os.kill(os.getpid(), signal.SIGINT)
+        return pid
+
+    monkeypatch.setattr(os, "fork", interrupted_fork)
+    zip_path = workspace / "in.zip"
+    zip_path.write_bytes(export_of(many_folders()))
+    with pytest.raises(KeyboardInterrupt):
+        unpack_zip(zip_path, workspace / "tree")
+    assert read_tree(workspace / "tree") == PREVIOUS
+    assert sorted(path.name for path in workspace.iterdir()) == ["in.zip", "tree"]
+    assert_no_child_left()
+
+
 def test_a_refusal_after_files_were_sent_stops_the_helper(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The last member breaks the manifest's order after the helper has created most of its
     files: it is stopped before the staging folder is removed, and nothing is left."""
-    monkeypatch.setattr(tree_module, "_spare_core", lambda: True)
+    monkeypatch.setattr(tree_module, "_helper_possible", lambda: True)
     files = many_folders()
     names = list(files)
     archive = zip_of({**files, "manifest.csv": manifest_for([*names[:-1], "train/5/other.png"])})
