@@ -438,7 +438,10 @@ class _FileMaker:
                     fcntl.fcntl(self._records, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
             # Ctrl-C is held back across the fork: the helper must never run this process's
             # code (its error handling, the staging folder's clean-up). It is delivered once
-            # the helper is recorded, and __enter__ stops it.
+            # the helper is recorded, and __enter__ stops it. (The mask is this thread's, the
+            # only one in a stage's or the command's process. Where other threads take the
+            # signal, Python may raise it before the pid is recorded: the helper then gets no
+            # file, exits, and stays unreaped until this process ends.)
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
             try:
                 pid = os.fork()

@@ -12,6 +12,7 @@ import re
 import signal
 import stat
 import subprocess
+import threading
 import time
 import tracemalloc
 import warnings
@@ -97,13 +98,35 @@ def many_folders(folders: int = 6, per_folder: int = 60, size: int = 3000) -> di
     }
 
 
-def assert_no_child_left() -> None:
-    with pytest.raises(ChildProcessError):
-        os.waitpid(-1, os.WNOHANG)
+@pytest.fixture
+def helper_pids(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The pids of the helpers unpack forks during the test, as this process saw them (other
+    children of a test worker, the servers of session fixtures, are not theirs to check)."""
+    pids: list[int] = []
+    fork = os.fork
+
+    def recording_fork() -> int:
+        pid = fork()
+        if pid:
+            pids.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", recording_fork)
+    return pids
+
+
+def assert_reaped(pids: list[int], forked: int = 1) -> None:
+    """``forked`` helpers were forked, and each was waited for: none is left, running or not."""
+    assert len(pids) == forked
+    for pid in pids:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
 
 
 @pytest.mark.parametrize("helper", [True, False], ids=["helper", "one-process"])
-def test_the_helper_process_makes_the_same_tree(workspace: Path, monkeypatch: pytest.MonkeyPatch, helper: bool) -> None:
+def test_the_helper_process_makes_the_same_tree(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, helper_pids: list[int], helper: bool
+) -> None:
     """With a second core, a forked helper creates every other folder's files; without one,
     this process creates them all. The same tree either way, and no process left behind."""
     monkeypatch.setattr(tree_module, "_helper_possible", lambda: helper)
@@ -112,11 +135,11 @@ def test_the_helper_process_makes_the_same_tree(workspace: Path, monkeypatch: py
     zip_path.write_bytes(export_of(files))
     assert unpack_zip(zip_path, workspace / "tree") == len(files) + 1
     assert read_tree(workspace / "tree") == with_marks({**files, "manifest.csv": manifest_for(list(files))}, zip_path)
-    assert_no_child_left()
+    assert_reaped(helper_pids, forked=1 if helper else 0)
 
 
 def test_an_os_error_in_the_helper_is_raised_here_and_nothing_is_left(
-    workspace: Path, monkeypatch: pytest.MonkeyPatch
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, helper_pids: list[int]
 ) -> None:
     """The disk fills while the helper creates a file of the second folder (the helper's): the
     error comes back with its path, the previous tree stays, the staging folder goes."""
@@ -136,7 +159,7 @@ def test_an_os_error_in_the_helper_is_raised_here_and_nothing_is_left(
     assert caught.value.errno == errno.ENOSPC and caught.value.filename.endswith("train/1/00030.png")
     assert read_tree(workspace / "tree") == PREVIOUS
     assert sorted(path.name for path in workspace.iterdir()) == ["in.zip", "tree"]
-    assert_no_child_left()
+    assert_reaped(helper_pids)
 
 
 @pytest.mark.parametrize(
@@ -154,6 +177,7 @@ def test_an_os_error_in_the_helper_is_raised_here_and_nothing_is_left(
 def test_a_helper_stopped_by_a_signal_is_reported_and_nothing_is_left(
     workspace: Path,
     monkeypatch: pytest.MonkeyPatch,
+    helper_pids: list[int],
     sent: signal.Signals,
     raised: type[BaseException],
     match: str | None,
@@ -175,11 +199,11 @@ def test_a_helper_stopped_by_a_signal_is_reported_and_nothing_is_left(
         unpack_zip(zip_path, workspace / "tree")
     assert read_tree(workspace / "tree") == PREVIOUS
     assert sorted(path.name for path in workspace.iterdir()) == ["in.zip", "tree"]
-    assert_no_child_left()
+    assert_reaped(helper_pids)
 
 
 def test_records_split_across_the_pipe_s_reads_make_the_same_tree(
-    workspace: Path, monkeypatch: pytest.MonkeyPatch
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, helper_pids: list[int]
 ) -> None:
     """The helper stalls on its first file while this process fills the pipe (1 MB) with about
     4 MB of records: its reads then end mid-record, and every file still comes out whole."""
@@ -197,10 +221,12 @@ def test_records_split_across_the_pipe_s_reads_make_the_same_tree(
     zip_path.write_bytes(export_of(files))
     assert unpack_zip(zip_path, workspace / "tree") == len(files) + 1
     assert read_tree(workspace / "tree") == with_marks({**files, "manifest.csv": manifest_for(list(files))}, zip_path)
-    assert_no_child_left()
+    assert_reaped(helper_pids)
 
 
-def test_ctrl_c_held_back_across_the_fork_stops_the_helper(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ctrl_c_held_back_across_the_fork_stops_the_helper(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, helper_pids: list[int]
+) -> None:
     """Ctrl-C arriving while the helper is forked is delivered once the helper is recorded:
     the helper is stopped and reaped, and nothing is left."""
     monkeypatch.setattr(tree_module, "_helper_possible", lambda: True)
@@ -208,8 +234,8 @@ def test_ctrl_c_held_back_across_the_fork_stops_the_helper(workspace: Path, monk
 
     def interrupted_fork() -> int:
         pid = fork()
-        if pid:
-            os.kill(os.getpid(), signal.SIGINT)
+        if pid:  # to this thread, as in a stage's process, the only thread there
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
         return pid
 
     monkeypatch.setattr(os, "fork", interrupted_fork)
@@ -219,10 +245,12 @@ def test_ctrl_c_held_back_across_the_fork_stops_the_helper(workspace: Path, monk
         unpack_zip(zip_path, workspace / "tree")
     assert read_tree(workspace / "tree") == PREVIOUS
     assert sorted(path.name for path in workspace.iterdir()) == ["in.zip", "tree"]
-    assert_no_child_left()
+    assert_reaped(helper_pids)
 
 
-def test_a_refusal_after_files_were_sent_stops_the_helper(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_refusal_after_files_were_sent_stops_the_helper(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, helper_pids: list[int]
+) -> None:
     """The last member breaks the manifest's order after the helper has created most of its
     files: it is stopped before the staging folder is removed, and nothing is left."""
     monkeypatch.setattr(tree_module, "_helper_possible", lambda: True)
@@ -230,7 +258,7 @@ def test_a_refusal_after_files_were_sent_stops_the_helper(workspace: Path, monke
     names = list(files)
     archive = zip_of({**files, "manifest.csv": manifest_for([*names[:-1], "train/5/other.png"])})
     assert_refused(workspace, archive, "member 'train/5/00059.png' where manifest.csv row 360 lists")
-    assert_no_child_left()
+    assert_reaped(helper_pids)
 
 
 def test_a_tree_an_earlier_version_unpacked_is_replaced(workspace: Path) -> None:
