@@ -18,7 +18,7 @@ import tracemalloc
 import warnings
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
@@ -64,14 +64,19 @@ def workspace(tmp_path: Path) -> Path:
     return folder
 
 
+def assert_previous_tree_kept(workspace: Path) -> None:
+    """The tree from before is as it was, and nothing is left beside it."""
+    assert read_tree(workspace / "tree") == PREVIOUS
+    assert sorted(path.name for path in workspace.iterdir()) == ["in.zip", "tree"]
+
+
 def assert_refused(workspace: Path, archive: bytes, match: str) -> None:
     zip_path = workspace / "in.zip"
     zip_path.write_bytes(archive)
     with pytest.raises(ArchiveError, match=match) as caught:
         unpack_zip(zip_path, workspace / "tree")
     assert str(caught.value).startswith(f"{zip_path}: ") and "\n" not in str(caught.value)
-    assert read_tree(workspace / "tree") == PREVIOUS
-    assert sorted(path.name for path in workspace.iterdir()) == ["in.zip", "tree"]
+    assert_previous_tree_kept(workspace)
 
 
 def test_unpacks_stored_deflated_and_large_members(workspace: Path) -> None:
@@ -96,6 +101,19 @@ def many_folders(folders: int = 6, per_folder: int = 60, size: int = 3000) -> di
         for folder in range(folders)
         for index in range(per_folder)
     }
+
+
+def before_creating(monkeypatch: pytest.MonkeyPatch, name: str, action: Callable[[str], None]) -> None:
+    """Run ``action(path)`` just before the file whose path ends with ``name`` is created, in
+    whichever process creates it (the helper inherits the patch when it is forked)."""
+    create_file = tree_module._create_file
+
+    def hooked(path: str, chunks: Iterable[bytes]) -> None:
+        if path.endswith(name):
+            action(path)
+        create_file(path, chunks)
+
+    monkeypatch.setattr(tree_module, "_create_file", hooked)
 
 
 @pytest.fixture
@@ -144,21 +162,17 @@ def test_an_os_error_in_the_helper_is_raised_here_and_nothing_is_left(
     """The disk fills while the helper creates a file of the second folder (the helper's): the
     error comes back with its path, the previous tree stays, the staging folder goes."""
     monkeypatch.setattr(tree_module, "_helper_possible", lambda: True)
-    create_file = tree_module._create_file
 
-    def full_disk(path: str, chunks: Iterable[bytes]) -> None:
-        if path.endswith("train/1/00030.png"):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
-        create_file(path, chunks)
+    def full_disk(path: str) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
 
-    monkeypatch.setattr(tree_module, "_create_file", full_disk)
+    before_creating(monkeypatch, "train/1/00030.png", full_disk)
     zip_path = workspace / "in.zip"
     zip_path.write_bytes(export_of(many_folders()))
     with pytest.raises(OSError, match="No space left on device") as caught:
         unpack_zip(zip_path, workspace / "tree")
     assert caught.value.errno == errno.ENOSPC and caught.value.filename.endswith("train/1/00030.png")
-    assert read_tree(workspace / "tree") == PREVIOUS
-    assert sorted(path.name for path in workspace.iterdir()) == ["in.zip", "tree"]
+    assert_previous_tree_kept(workspace)
     assert_reaped(helper_pids)
 
 
@@ -185,20 +199,12 @@ def test_a_helper_stopped_by_a_signal_is_reported_and_nothing_is_left(
     """Killed (the out-of-memory killer), or reached by Ctrl-C before this process: one
     error or the interruption the stage reports as such, never a half tree."""
     monkeypatch.setattr(tree_module, "_helper_possible", lambda: True)
-    create_file = tree_module._create_file
-
-    def stopped(path: str, chunks: Iterable[bytes]) -> None:
-        if path.endswith("train/1/00030.png"):
-            os.kill(os.getpid(), sent)
-        create_file(path, chunks)
-
-    monkeypatch.setattr(tree_module, "_create_file", stopped)
+    before_creating(monkeypatch, "train/1/00030.png", lambda _: os.kill(os.getpid(), sent))
     zip_path = workspace / "in.zip"
     zip_path.write_bytes(export_of(many_folders()))
     with pytest.raises(raised, match=match):
         unpack_zip(zip_path, workspace / "tree")
-    assert read_tree(workspace / "tree") == PREVIOUS
-    assert sorted(path.name for path in workspace.iterdir()) == ["in.zip", "tree"]
+    assert_previous_tree_kept(workspace)
     assert_reaped(helper_pids)
 
 
@@ -208,14 +214,7 @@ def test_records_split_across_the_pipe_s_reads_make_the_same_tree(
     """The helper stalls on its first file while this process fills the pipe (1 MB) with about
     4 MB of records: its reads then end mid-record, and every file still comes out whole."""
     monkeypatch.setattr(tree_module, "_helper_possible", lambda: True)
-    create_file = tree_module._create_file
-
-    def stalling(path: str, chunks: Iterable[bytes]) -> None:
-        if path.endswith("train/1/00000.png"):
-            time.sleep(0.5)
-        create_file(path, chunks)
-
-    monkeypatch.setattr(tree_module, "_create_file", stalling)
+    before_creating(monkeypatch, "train/1/00000.png", lambda _: time.sleep(0.5))
     files = many_folders(folders=4, per_folder=500, size=4000)
     zip_path = workspace / "in.zip"
     zip_path.write_bytes(export_of(files))
@@ -243,8 +242,7 @@ def test_ctrl_c_held_back_across_the_fork_stops_the_helper(
     zip_path.write_bytes(export_of(many_folders()))
     with pytest.raises(KeyboardInterrupt):
         unpack_zip(zip_path, workspace / "tree")
-    assert read_tree(workspace / "tree") == PREVIOUS
-    assert sorted(path.name for path in workspace.iterdir()) == ["in.zip", "tree"]
+    assert_previous_tree_kept(workspace)
     assert_reaped(helper_pids)
 
 
