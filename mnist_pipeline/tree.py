@@ -430,8 +430,15 @@ class _FileMaker:
         self._wait()
 
     def _start(self) -> None:
-        records_out, self._records = os.pipe()
-        self._status, status_in = os.pipe()
+        opened: list[int] = []
+        try:
+            opened += os.pipe()
+            opened += os.pipe()
+        except OSError:  # no descriptors to be had (EMFILE): this process creates every file
+            for descriptor in opened:
+                os.close(descriptor)
+            return
+        records_out, self._records, self._status, status_in = opened
         try:
             if hasattr(fcntl, "F_SETPIPE_SZ"):  # Linux: a larger pipe means fewer switches
                 with contextlib.suppress(OSError):

@@ -156,6 +156,33 @@ def test_the_helper_process_makes_the_same_tree(
     assert_reaped(helper_pids, forked=1 if helper else 0)
 
 
+def test_no_descriptor_for_the_helper_s_pipes_means_no_helper(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, helper_pids: list[int]
+) -> None:
+    """The second pipe cannot be had (too many open files): the first is closed again, no
+    helper is forked, and this process makes the same tree."""
+    monkeypatch.setattr(tree_module, "_helper_possible", lambda: True)
+    pipe = os.pipe
+    pipes: list[tuple[int, int]] = []
+
+    def second_fails() -> tuple[int, int]:
+        if pipes:
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+        pipes.append(pipe())
+        return pipes[-1]
+
+    monkeypatch.setattr(os, "pipe", second_fails)
+    files = many_folders()
+    zip_path = workspace / "in.zip"
+    zip_path.write_bytes(export_of(files))
+    assert unpack_zip(zip_path, workspace / "tree") == len(files) + 1
+    assert read_tree(workspace / "tree") == with_marks({**files, "manifest.csv": manifest_for(list(files))}, zip_path)
+    assert_reaped(helper_pids, forked=0)
+    for descriptor in pipes[0]:  # closed: fstat of a closed descriptor fails
+        with pytest.raises(OSError, match="Bad file descriptor"):
+            os.fstat(descriptor)
+
+
 def test_an_os_error_in_the_helper_is_raised_here_and_nothing_is_left(
     workspace: Path, monkeypatch: pytest.MonkeyPatch, helper_pids: list[int]
 ) -> None:
