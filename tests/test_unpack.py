@@ -12,6 +12,7 @@ import re
 import signal
 import stat
 import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -271,6 +272,62 @@ def test_ctrl_c_held_back_across_the_fork_stops_the_helper(
         unpack_zip(zip_path, workspace / "tree")
     assert_previous_tree_kept(workspace)
     assert_reaped(helper_pids)
+
+
+#: Run in a process of its own: unpack with the helper, its folder's files slow (10 ms each),
+#: printing the helper's pid, so that the test can kill the unpack while the helper works.
+SLOW_HELPER_UNPACK = """
+import os, sys, time
+from pathlib import Path
+from mnist_pipeline import tree
+tree._helper_possible = lambda: True
+create_file, fork = tree._create_file, os.fork
+def slow(path, chunks):
+    if "/train/1/" in path:
+        time.sleep(0.01)
+    create_file(path, chunks)
+def noted():
+    pid = fork()
+    if pid:
+        print(pid, flush=True)
+    return pid
+tree._create_file, os.fork = slow, noted
+tree.unpack_zip(Path(sys.argv[1]), Path(sys.argv[2]))
+"""
+
+
+def test_a_killed_unpack_s_helper_ends_by_itself_and_the_next_run_cleans_up(workspace: Path) -> None:
+    """SIGKILL reaches only the unpack: its helper finds the pipe closed once it has created
+    what was already sent into the scratch folder, and exits on its own. The next unpack
+    removes that scratch and writes the whole tree."""
+    files = many_folders(per_folder=100)
+    zip_path = workspace / "in.zip"
+    zip_path.write_bytes(export_of(files))
+    command = [sys.executable, "-c", SLOW_HELPER_UNPACK, str(zip_path), str(workspace / "tree")]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, text=True, cwd=Path(tree_module.__file__).parents[1]
+    ) as unpack:
+        assert unpack.stdout is not None
+        helper = int(unpack.stdout.readline())
+        time.sleep(0.2)
+        unpack.kill()
+    assert unpack.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 10
+    while (state := process_state(helper)) not in (None, "Z") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert state in (None, "Z"), f"the helper {helper} still runs"
+    assert any(path.name.endswith(".tmp") for path in workspace.iterdir())  # the killed run's scratch
+    assert unpack_zip(zip_path, workspace / "tree") == len(files) + 1
+    assert read_tree(workspace / "tree") == with_marks({**files, "manifest.csv": manifest_for(list(files))}, zip_path)
+    assert sorted(path.name for path in workspace.iterdir()) == ["in.zip", "tree"]
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter of process ``pid`` (``Z`` a zombie), or None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
 
 
 def test_a_refusal_after_files_were_sent_stops_the_helper(
