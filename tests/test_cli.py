@@ -120,15 +120,20 @@ def test_params_replaces_a_hard_linked_params_yaml_by_a_rename(
 ) -> None:
     """README "Failure modes": `mnist-pipeline params` never writes through a second name of
     params.yaml (`dvc exp run`, which writes it in place, does: tests/test_loop.py)."""
-    shutil.copytree(PROJECT_ROOT / "conf", tmp_path / "conf")
+    linked, plain = tmp_path / "linked", tmp_path / "plain"
+    for repo in (linked, plain):
+        shutil.copytree(PROJECT_ROOT / "conf", repo / "conf")
     elsewhere = tmp_path / "elsewhere.yaml"
     elsewhere.write_text("not params\n")
-    (tmp_path / "params.yaml").hardlink_to(elsewhere)
-    monkeypatch.chdir(tmp_path)
-    assert cli.main(["params"]) == 0, capsys.readouterr().err
+    (linked / "params.yaml").hardlink_to(elsewhere)
+    for repo in (linked, plain):
+        monkeypatch.chdir(repo)
+        assert cli.main(["params"]) == 0, capsys.readouterr().err
     assert elsewhere.read_text() == "not params\n"
-    assert (tmp_path / "params.yaml").stat().st_nlink == 1
-    assert (tmp_path / "params.yaml").read_bytes() == (PROJECT_ROOT / "params.yaml").read_bytes()
+    assert (linked / "params.yaml").stat().st_nlink == 1
+    # conf/'s composition, as written where no link was: not the workspace's params.yaml,
+    # which holds an applied experiment in a team's loop (test_config checks that one).
+    assert (linked / "params.yaml").read_bytes() == (plain / "params.yaml").read_bytes()
 
 
 @pytest.mark.parametrize(
